@@ -1,0 +1,3 @@
+"""floatsrv: a self-hosted floating license server."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,69 @@
+"""Reading request bodies: JSON objects only, strictly parsed, with clear errors.
+
+Rejected before any handler logic runs: other content types (415), bodies over the configured size (413),
+invalid UTF-8, invalid JSON, NaN/Infinity, duplicate keys, absurd nesting, and non-object bodies.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, NoReturn
+
+from aiohttp import web
+
+from floatsrv.appkeys import CONFIG
+from floatsrv.errors import InvalidJson, PayloadTooLarge, UnsupportedMediaType
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise InvalidJson(f"duplicate key {key!r} in the JSON body", param=key)
+        out[key] = value
+    return out
+
+
+def _no_constants(name: str) -> NoReturn:
+    raise InvalidJson(f"{name} is not a valid JSON number")
+
+
+def _check_content_type(request: web.Request) -> None:
+    header = request.headers.get("Content-Type")
+    if header is None:
+        return  # lenient: many hand-written clients omit it
+    mime = header.split(";", 1)[0].strip().lower()
+    if mime == "application/json" or mime.endswith("+json") or mime == "":
+        return
+    raise UnsupportedMediaType(f"Content-Type {mime!r} is not supported; send application/json")
+
+
+def decode_json_object(raw: bytes) -> dict[str, Any]:
+    """Bytes -> dict. Raises InvalidJson with a message saying what is wrong."""
+    if not raw.strip():
+        raise InvalidJson("the request body is empty; send a JSON object")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise InvalidJson("the request body is not valid UTF-8") from None
+    try:
+        value = json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_no_constants)
+    except InvalidJson:
+        raise
+    except RecursionError:
+        raise InvalidJson("the JSON body is nested too deeply") from None
+    except ValueError as exc:  # JSONDecodeError, and int() refusing thousands of digits
+        raise InvalidJson(f"the request body is not valid JSON ({str(exc).split(':')[0]})") from None
+    if not isinstance(value, dict):
+        raise InvalidJson("the request body must be a JSON object")
+    return value
+
+
+async def read_json_object(request: web.Request) -> dict[str, Any]:
+    _check_content_type(request)
+    try:
+        raw = await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        limit = request.app[CONFIG].server.max_body_bytes
+        raise PayloadTooLarge(f"the request body is larger than {limit} bytes (server.max_body_bytes)") from None
+    return decode_json_object(raw)

@@ -1,0 +1,128 @@
+"""The request pipeline around every handler: request id, one canonical log line, auth, error rendering.
+
+Errors become JSON here and only here: domain errors through the surface's table in `api.errors`,
+routing errors (404/405) in the surface's shape, anything unexpected as a generic 500 that is logged once
+with its traceback and never leaks internals to the client.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+import uuid
+from typing import Any
+
+import structlog
+from aiohttp import web
+from aiohttp.typedefs import Handler
+
+from floatsrv import errors
+from floatsrv.api.errors import Surface, error_body, render
+from floatsrv.appkeys import CONFIG, PRINCIPAL, ROUTE_ROLES, TOKENS, USERS
+from floatsrv.log import get_logger
+from floatsrv.models import Principal, Role
+
+log = get_logger("floatsrv.http")
+
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._\-]{1,64}$")
+
+# With auth switched off there is nobody to log in; callers act as this principal.
+ANONYMOUS = Principal("anonymous", Role.ADMIN)
+
+
+def surface_of(request: web.Request) -> Surface:
+    return "native" if request.path.startswith("/v1/") or request.path == "/v1" else "v4"
+
+
+def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
+    return web.json_response(body, status=status, headers=headers)
+
+
+def _error_response(request: web.Request, error: errors.FloatsrvError) -> web.Response:
+    status, body = render(surface_of(request), error)
+    headers = {"WWW-Authenticate": 'Bearer realm="floatsrv"'} if status == 401 else None
+    return json_response(body, status=status, headers=headers)
+
+
+def _http_error_response(request: web.Request, exc: web.HTTPException) -> web.Response:
+    code = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}.get(exc.status, "http_error")
+    message = {
+        404: f"no such endpoint: {request.method} {request.path}",
+        405: f"{request.method} is not allowed on {request.path}",
+    }.get(exc.status, exc.reason)
+    kind = "not_found" if exc.status == 404 else "invalid_request_error"
+    body = error_body(surface_of(request), exc.status, code, message, kind=kind)
+    headers = {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else None
+    return json_response(body, status=exc.status, headers=headers)
+
+
+def _authenticate(request: web.Request, required: Role) -> Principal:
+    """Principal for a bearer token, checked against the user directory. Raises AuthError subclasses."""
+    if not request.app[CONFIG].auth.enabled:
+        return ANONYMOUS
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    if not header:
+        raise errors.Unauthenticated(
+            "authentication required: log in at GET /auth and send Authorization: Bearer <token>"
+        )
+    if scheme.lower() != "bearer" or not token.strip():
+        raise errors.InvalidToken("the Authorization header must be 'Bearer <token>'", reason="scheme")
+    claims = request.app[TOKENS].verify(token.strip())
+    principal = request.app[USERS].lookup(claims.username)
+    if principal is None:
+        raise errors.InvalidToken("the token's user no longer exists", reason="unknown_user")
+    if not principal.role.allows(required):
+        raise errors.Forbidden(f"this needs the {required.value} role; you are {principal.role.value}")
+    return principal
+
+
+@web.middleware
+async def pipeline(request: web.Request, handler: Handler) -> web.StreamResponse:
+    started = time.perf_counter()
+    incoming = request.headers.get("X-Request-Id", "")
+    request_id = incoming if _REQUEST_ID.match(incoming) else uuid.uuid4().hex[:16]
+    structlog.contextvars.clear_contextvars()
+    structlog.contextvars.bind_contextvars(request_id=request_id)
+    route = request.match_info.route
+    resource = route.resource
+    route_name = resource.canonical if resource is not None else "-"
+    user = "-"
+    response: web.StreamResponse
+    try:
+        if request.match_info.http_exception is None:
+            required = request.app[ROUTE_ROLES].get((route.method, route_name))
+            if required is not None:
+                principal = _authenticate(request, required)
+                request[PRINCIPAL] = principal
+                user = principal.username
+        response = await handler(request)
+    except errors.FloatsrvError as exc:
+        response = _error_response(request, exc)
+        structlog.contextvars.bind_contextvars(error_code=exc.code)
+    except web.HTTPException as exc:
+        response = _http_error_response(request, exc)
+    except asyncio.CancelledError:
+        raise
+    except Exception:
+        log.exception("request_failed", method=request.method, path=request.path)
+        body = error_body(
+            surface_of(request),
+            500,
+            "internal_error",
+            f"internal error; the server log has the details (request id {request_id})",
+            kind="server_error",
+        )
+        response = json_response(body, status=500)
+    response.headers["X-Request-Id"] = request_id
+    log.info(
+        "request_completed",
+        method=request.method,
+        route=route_name,
+        status=response.status,
+        duration_ms=round((time.perf_counter() - started) * 1000, 2),
+        user=user,
+        peer=request.remote,
+    )
+    return response

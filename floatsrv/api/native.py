@@ -1,0 +1,161 @@
+"""Native read API under /v1: licenses with live usage, and seats with their history.
+
+Envelope: `{"success": true, "data": ...}`; lists are `{"object": "list", "data": [...]}`. Quantities are
+decimal strings (exact, up to three decimals), instants ISO 8601 UTC.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from aiohttp import web
+from pydantic import BaseModel, ConfigDict, Field
+
+from floatsrv.api.middleware import json_response
+from floatsrv.api.validation import Text100, Text256, WireInt, parse
+from floatsrv.appkeys import DOMAIN
+from floatsrv.domain import queries
+from floatsrv.domain.queries import SeatView
+from floatsrv.domain.state import FeatureState, LicenseState, Period
+from floatsrv.errors import LicenseNotFound
+from floatsrv.models import ConsumptionLimits
+from floatsrv.times import iso, iso_us
+
+
+def decimal_string(milli: int) -> str:
+    whole, frac = divmod(abs(milli), 1000)
+    sign = "-" if milli < 0 else ""
+    return f"{sign}{whole}" if frac == 0 else f"{sign}{whole}.{frac:03d}".rstrip("0")
+
+
+def ok(data: Any) -> web.Response:
+    return json_response({"success": True, "data": data})
+
+
+def _consumption(limits: ConsumptionLimits, maximum: int, total_milli: int, period: Period | None) -> dict[str, Any]:
+    capacity = limits.capacity(maximum)
+    return {
+        "total": decimal_string(total_milli),
+        "included": str(maximum),
+        "capacity": None if capacity is None else str(capacity),
+        "unlimited": capacity is None,
+        "allow_overages": limits.allow_overages,
+        "max_overages": limits.max_overages,
+        "allow_negative": limits.allow_negative_consumptions,
+        "period": None if period is None else {"start": iso(period.start), "end": iso(period.end)},
+    }
+
+
+def _feature(feature: FeatureState, timeout: int) -> dict[str, Any]:
+    spec = feature.spec
+    return {
+        "code": spec.code,
+        "name": spec.display_name,
+        "feature_type": spec.feature_type,
+        "floating_users": spec.floating_users,
+        "floating_timeout": timeout if spec.is_floating else None,
+        "seats_in_use": feature.seats_in_use if spec.is_floating else None,
+        "expiry_date": iso(spec.expiry_date) if spec.expiry_date else None,
+        "consumption": _consumption(spec, spec.max_consumption, feature.total_milli, feature.period)
+        if spec.is_consumption
+        else None,
+    }
+
+
+def license_view(state: LicenseState) -> dict[str, Any]:
+    spec = state.license.spec
+    return {
+        "object": "license",
+        "id": spec.id,
+        "product": spec.product,
+        "product_name": spec.product_name or spec.product,
+        "license_type": spec.license_type,
+        "enabled": spec.enabled,
+        "active": spec.active,
+        "validity_period": iso(spec.validity_period) if spec.validity_period else None,
+        "floating_users": spec.floating_users,
+        "floating_timeout": spec.floating_timeout,
+        "seats_in_use": state.seats_in_use,
+        "can_borrow": spec.can_borrow,
+        "max_borrow_time": spec.max_borrow_time,
+        "consumption": _consumption(spec, spec.max_consumptions, state.total_milli, state.period)
+        if spec.is_consumption
+        else None,
+        "features": [_feature(f, spec.feature_timeout(f.spec)) for f in state.features],
+    }
+
+
+def seat_view(view: SeatView) -> dict[str, Any]:
+    row = view.row
+    return {
+        "object": "seat",
+        "id": row.id,
+        "license_id": row.license_id,
+        "product": view.license.product if view.license else None,
+        "feature": row.feature or None,
+        "user": row.user,
+        "slot": row.slot,
+        "principal": row.principal,
+        "state": "held" if view.held else "ended",
+        "registered_at": iso_us(row.registered_at),
+        "heartbeat_at": iso_us(row.heartbeat_at),
+        "expires_at": iso_us(row.expires_at),
+        "borrowed_until": iso_us(row.borrowed_until),
+        "ended_at": iso_us(view.ended_at),
+        "end_reason": view.end_reason,
+        "client": {
+            "os_hostname": row.os_hostname,
+            "ip_local": row.ip_local,
+            "user_info": row.user_info,
+            "sdk_ver": row.sdk_ver,
+            "app_ver": row.app_ver,
+        },
+    }
+
+
+class LicenseQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    product: Text100 | None = None
+
+
+class SeatQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    license_id: Annotated[WireInt, Field(gt=0, lt=2**53)] | None = None
+    product: Text100 | None = None
+    feature: Text100 | None = None
+    user: Text256 | None = None
+    state: Literal["held", "ended", "all"] = "held"
+    limit: Annotated[WireInt, Field(ge=1, le=1000)] = 100
+
+
+async def list_licenses(request: web.Request) -> web.Response:
+    query = parse(LicenseQuery, dict(request.query))
+    states = await queries.license_states(request.app[DOMAIN], query.product)
+    return ok({"object": "list", "data": [license_view(state) for state in states]})
+
+
+async def get_license(request: web.Request) -> web.Response:
+    domain = request.app[DOMAIN]
+    try:
+        license_id = int(request.match_info["license_id"])
+    except ValueError:
+        license_id = 0
+    license = domain.catalog.get(license_id)
+    if license is None:
+        raise LicenseNotFound(f"no license {request.match_info['license_id']}")
+    states = await queries.license_states(domain, license.product, license.id)
+    return ok(license_view(states[0]))
+
+
+async def list_seats(request: web.Request) -> web.Response:
+    domain = request.app[DOMAIN]
+    query = parse(SeatQuery, dict(request.query))
+    license_ids = None
+    if query.product is not None:
+        license_ids = [lic.id for lic in domain.catalog.licenses(query.product)]
+    if query.license_id is not None:
+        license_ids = [query.license_id] if license_ids is None or query.license_id in license_ids else []
+    views = await queries.seat_views(
+        domain, license_ids=license_ids, feature=query.feature, user=query.user, state=query.state, limit=query.limit
+    )
+    return ok({"object": "list", "data": [seat_view(view) for view in views]})

@@ -1,0 +1,172 @@
+"""LicenseSpring Floating Server v1 endpoints (`/api/v4/...`): parse, call the domain, shape the reply.
+
+Bodies that the SDK returns as text (`unregister`, `featureRelease`, the `/all` variants) are plain text,
+as its docstrings expect: `user_unregistered`, `feature_released`, and an empty body.
+"""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from floatsrv.api import v4_shapes as shapes
+from floatsrv.api.body import read_json_object
+from floatsrv.api.middleware import json_response
+from floatsrv.api.v4_schemas import (
+    BorrowBody,
+    ClientFields,
+    ConsumptionBody,
+    FeatureConsumptionBody,
+    FeatureRegisterBody,
+    FeatureReleaseBody,
+    RegisterBody,
+    UnregisterBody,
+)
+from floatsrv.api.validation import parse, wire_int
+from floatsrv.appkeys import DOMAIN, PRINCIPAL
+from floatsrv.db.seats import ClientInfo
+from floatsrv.domain import consumption, queries, seats
+from floatsrv.domain.consumption import ConsumeRequest
+from floatsrv.domain.seats import SeatRequest, Target
+from floatsrv.errors import InvalidRequest
+from floatsrv.models import Principal
+
+
+def _principal(request: web.Request) -> Principal | None:
+    return request.get(PRINCIPAL)
+
+
+def _client(body: ClientFields) -> ClientInfo:
+    return ClientInfo(
+        os_hostname=body.os_hostname,
+        ip_local=body.ip_local,
+        user_info=body.user_info,
+        sdk_ver=body.sdk_ver,
+        app_ver=body.app_ver,
+    )
+
+
+def _seat_request(request: web.Request, body: RegisterBody | FeatureRegisterBody) -> SeatRequest:
+    principal = _principal(request)
+    return SeatRequest(
+        Target(body.product, body.license_id), body.user, principal.username if principal else None, _client(body)
+    )
+
+
+async def register(request: web.Request) -> web.Response:
+    body = parse(RegisterBody, await read_json_object(request))
+    result = await seats.register(request.app[DOMAIN], _seat_request(request, body))
+    return json_response(shapes.register_response(result))
+
+
+async def borrow(request: web.Request) -> web.Response:
+    body = parse(BorrowBody, await read_json_object(request))
+    result = await seats.register(
+        request.app[DOMAIN], _seat_request(request, body), borrow=True, borrowed_until=body.borrowed_until
+    )
+    return json_response(shapes.borrow_response(result))
+
+
+async def unregister(request: web.Request) -> web.Response:
+    body = parse(UnregisterBody, await read_json_object(request))
+    await seats.unregister(request.app[DOMAIN], Target(body.product, body.license_id), body.user)
+    return web.Response(text="user_unregistered")
+
+
+def _query_scope(request: web.Request) -> tuple[str | None, int | None]:
+    product = request.query.get("product") or None
+    raw_id = request.query.get("license_id") or None
+    license_id = None
+    if raw_id is not None:
+        try:
+            license_id = wire_int(raw_id)
+        except ValueError:
+            raise InvalidRequest("license_id: must be an integer", param="license_id") from None
+    return product, license_id
+
+
+async def unregister_all(request: web.Request) -> web.Response:
+    product, license_id = _query_scope(request)
+    await seats.unregister_all(request.app[DOMAIN], product, license_id)
+    return web.Response(text="")
+
+
+async def add_consumption(request: web.Request) -> web.Response:
+    body = parse(ConsumptionBody, await read_json_object(request))
+    principal = _principal(request)
+    result = await consumption.add_consumption(
+        request.app[DOMAIN],
+        ConsumeRequest(
+            Target(body.product, body.license_id),
+            body.consumptions,
+            user=body.user,
+            principal=principal.username if principal else None,
+            allow_overages=body.allow_overages,
+            max_overages=body.max_overages,
+        ),
+    )
+    return json_response(shapes.consumption_response(result))
+
+
+async def add_feature_consumption(request: web.Request) -> web.Response:
+    body = parse(FeatureConsumptionBody, await read_json_object(request))
+    principal = _principal(request)
+    result = await consumption.add_consumption(
+        request.app[DOMAIN],
+        ConsumeRequest(
+            Target(body.product, body.license_id),
+            body.consumptions,
+            feature=body.feature,
+            user=body.user,
+            principal=principal.username if principal else None,
+        ),
+    )
+    return json_response(shapes.consumption_response(result))
+
+
+async def feature_register(request: web.Request) -> web.Response:
+    body = parse(FeatureRegisterBody, await read_json_object(request))
+    result = await seats.register_feature(
+        request.app[DOMAIN],
+        _seat_request(request, body),
+        body.feature,
+        borrow_until=body.borrow_until or body.borrowed_until,
+    )
+    return json_response(shapes.feature_register_response(result))
+
+
+async def check_license_feature(request: web.Request) -> web.Response:
+    """License-API twin of featureRegister: GET with query `product, feature, hardware_id` (= user)."""
+    query = {key: value for key, value in request.query.items()}
+    if "hardware_id" in query and "user" not in query:
+        query["user"] = query.pop("hardware_id")
+    body = parse(FeatureRegisterBody, query)
+    result = await seats.register_feature(request.app[DOMAIN], _seat_request(request, body), body.feature)
+    return json_response(shapes.feature_register_response(result))
+
+
+async def feature_release(request: web.Request) -> web.Response:
+    data = await read_json_object(request)
+    if "hardware_id" in data and "user" not in data:  # the License-API twin names the user hardware_id
+        data["user"] = data.pop("hardware_id")
+    body = parse(FeatureReleaseBody, data)
+    await seats.release_feature(request.app[DOMAIN], Target(body.product, body.license_id), body.user, body.feature)
+    return web.Response(text="feature_released")
+
+
+async def feature_release_all(request: web.Request) -> web.Response:
+    product, license_id = _query_scope(request)
+    await seats.unregister_all(
+        request.app[DOMAIN],
+        product,
+        license_id,
+        features_only=True,
+        feature=request.query.get("feature") or None,
+        user=request.query.get("user") or None,
+    )
+    return web.Response(text="")
+
+
+async def list_licenses(request: web.Request) -> web.Response:
+    domain = request.app[DOMAIN]
+    states = await queries.license_states(domain, request.query.get("product") or None)
+    return json_response([shapes.license_object(state) for state in states])

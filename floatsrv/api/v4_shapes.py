@@ -1,0 +1,194 @@
+"""Response bodies of /api/v4, shaped as LicenseSpring's SDK parses them (spec §5.3).
+
+`/register` must carry `floating_slots_in_use` and `license_json` (a JSON *string* of the license object);
+every other top-level key is overlaid on the SDK's cached license, so live values go there too. The SDK
+crashes on a missing `is_floating`, `floating_timeout`, `validity_period`, `id` or
+`product_details.short_code`, and does integer maths on the consumption fields, so they are always present.
+We never send Go's zero time: an unborrowed seat has `borrowed_until: null`.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from floatsrv.db.seats import SeatRow
+from floatsrv.domain.consumption import ConsumeResult
+from floatsrv.domain.seats import SeatResult
+from floatsrv.domain.state import FeatureState, LicenseState, Period
+from floatsrv.models import ConsumptionLimits, LicenseSpec
+from floatsrv.times import iso, iso_us
+
+MILLI = 1000
+
+
+def _units(total_milli: int) -> int:
+    # v4 counts whole units; fractional usage from the native API rounds down here.
+    return total_milli // MILLI
+
+
+def _limits(limits: ConsumptionLimits) -> dict[str, Any]:
+    return {
+        "allow_unlimited_consumptions": limits.allow_unlimited_consumptions,
+        "allow_overages": limits.allow_overages,
+        # The SDK adds max_overages to the maximum even when overages are off, so send 0 then.
+        "max_overages": limits.max_overages if limits.allow_overages else 0,
+        "allow_negative_consumptions": limits.allow_negative_consumptions,
+        "reset_consumption": limits.reset_consumption,
+        "consumption_period": "annually" if limits.consumption_period == "yearly" else limits.consumption_period,
+    }
+
+
+def _period(period: Period | None) -> dict[str, Any]:
+    return {
+        "consumption_period_start": iso(period.start) if period else None,
+        "consumption_period_end": iso(period.end) if period else None,
+    }
+
+
+def _borrow(seat: SeatRow | None) -> tuple[bool, str | None]:
+    if seat is None or seat.borrowed_until is None or seat.borrowed_until <= seat.heartbeat_at:
+        return False, None
+    return True, iso_us(seat.borrowed_until)
+
+
+def feature_object(spec: LicenseSpec, feature: FeatureState, seat: SeatRow | None = None) -> dict[str, Any]:
+    f = feature.spec
+    is_borrowed, _ = _borrow(seat)
+    out: dict[str, Any] = {
+        "id": feature.feature_id,
+        "code": f.code,
+        "name": f.display_name,
+        "feature_type": f.feature_type,
+        "expiry_date": iso(f.expiry_date) if f.expiry_date else None,
+        "metadata": f.metadata,
+        "is_floating": f.is_floating,
+        "is_floating_cloud": False,
+        "floating_users": f.floating_users,
+        "floating_timeout": spec.feature_timeout(f) if f.is_floating else None,
+        "floating_in_use_devices": feature.seats_in_use,
+        "can_borrow": spec.can_borrow if f.is_floating else None,
+        "max_borrow_time": spec.max_borrow_time if f.is_floating else None,
+        "is_borrowed": is_borrowed,
+        "license_id": spec.id,
+    }
+    if f.is_consumption:
+        out.update(_limits(f))
+        out.update(
+            max_consumption=f.max_consumption,  # the SDK's feature schema uses the singular
+            max_consumptions=f.max_consumption,
+            total_consumptions=_units(feature.total_milli),
+            **_period(feature.period),
+        )
+    return out
+
+
+def license_object(state: LicenseState, seat: SeatRow | None = None) -> dict[str, Any]:
+    spec = state.license.spec
+    is_borrowed, borrowed_until = _borrow(seat)
+    out: dict[str, Any] = {
+        "id": spec.id,
+        "license_key": spec.license_key,
+        "license_type": spec.license_type,
+        "license_active": spec.active,
+        "license_enabled": spec.enabled,
+        "is_expired": spec.validity_period is not None and spec.validity_period <= state.now,
+        "is_trial": False,
+        "trial_days": 0,
+        "is_air_gapped": False,
+        "is_hardware_key_auth": False,
+        "prevent_vm": spec.prevent_vm,
+        "validity_period": iso(spec.validity_period) if spec.validity_period else None,
+        "start_date": iso(spec.start_date) if spec.start_date else None,
+        "maintenance_period": None,
+        "enable_maintenance_period": False,
+        "allow_grace_period": False,
+        "grace_period": 0,
+        "max_activations": spec.floating_users,
+        "allow_unlimited_activations": False,
+        "times_activated": state.seats_in_use,
+        "transfer_count": 0,
+        "max_transfers": 0,
+        "is_floating": True,
+        "is_floating_cloud": False,
+        "floating_timeout": spec.floating_timeout,
+        "floating_users": spec.floating_users,
+        "floating_in_use_devices": state.seats_in_use,
+        "can_borrow": spec.can_borrow,
+        "max_borrow_time": spec.max_borrow_time,
+        "is_borrowed": is_borrowed,
+        "borrowed_until": borrowed_until,
+        "order_store_id": "",
+        "metadata": spec.metadata,
+        "customer": spec.customer,
+        "custom_fields": [],
+        "product_details": {
+            "product_id": None,
+            "product_name": spec.product_name or spec.product,
+            "short_code": spec.product,
+            "authorization_method": "license-key",
+            "metadata": {},
+        },
+        "product_features": [feature_object(spec, feature) for feature in state.features],
+    }
+    if spec.is_consumption:
+        out.update(_limits(spec))
+        out.update(
+            max_consumptions=spec.max_consumptions,
+            total_consumptions=_units(state.total_milli),
+            **_period(state.period),
+        )
+    return out
+
+
+def register_response(result: SeatResult) -> dict[str, Any]:
+    state, spec = result.state, result.state.license.spec
+    license = license_object(state, result.seat)
+    out: dict[str, Any] = {
+        "floating_slots_in_use": state.seats_in_use,
+        "license_json": json.dumps(license, separators=(",", ":")),
+        "license_id": spec.id,
+        "floating_in_use_devices": state.seats_in_use,
+        "floating_users": spec.floating_users,
+        "floating_timeout": spec.floating_timeout,
+        "is_borrowed": license["is_borrowed"],
+        "borrowed_until": license["borrowed_until"],
+    }
+    if spec.is_consumption:
+        out["total_consumptions"] = license["total_consumptions"]
+    return out
+
+
+def borrow_response(result: SeatResult) -> dict[str, Any]:
+    state, spec = result.state, result.state.license.spec
+    _, borrowed_until = _borrow(result.seat)
+    return {
+        "license_id": spec.id,
+        "is_borrowed": borrowed_until is not None,
+        "borrowed_until": borrowed_until,
+        "max_borrow_time": spec.max_borrow_time,
+        "floating_slots_in_use": state.seats_in_use,
+        "floating_in_use_devices": state.seats_in_use,
+        "floating_users": spec.floating_users,
+        "floating_timeout": spec.floating_timeout,
+    }
+
+
+def feature_register_response(result: SeatResult) -> dict[str, Any]:
+    code = result.seat.feature
+    return feature_object(result.state.license.spec, result.state.feature(code), result.seat)
+
+
+def consumption_response(result: ConsumeResult) -> dict[str, Any]:
+    spec = result.state.license.spec
+    if result.feature is None:
+        return {
+            "id": spec.id,
+            "license_id": spec.id,
+            "max_consumptions": spec.max_consumptions,
+            "total_consumptions": _units(result.total_milli),
+            **_limits(spec),
+            **_period(result.state.period),
+        }
+    feature = result.state.feature(result.feature.code)
+    return feature_object(spec, feature)

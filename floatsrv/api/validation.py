@@ -1,0 +1,119 @@
+"""Turning untrusted input into typed values: lenient-but-exact scalar types and one error translation.
+
+LicenseSpring clients send numbers and booleans as JSON values *or* as strings (the docs' curl examples
+do), so `WireInt` and `WireBool` accept both, but nothing looser: no floats with fractions, no `yes`,
+no `True` as 1. Strings must be real strings without control characters.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from typing import Annotated, Any, TypeVar
+
+from pydantic import BaseModel, BeforeValidator, Field, ValidationError
+
+from floatsrv.config import format_path
+from floatsrv.errors import InvalidRequest, MissingParameters
+from floatsrv.times import is_zero_time, parse_instant
+
+M = TypeVar("M", bound=BaseModel)
+
+_INT = re.compile(r"^\s*[+-]?\d{1,19}\s*$")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def wire_int(value: Any) -> int:
+    """An integer from a JSON number or a numeric string. Raises ValueError."""
+    checked: int = _wire_int(value)
+    return checked
+
+
+def _wire_int(value: Any) -> Any:
+    if isinstance(value, bool):
+        raise ValueError("must be an integer")
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, str) and _INT.match(value):
+        return int(value)
+    raise ValueError("must be an integer")
+
+
+def _wire_bool(value: Any) -> Any:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in ("true", "false"):
+        return value.strip().lower() == "true"
+    raise ValueError("must be true or false")
+
+
+def _wire_text(value: Any) -> Any:
+    if not isinstance(value, str):
+        raise ValueError("must be a string")
+    if _CONTROL.search(value):
+        raise ValueError("must not contain control characters")
+    return value
+
+
+def _wire_instant(value: Any) -> Any:
+    """ISO 8601 instant; Go's zero time ("0001-01-01T00:00:00Z") and empty mean "none"."""
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise ValueError("must be an ISO 8601 date-time string")
+    if not value.strip() or is_zero_time(value):
+        return None
+    try:
+        return parse_instant(value)
+    except ValueError:
+        raise ValueError("must be an ISO 8601 date-time, e.g. 2029-05-06T00:00:00Z") from None
+
+
+WireInt = Annotated[int, BeforeValidator(_wire_int)]
+WireBool = Annotated[bool, BeforeValidator(_wire_bool)]
+WireInstant = Annotated[datetime | None, BeforeValidator(_wire_instant)]
+
+
+# Non-empty strings of bounded length (10k-character "names" are refused, not stored).
+Text100 = Annotated[str, BeforeValidator(_wire_text), Field(min_length=1, max_length=100)]
+Text256 = Annotated[str, BeforeValidator(_wire_text), Field(min_length=1, max_length=256)]
+Text1024 = Annotated[str, BeforeValidator(_wire_text), Field(min_length=1, max_length=1024)]
+
+
+def _message(error: Any) -> str:
+    kind = error["type"]
+    ctx = error.get("ctx") or {}
+    if kind == "value_error":
+        detail = str(ctx.get("error") or error["msg"])
+    elif kind == "string_too_long":
+        detail = f"must be at most {ctx.get('max_length')} characters"
+    elif kind == "string_too_short":
+        detail = "must not be empty"
+    elif kind in ("greater_than", "greater_than_equal", "less_than", "less_than_equal"):
+        bound = next(iter(ctx.values()), "")
+        detail = {
+            "greater_than": "must be greater than",
+            "greater_than_equal": "must be at least",
+            "less_than": "must be less than",
+            "less_than_equal": "must be at most",
+        }[kind] + f" {bound}"
+    elif kind == "literal_error":
+        detail = f"must be one of {ctx.get('expected')}"
+    else:
+        detail = str(error["msg"]).lower()
+    return f"{format_path(tuple(error['loc']))}: {detail}"
+
+
+def parse(model: type[M], data: dict[str, Any]) -> M:
+    """Validate `data` into `model`. Raises MissingParameters or InvalidRequest naming the field."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        errors = exc.errors()
+        missing = [format_path(tuple(e["loc"])) for e in errors if e["type"] == "missing"]
+        if missing:
+            raise MissingParameters(f"missing parameters: {', '.join(missing)}", param=missing[0]) from None
+        first = errors[0]
+        raise InvalidRequest(_message(first), param=format_path(tuple(first["loc"]))) from None

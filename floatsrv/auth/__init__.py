@@ -1,0 +1,1 @@
+"""Authentication primitives: password hashing, bearer tokens, the user directory. No HTTP here."""

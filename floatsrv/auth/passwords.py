@@ -1,0 +1,60 @@
+"""Password hashing with scrypt (memory-hard, from `cryptography`), in a self-describing string format.
+
+    scrypt$<n>$<r>$<p>$<salt, base64>$<hash, base64>
+
+Verification is constant-time and costs the same whether or not the user exists (see `dummy_hash`).
+"""
+
+from __future__ import annotations
+
+import base64
+import functools
+import hmac
+import os
+
+from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
+
+# n=2**14, r=8: about 16 MiB and a few tens of milliseconds per check on a small server.
+N, R, P = 2**14, 8, 1
+_LENGTH = 32
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+def hash_password(password: str, *, n: int = N, r: int = R, p: int = P) -> str:
+    salt = os.urandom(16)
+    digest = Scrypt(salt=salt, length=_LENGTH, n=n, r=r, p=p).derive(password.encode("utf-8"))
+    return f"scrypt${n}${r}${p}${_b64(salt)}${_b64(digest)}"
+
+
+def verify_password(password: str, encoded: str) -> bool:
+    """True when `password` matches `encoded`; False for a mismatch or a malformed hash."""
+    try:
+        scheme, n, r, p, salt, digest = encoded.split("$")
+        if scheme != "scrypt":
+            return False
+        expected = base64.b64decode(digest, validate=True)
+        actual = Scrypt(
+            salt=base64.b64decode(salt, validate=True), length=len(expected), n=int(n), r=int(r), p=int(p)
+        ).derive(password.encode("utf-8"))
+    except (ValueError, TypeError):
+        return False
+    return hmac.compare_digest(actual, expected)
+
+
+def is_valid_hash(encoded: str) -> bool:
+    try:
+        scheme, n, r, p, salt, digest = encoded.split("$")
+        base64.b64decode(salt, validate=True)
+        base64.b64decode(digest, validate=True)
+        return scheme == "scrypt" and int(n) > 1 and (int(n) & (int(n) - 1)) == 0 and int(r) > 0 and int(p) > 0
+    except (ValueError, TypeError):
+        return False
+
+
+@functools.cache
+def dummy_hash() -> str:
+    """Checked against when the user does not exist, so a miss takes as long as a wrong password."""
+    return hash_password(base64.b64encode(os.urandom(12)).decode())

@@ -1,0 +1,70 @@
+"""Command-line interface: `floatsrv serve | check-config | hash-password`, `floatsrv --version`.
+
+Exit codes: 0 ok; 1 check-config found problems or a runtime failure; 2 invalid configuration or
+usage at `serve` (one line per problem on stderr, naming the YAML key path).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from floatsrv import __version__
+from floatsrv.config import Config, ConfigError, load_config
+
+EXIT_BAD_CONFIG = 2
+
+
+def _load(path: Path) -> Config:
+    try:
+        return load_config(path)
+    except ConfigError as exc:
+        for line in exc.lines:
+            click.echo(f"floatsrv: config error: {line}", err=True)
+        sys.exit(EXIT_BAD_CONFIG)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="floatsrv")
+def main() -> None:
+    """floatsrv: a self-hosted floating license server."""
+
+
+@main.command()
+@click.option("--config", "config_path", required=True, type=click.Path(path_type=Path), help="YAML config file.")
+@click.option("--host", help="Listen address (overrides server.host).")
+@click.option("--port", type=click.IntRange(0, 65535), help="Listen port (overrides server.port).")
+@click.option("--data-dir", type=click.Path(path_type=Path), help="Data directory (overrides storage.data_dir).")
+def serve(config_path: Path, host: str | None, port: int | None, data_dir: Path | None) -> None:
+    """Run the server until SIGINT/SIGTERM."""
+    config = _load(config_path).with_overrides(host=host, port=port, data_dir=data_dir)
+    from floatsrv.server import run
+
+    sys.exit(run(config))
+
+
+@main.command("check-config")
+@click.option("--config", "config_path", required=True, type=click.Path(path_type=Path), help="YAML config file.")
+def check_config(config_path: Path) -> None:
+    """Validate a config file: exit 0 when it is valid, 1 (with one line per problem) when not."""
+    try:
+        config = load_config(config_path)
+    except ConfigError as exc:
+        for line in exc.lines:
+            click.echo(f"floatsrv: config error: {line}", err=True)
+        sys.exit(1)
+    click.echo(
+        f"{config_path}: ok ({len(config.licenses)} licenses, {len(config.auth.users)} users, "
+        f"data in {config.storage.data_dir})"
+    )
+
+
+@main.command("hash-password")
+@click.password_option(help="The password to hash (prompted for when omitted).")
+def hash_password_command(password: str) -> None:
+    """Print an scrypt hash for `password_hash` in the config."""
+    from floatsrv.auth.passwords import hash_password
+
+    click.echo(hash_password(password))

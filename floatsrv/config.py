@@ -1,0 +1,213 @@
+"""Configuration: parsed from YAML and validated once at start-up into frozen models.
+
+Order of precedence: built-in defaults < YAML file < command-line flags. Every problem is reported as
+one line naming the YAML key path (`licenses[0].features[1].floating_users: must be a positive integer`).
+Relative paths in the file (the data directory) are resolved against the file's own directory, so a
+config behaves the same wherever the server is started from.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Literal, Self
+
+import yaml
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+
+from floatsrv.auth.passwords import is_valid_hash
+from floatsrv.models import LicenseSpec, Role
+
+# Passwords published in our docs and example config. While one of them is in use the server warns loudly.
+DEMO_PASSWORDS = frozenset({"demo-password", "admin-password"})
+
+
+class ConfigError(Exception):
+    """One or more problems in a config file; `lines` holds one human line per problem."""
+
+    def __init__(self, lines: list[str]) -> None:
+        self.lines = lines
+        super().__init__("\n".join(lines))
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ServerConfig(_Section):
+    host: Annotated[str, Field(min_length=1)] = "127.0.0.1"
+    port: Annotated[int, Field(ge=0, le=65535)] = 8080
+    max_body_bytes: Annotated[int, Field(ge=1024, le=16 * 1024 * 1024)] = 64 * 1024
+
+
+class StorageConfig(_Section):
+    data_dir: Path = Path("floatsrv-data")
+    # FULL survives power loss; NORMAL (WAL) may lose the last commits on power loss, never on a crash.
+    synchronous: Literal["full", "normal"] = "full"
+    busy_timeout_ms: Annotated[int, Field(ge=0, le=600_000)] = 5000
+
+
+class LogConfig(_Section):
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    # auto: coloured console lines on a terminal, JSON lines otherwise.
+    format: Literal["auto", "json", "console"] = "auto"
+
+
+class UserConfig(_Section):
+    username: Annotated[str, Field(min_length=1, max_length=100, pattern=r"^[^:\s]+$")]
+    password: SecretStr | None = None
+    password_hash: Annotated[str, Field(pattern=r"^scrypt\$")] | None = None
+    role: Role = Role.USER
+
+    @model_validator(mode="after")
+    def check_one_secret(self) -> Self:
+        if (self.password is None) == (self.password_hash is None):
+            raise ValueError("set exactly one of password or password_hash")
+        if self.password_hash is not None and not is_valid_hash(self.password_hash):
+            raise ValueError("password_hash is not a valid scrypt hash (make one with `floatsrv hash-password`)")
+        return self
+
+    @property
+    def uses_demo_password(self) -> bool:
+        return self.password is not None and self.password.get_secret_value() in DEMO_PASSWORDS
+
+
+def _unique_usernames(users: list[UserConfig]) -> list[UserConfig]:
+    names = [user.username for user in users]
+    for name in names:
+        if names.count(name) > 1:
+            raise ValueError(f"username {name!r} appears twice")
+    return users
+
+
+class AuthConfig(_Section):
+    enabled: bool = True
+    # LicenseSpring's v1 SDK never refreshes its token, so a long lifetime keeps long-running apps working.
+    token_lifetime_hours: Annotated[int, Field(gt=0, le=24 * 3650)] = 24 * 30
+    users: Annotated[list[UserConfig], AfterValidator(_unique_usernames)] = Field(default_factory=list)
+
+
+class SeatsConfig(_Section):
+    # How often expired seats are marked ended. Expired seats never count, even before this runs.
+    sweep_interval_seconds: Annotated[float, Field(gt=0, le=3600)] = 30.0
+
+
+def _unique_license_ids(licenses: list[LicenseSpec]) -> list[LicenseSpec]:
+    ids = [license.id for license in licenses]
+    for license_id in ids:
+        if ids.count(license_id) > 1:
+            raise ValueError(f"license id {license_id} appears twice")
+    return licenses
+
+
+class Config(_Section):
+    server: ServerConfig = Field(default_factory=ServerConfig)
+    storage: StorageConfig = Field(default_factory=StorageConfig)
+    log: LogConfig = Field(default_factory=LogConfig)
+    auth: AuthConfig = Field(default_factory=AuthConfig)
+    seats: SeatsConfig = Field(default_factory=SeatsConfig)
+    licenses: Annotated[list[LicenseSpec], AfterValidator(_unique_license_ids)] = Field(default_factory=list)
+
+    @property
+    def db_path(self) -> Path:
+        return self.storage.data_dir / "floatsrv.db"
+
+    def with_overrides(
+        self, *, host: str | None = None, port: int | None = None, data_dir: Path | None = None
+    ) -> Config:
+        """Apply command-line flags, which win over the file."""
+        server = self.server.model_copy(update={k: v for k, v in (("host", host), ("port", port)) if v is not None})
+        storage = self.storage
+        if data_dir is not None:
+            storage = storage.model_copy(update={"data_dir": data_dir.absolute()})
+        return self.model_copy(update={"server": server, "storage": storage})
+
+
+def parse_config(text: str, base_dir: Path) -> Config:
+    """Parse YAML text into a validated Config. Raises ConfigError naming every bad key path."""
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        problem = getattr(exc, "problem", None) or "invalid YAML"
+        raise ConfigError([f"{where}{problem}"]) from None
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError(["(top level): must be a mapping of sections (server, storage, auth, licenses, ...)"])
+    try:
+        config = Config.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError([_describe(error) for error in exc.errors()]) from None
+    data_dir = config.storage.data_dir
+    if not data_dir.is_absolute():
+        config = config.with_overrides(data_dir=base_dir / data_dir)
+    return config
+
+
+def load_config(path: Path) -> Config:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError([f"cannot read {path}: {exc.strerror or exc}"]) from None
+    except UnicodeDecodeError:
+        raise ConfigError([f"cannot read {path}: not UTF-8 text"]) from None
+    return parse_config(text, path.absolute().parent)
+
+
+def format_path(loc: tuple[int | str, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else part
+    return out or "(top level)"
+
+
+_MESSAGES: dict[str, str] = {
+    "missing": "is required",
+    "extra_forbidden": "is not a known key (check the spelling)",
+    "int_type": "must be an integer",
+    "int_parsing": "must be an integer",
+    "int_from_float": "must be an integer",
+    "float_type": "must be a number",
+    "float_parsing": "must be a number",
+    "bool_type": "must be true or false",
+    "bool_parsing": "must be true or false",
+    "string_type": "must be a string",
+    "list_type": "must be a list",
+    "dict_type": "must be a mapping",
+    "model_type": "must be a mapping",
+    "model_attributes_type": "must be a mapping",
+    "datetime_type": "must be an ISO 8601 date-time",
+    "datetime_parsing": "must be an ISO 8601 date-time",
+    "path_type": "must be a path",
+}
+
+
+def _describe(error: Any) -> str:
+    kind: str = error["type"]
+    ctx: dict[str, Any] = error.get("ctx") or {}
+    # pydantic puts union members and validator names into loc; keep only real keys and indexes.
+    loc = tuple(p for p in error["loc"] if isinstance(p, int) or not (p.startswith("function-") or "[" in p))
+    loc = tuple(p for p in loc if p not in ("int", "str", "bool", "datetime", "constrained-str", "constrained-int"))
+    if kind == "greater_than":
+        message = "must be a positive integer" if ctx.get("gt") == 0 else f"must be greater than {ctx.get('gt')}"
+    elif kind == "greater_than_equal":
+        message = "must be zero or more" if ctx.get("ge") == 0 else f"must be at least {ctx.get('ge')}"
+    elif kind in ("less_than", "less_than_equal"):
+        message = f"must be at most {ctx.get('le', ctx.get('lt'))}"
+    elif kind == "literal_error" or kind == "enum":
+        message = f"must be one of {ctx.get('expected')}"
+    elif kind == "string_pattern_mismatch":
+        message = "has characters that are not allowed"
+    elif kind == "string_too_short":
+        message = "must not be empty"
+    elif kind == "string_too_long":
+        message = f"must be at most {ctx.get('max_length')} characters"
+    elif kind == "value_error":
+        message = str(ctx.get("error") or error["msg"])
+    else:
+        message = _MESSAGES.get(kind, str(error["msg"]).lower())
+    return f"{format_path(loc)}: {message}"

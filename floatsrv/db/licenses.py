@@ -1,0 +1,69 @@
+"""SQL for the `licenses` and `license_features` tables."""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class LicenseRow:
+    id: int
+    product: str
+    added_seq: int
+    removed_at: int | None
+    definition: str
+
+
+def all_licenses(conn: sqlite3.Connection) -> list[LicenseRow]:
+    rows = conn.execute("SELECT id, product, added_seq, removed_at, definition FROM licenses ORDER BY added_seq")
+    return [LicenseRow(*row) for row in rows]
+
+
+def upsert_license(
+    conn: sqlite3.Connection, *, license_id: int, product: str, floating_users: int, definition: str, now: int
+) -> None:
+    """Insert a new license (next added_seq) or update an existing one; a re-added license counts as new."""
+    conn.execute(
+        """
+        INSERT INTO licenses (id, product, added_seq, added_at, floating_users, definition, updated_at)
+        VALUES (?1, ?2, (SELECT COALESCE(MAX(added_seq), 0) + 1 FROM licenses), ?5, ?3, ?4, ?5)
+        ON CONFLICT (id) DO UPDATE SET
+            product = excluded.product,
+            floating_users = excluded.floating_users,
+            definition = excluded.definition,
+            updated_at = excluded.updated_at,
+            added_seq = CASE WHEN licenses.removed_at IS NULL THEN licenses.added_seq ELSE excluded.added_seq END,
+            removed_at = NULL
+        """,
+        (license_id, product, floating_users, definition, now),
+    )
+
+
+def mark_removed(conn: sqlite3.Connection, license_id: int, now: int) -> None:
+    conn.execute(
+        "UPDATE licenses SET removed_at = ?, updated_at = ? WHERE id = ? AND removed_at IS NULL", (now, now, license_id)
+    )
+
+
+def upsert_feature(conn: sqlite3.Connection, *, license_id: int, code: str, floating_users: int | None) -> None:
+    conn.execute(
+        """
+        INSERT INTO license_features (license_id, code, feature_id, floating_users)
+        VALUES (?, ?, (SELECT COALESCE(MAX(feature_id), 0) + 1 FROM license_features), ?)
+        ON CONFLICT (license_id, code) DO UPDATE SET floating_users = excluded.floating_users, removed_at = NULL
+        """,
+        (license_id, code, floating_users),
+    )
+
+
+def mark_feature_removed(conn: sqlite3.Connection, license_id: int, code: str, now: int) -> None:
+    conn.execute(
+        "UPDATE license_features SET removed_at = ? WHERE license_id = ? AND code = ? AND removed_at IS NULL",
+        (now, license_id, code),
+    )
+
+
+def feature_rows(conn: sqlite3.Connection) -> list[tuple[int, str, int, int | None]]:
+    """(license_id, code, feature_id, removed_at) for every feature ever known."""
+    return list(conn.execute("SELECT license_id, code, feature_id, removed_at FROM license_features"))

@@ -1,0 +1,278 @@
+"""SQL for the `seats` table: license registrations (feature = '') and floating-feature seats.
+
+A seat is *held* while `ended_at IS NULL`; it *counts* while it is also unexpired (`expires_at > now`).
+Ending a seat records when and why; rows are never deleted or revived.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+LICENSE_SEAT = ""
+
+_COLUMNS = (
+    "id, license_id, feature, user, slot, principal, registered_at, heartbeat_at, expires_at, "
+    "borrowed_until, ended_at, end_reason, os_hostname, ip_local, user_info, sdk_ver, app_ver"
+)
+
+
+def _expiry_reason(alias: str) -> str:
+    """SQL for why an expired seat ended: its borrow ran out, or its holder stopped renewing it."""
+    return (
+        f"CASE WHEN {alias}.borrowed_until IS NOT NULL AND {alias}.borrowed_until >= {alias}.expires_at "
+        "THEN 'borrow_ended' ELSE 'expired' END"
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class ClientInfo:
+    """What a client tells us about itself on register; kept on the seat for admins."""
+
+    os_hostname: str | None = None
+    ip_local: str | None = None
+    user_info: str | None = None
+    sdk_ver: str | None = None
+    app_ver: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SeatRow:
+    id: int
+    license_id: int
+    feature: str
+    user: str
+    slot: int
+    principal: str | None
+    registered_at: int
+    heartbeat_at: int
+    expires_at: int
+    borrowed_until: int | None
+    ended_at: int | None
+    end_reason: str | None
+    os_hostname: str | None
+    ip_local: str | None
+    user_info: str | None
+    sdk_ver: str | None
+    app_ver: str | None
+
+
+def held(conn: sqlite3.Connection, license_id: int, feature: str, user: str) -> SeatRow | None:
+    row = conn.execute(
+        f"SELECT {_COLUMNS} FROM seats WHERE license_id = ? AND feature = ? AND user = ? AND ended_at IS NULL",
+        (license_id, feature, user),
+    ).fetchone()
+    return SeatRow(*row) if row else None
+
+
+def end_expired(conn: sqlite3.Connection, now: int, license_id: int | None = None, feature: str | None = None) -> int:
+    """End every held seat that has expired (optionally of one license / one feature), at its true end time.
+
+    When a license seat ends, the same user's feature seats on that license end with it. Returns seats ended.
+    """
+    ended = 0
+    if feature in (None, LICENSE_SEAT):
+        only = "" if license_id is None else "AND l.license_id = ?"
+        ended += conn.execute(
+            f"""
+            UPDATE seats AS f SET
+                ended_at = MIN(f.expires_at, l.expires_at),
+                end_reason = CASE WHEN f.expires_at <= l.expires_at THEN {_expiry_reason("f")}
+                                  ELSE {_expiry_reason("l")} END
+            FROM seats AS l
+            WHERE f.ended_at IS NULL AND f.feature <> '' AND l.ended_at IS NULL AND l.feature = ''
+              AND l.license_id = f.license_id AND l.user = f.user AND l.expires_at <= ? {only}
+            """,
+            (now,) if license_id is None else (now, license_id),
+        ).rowcount
+    sql = (
+        f"UPDATE seats AS s SET ended_at = s.expires_at, end_reason = {_expiry_reason('s')} "
+        "WHERE s.ended_at IS NULL AND s.expires_at <= ?"
+    )
+    args: tuple[object, ...] = (now,)
+    if license_id is not None:
+        sql += " AND s.license_id = ?"
+        args += (license_id,)
+    if feature is not None:
+        sql += " AND s.feature = ?"
+        args += (feature,)
+    return ended + conn.execute(sql, args).rowcount
+
+
+def count_live(conn: sqlite3.Connection, license_id: int, feature: str, now: int) -> int:
+    row = conn.execute(
+        "SELECT COUNT(*) FROM seats WHERE license_id = ? AND feature = ? AND ended_at IS NULL AND expires_at > ?",
+        (license_id, feature, now),
+    ).fetchone()
+    return int(row[0])
+
+
+def live_feature_counts(conn: sqlite3.Connection, license_id: int, now: int) -> dict[str, int]:
+    rows = conn.execute(
+        "SELECT feature, COUNT(*) FROM seats WHERE license_id = ? AND feature <> '' "
+        "AND ended_at IS NULL AND expires_at > ? GROUP BY feature",
+        (license_id, now),
+    )
+    return {feature: count for feature, count in rows}
+
+
+def free_slot(conn: sqlite3.Connection, license_id: int, feature: str) -> int:
+    """Lowest slot number not held (callers first check that fewer seats than the limit are held)."""
+    row = conn.execute(
+        """
+        SELECT CASE WHEN NOT EXISTS (SELECT 1 FROM seats WHERE license_id = ?1 AND feature = ?2
+                                     AND ended_at IS NULL AND slot = 1) THEN 1
+               ELSE (SELECT MIN(a.slot) + 1 FROM seats AS a
+                     WHERE a.license_id = ?1 AND a.feature = ?2 AND a.ended_at IS NULL
+                       AND NOT EXISTS (SELECT 1 FROM seats AS b WHERE b.license_id = ?1 AND b.feature = ?2
+                                       AND b.ended_at IS NULL AND b.slot = a.slot + 1))
+               END
+        """,
+        (license_id, feature),
+    ).fetchone()
+    return int(row[0])
+
+
+def insert(
+    conn: sqlite3.Connection,
+    *,
+    license_id: int,
+    feature: str,
+    user: str,
+    slot: int,
+    principal: str | None,
+    now: int,
+    expires_at: int,
+    borrowed_until: int | None,
+    client: ClientInfo,
+) -> SeatRow:
+    row = conn.execute(
+        f"""
+        INSERT INTO seats (license_id, feature, user, slot, principal, registered_at, heartbeat_at, expires_at,
+                           borrowed_until, os_hostname, ip_local, user_info, sdk_ver, app_ver)
+        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+        RETURNING {_COLUMNS}
+        """,
+        (
+            license_id,
+            feature,
+            user,
+            slot,
+            principal,
+            now,
+            now,
+            expires_at,
+            borrowed_until,
+            client.os_hostname,
+            client.ip_local,
+            client.user_info,
+            client.sdk_ver,
+            client.app_ver,
+        ),
+    ).fetchone()
+    return SeatRow(*row)
+
+
+def renew(
+    conn: sqlite3.Connection,
+    seat_id: int,
+    *,
+    now: int,
+    expires_at: int,
+    borrowed_until: int | None,
+    client: ClientInfo | None,
+) -> SeatRow:
+    """Heartbeat: move the expiry (and borrow) forward; refresh what the client reports about itself."""
+    info = client or ClientInfo()
+    row = conn.execute(
+        f"""
+        UPDATE seats SET heartbeat_at = ?, expires_at = ?, borrowed_until = ?,
+            os_hostname = COALESCE(?, os_hostname), ip_local = COALESCE(?, ip_local),
+            user_info = COALESCE(?, user_info), sdk_ver = COALESCE(?, sdk_ver), app_ver = COALESCE(?, app_ver)
+        WHERE id = ? AND ended_at IS NULL
+        RETURNING {_COLUMNS}
+        """,
+        (
+            now,
+            expires_at,
+            borrowed_until,
+            info.os_hostname,
+            info.ip_local,
+            info.user_info,
+            info.sdk_ver,
+            info.app_ver,
+            seat_id,
+        ),
+    ).fetchone()
+    return SeatRow(*row)
+
+
+def end_user(conn: sqlite3.Connection, license_id: int, user: str, now: int, reason: str, feature: str | None) -> int:
+    """End one user's held seat(s): one feature's, or (feature=None) the license seat and all feature seats."""
+    sql = "UPDATE seats SET ended_at = ?, end_reason = ? WHERE license_id = ? AND user = ? AND ended_at IS NULL"
+    args: tuple[object, ...] = (now, reason, license_id, user)
+    if feature is not None:
+        sql += " AND feature = ?"
+        args += (feature,)
+    return conn.execute(sql, args).rowcount
+
+
+def end_all(
+    conn: sqlite3.Connection,
+    license_ids: Iterable[int],
+    now: int,
+    reason: str,
+    *,
+    features_only: bool = False,
+    feature: str | None = None,
+    user: str | None = None,
+) -> int:
+    """End held seats of the given licenses (all of them, or only feature seats / one feature / one user)."""
+    total = 0
+    for license_id in license_ids:
+        sql = "UPDATE seats SET ended_at = ?, end_reason = ? WHERE license_id = ? AND ended_at IS NULL"
+        args: tuple[object, ...] = (now, reason, license_id)
+        if features_only:
+            sql += " AND feature <> ''"
+        if feature is not None:
+            sql += " AND feature = ?"
+            args += (feature,)
+        if user is not None:
+            sql += " AND user = ?"
+            args += (user,)
+        total += conn.execute(sql, args).rowcount
+    return total
+
+
+def query(
+    conn: sqlite3.Connection,
+    *,
+    license_ids: list[int] | None,
+    feature: str | None,
+    user: str | None,
+    state: str,
+    now: int,
+    limit: int,
+) -> list[SeatRow]:
+    """Seats for admins, newest first. state: held (unexpired, not ended) | ended | all."""
+    clauses: list[str] = []
+    args: list[object] = []
+    if license_ids is not None:
+        clauses.append(f"license_id IN ({','.join('?' * len(license_ids))})")
+        args.extend(license_ids)
+    if feature is not None:
+        clauses.append("feature = ?")
+        args.append(feature)
+    if user is not None:
+        clauses.append("user = ?")
+        args.append(user)
+    if state == "held":
+        clauses.append("ended_at IS NULL AND expires_at > ?")
+        args.append(now)
+    elif state == "ended":
+        clauses.append("(ended_at IS NOT NULL OR expires_at <= ?)")
+        args.append(now)
+    where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+    rows = conn.execute(f"SELECT {_COLUMNS} FROM seats {where} ORDER BY id DESC LIMIT ?", (*args, limit))
+    return [SeatRow(*row) for row in rows]

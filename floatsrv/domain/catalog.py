@@ -1,0 +1,115 @@
+"""The licenses this server serves: synced from the config into SQLite at start-up, held in memory.
+
+`Catalog` is immutable; a reload builds a new one and swaps it in. Requests resolve their license here
+(`license_id`, or else the most recently added license of the product, as LicenseSpring v1 does).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+from floatsrv.clock import Clock
+from floatsrv.db import licenses as db_licenses
+from floatsrv.db import seats as db_seats
+from floatsrv.db.store import Store
+from floatsrv.errors import LicenseNotFound, UnknownProduct
+from floatsrv.models import License, LicenseSpec
+from floatsrv.times import to_us
+
+
+class Catalog:
+    def __init__(self, licenses: Iterable[License], feature_ids: Mapping[tuple[int, str], int]) -> None:
+        ordered = sorted(licenses, key=lambda lic: lic.added_seq)
+        self._by_id = {lic.id: lic for lic in ordered}
+        self._by_product: dict[str, list[License]] = {}
+        for lic in ordered:
+            self._by_product.setdefault(lic.product, []).append(lic)
+        self._feature_ids = dict(feature_ids)
+
+    def resolve(self, product: str, license_id: int | None) -> License:
+        """The license a request addresses. Raises UnknownProduct or LicenseNotFound."""
+        candidates = self._by_product.get(product)
+        if not candidates:
+            raise UnknownProduct(f"unknown product {product!r}", product=product)
+        if license_id is None:
+            return candidates[-1]
+        found = self._by_id.get(license_id)
+        if found is None or found.product != product:
+            raise LicenseNotFound(f"no license {license_id} for product {product!r}", license_id=license_id)
+        return found
+
+    def get(self, license_id: int) -> License | None:
+        return self._by_id.get(license_id)
+
+    def licenses(self, product: str | None = None) -> list[License]:
+        """All licenses (of one product, newest last). Raises UnknownProduct for an unknown product."""
+        if product is None:
+            return list(self._by_id.values())
+        if product not in self._by_product:
+            raise UnknownProduct(f"unknown product {product!r}", product=product)
+        return list(self._by_product[product])
+
+    def feature_id(self, license_id: int, code: str) -> int | None:
+        return self._feature_ids.get((license_id, code))
+
+
+@dataclass(frozen=True, slots=True)
+class SyncReport:
+    added: list[int]
+    removed: list[int]
+    seats_ended: int
+
+
+async def sync_catalog(store: Store, specs: list[LicenseSpec], clock: Clock) -> tuple[Catalog, SyncReport]:
+    """Make the database's licenses match `specs` in one transaction and return the new catalog.
+
+    Licenses (or features) no longer configured are marked removed and their held seats end with reason
+    `license_removed`; their history and counters stay.
+    """
+
+    def unit(conn: sqlite3.Connection) -> tuple[Catalog, SyncReport]:
+        now = to_us(clock.now())
+        before = {row.id: row for row in db_licenses.all_licenses(conn)}
+        known_features = {(lid, code) for lid, code, _, removed in db_licenses.feature_rows(conn) if removed is None}
+        wanted = {spec.id for spec in specs}
+        added, removed, ended = [], [], 0
+        for spec in specs:
+            if spec.id not in before or before[spec.id].removed_at is not None:
+                added.append(spec.id)
+            db_licenses.upsert_license(
+                conn,
+                license_id=spec.id,
+                product=spec.product,
+                floating_users=spec.floating_users,
+                definition=spec.model_dump_json(exclude_defaults=True),
+                now=now,
+            )
+            codes = {feature.code for feature in spec.features}
+            for feature in spec.features:
+                db_licenses.upsert_feature(
+                    conn, license_id=spec.id, code=feature.code, floating_users=feature.floating_users
+                )
+            for lid, code in known_features:
+                if lid == spec.id and code not in codes:
+                    db_licenses.mark_feature_removed(conn, lid, code, now)
+                    ended += db_seats.end_all(conn, [lid], now, "license_removed", feature=code)
+        for row in before.values():
+            if row.id not in wanted and row.removed_at is None:
+                db_licenses.mark_removed(conn, row.id, now)
+                ended += db_seats.end_all(conn, [row.id], now, "license_removed")
+                removed.append(row.id)
+        return _load(conn), SyncReport(added, removed, ended)
+
+    return await store.write(unit)
+
+
+def _load(conn: sqlite3.Connection) -> Catalog:
+    licenses = [
+        License(spec=LicenseSpec.model_validate_json(row.definition), added_seq=row.added_seq)
+        for row in db_licenses.all_licenses(conn)
+        if row.removed_at is None
+    ]
+    feature_ids = {(lid, code): fid for lid, code, fid, removed in db_licenses.feature_rows(conn) if removed is None}
+    return Catalog(licenses, feature_ids)

@@ -1,0 +1,132 @@
+"""Consumption use case: add (or with permission, subtract) units to a license or feature counter.
+
+The LicenseSpring rule: unlimited wins; overage allowed with max_overages 0 is unlimited overage; otherwise
+the period total may reach max + overages. A request over the limit is rejected whole and changes nothing.
+Counters live per period, so a periodic reset happens exactly at the boundary: the first write of a new
+period simply lands in a fresh counter.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import dataclass
+from datetime import datetime
+
+from floatsrv.db import consumption as db_consumption
+from floatsrv.domain.context import Domain
+from floatsrv.domain.seats import Target
+from floatsrv.domain.state import LicenseState, check_usable, counter_key, read_state
+from floatsrv.errors import (
+    ConsumptionBelowZero,
+    FeatureConsumptionExhausted,
+    FeatureExpired,
+    FeatureNotConsumption,
+    FeatureNotFound,
+    LicenseConsumptionExhausted,
+    LicenseNotConsumption,
+    NegativeConsumptionsNotAllowed,
+)
+from floatsrv.models import ConsumptionLimits, FeatureSpec, LicenseSpec
+from floatsrv.times import iso, to_us
+
+MILLI = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class ConsumeRequest:
+    target: Target
+    quantity: int  # whole units, as LicenseSpring v1 clients send them
+    feature: str | None = None  # None: the license-level counter
+    user: str | None = None
+    principal: str | None = None
+    # A client may ask for *less* overage than the license grants (LicenseSpring SDK's req_overages);
+    # it can never widen the license's own limits.
+    allow_overages: bool | None = None
+    max_overages: int | None = None
+    source: str = "api_v4"
+
+
+@dataclass(frozen=True, slots=True)
+class ConsumeResult:
+    state: LicenseState
+    feature: FeatureSpec | None
+    limits: ConsumptionLimits
+    total_milli: int
+
+
+def _narrowed(limits: ConsumptionLimits, allow: bool | None, max_overages: int | None) -> ConsumptionLimits:
+    if allow is None and max_overages is None:
+        return limits
+    allow_overages = limits.allow_overages and allow is not False
+    granted = limits.max_overages
+    if max_overages is not None and max_overages > 0:
+        granted = max_overages if granted == 0 else min(granted, max_overages)
+    elif max_overages == 0:
+        allow_overages = False
+    return limits.model_copy(update={"allow_overages": allow_overages, "max_overages": granted})
+
+
+def _counter_target(
+    spec: LicenseSpec, request: ConsumeRequest, now: datetime
+) -> tuple[FeatureSpec | None, ConsumptionLimits, int]:
+    """The feature (None: license level), its effective limits and its per-period maximum."""
+    code = request.feature
+    if code is None:
+        if not spec.is_consumption:
+            raise LicenseNotConsumption(f"license {spec.id} is a {spec.license_type} license", license_id=spec.id)
+        return None, _narrowed(spec, request.allow_overages, request.max_overages), spec.max_consumptions
+    feature = spec.feature(code)
+    if feature is None:
+        raise FeatureNotFound(f"license {spec.id} has no feature {code!r}", feature=code)
+    if feature.expiry_date is not None and feature.expiry_date <= now:
+        raise FeatureExpired(f"feature {code!r} expired at {iso(feature.expiry_date)}", feature=code)
+    if not feature.is_consumption:
+        raise FeatureNotConsumption(f"feature {code!r} is not a consumption feature", feature=code)
+    return feature, feature, feature.max_consumption
+
+
+async def add_consumption(domain: Domain, request: ConsumeRequest) -> ConsumeResult:
+    """Add `quantity` units. Raises the LicenseSpring-coded errors; on any error nothing changes."""
+    license = domain.catalog.resolve(request.target.product, request.target.license_id)
+    spec = license.spec
+    feature_ids = domain.feature_ids(license)
+
+    def unit(conn: sqlite3.Connection) -> ConsumeResult:
+        now = domain.clock.now()
+        check_usable(spec, now)
+        feature, limits, maximum = _counter_target(spec, request, now)
+        if request.quantity < 0 and not limits.allow_negative_consumptions:
+            raise NegativeConsumptionsNotAllowed(
+                "this license does not allow negative consumptions"
+                if feature is None
+                else f"feature {feature.code!r} does not allow negative consumptions"
+            )
+        key, period = counter_key(spec, feature, now)
+        current = db_consumption.total(conn, key)
+        wanted = current + request.quantity * MILLI
+        capacity = limits.capacity(maximum)
+        if request.quantity > 0 and capacity is not None and wanted > capacity * MILLI:
+            error = LicenseConsumptionExhausted if feature is None else FeatureConsumptionExhausted
+            raise error(
+                f"adding {request.quantity} would make {wanted // MILLI} of at most {capacity} this period",
+                total=current // MILLI,
+                requested=request.quantity,
+                capacity=capacity,
+            )
+        if wanted < 0:
+            raise ConsumptionBelowZero(f"the total is {current // MILLI}; it cannot go below zero")
+        total = current
+        if request.quantity != 0:
+            total = db_consumption.add(
+                conn,
+                key,
+                period_end=to_us(period.end) if period else None,
+                quantity_milli=request.quantity * MILLI,
+                user=request.user,
+                principal=request.principal,
+                source=request.source,
+                now=to_us(now),
+            )
+        return ConsumeResult(read_state(conn, license, now, feature_ids), feature, limits, total)
+
+    return await domain.store.write(unit)

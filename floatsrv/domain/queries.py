@@ -1,0 +1,72 @@
+"""Read-only views for listings and admins, answered from the reader (committed data only)."""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import dataclass
+from typing import Literal
+
+from floatsrv.db import seats as db_seats
+from floatsrv.db.seats import SeatRow
+from floatsrv.domain.context import Domain
+from floatsrv.domain.state import LicenseState, read_state
+from floatsrv.models import License
+from floatsrv.times import to_us
+
+SeatState = Literal["held", "ended", "all"]
+
+
+async def license_states(
+    domain: Domain, product: str | None = None, license_id: int | None = None
+) -> list[LicenseState]:
+    """Live state of every license (or one product's, or one license). Raises UnknownProduct."""
+    licenses = domain.catalog.licenses(product)
+    if license_id is not None:
+        licenses = [lic for lic in licenses if lic.id == license_id]
+    ids = {lic.id: domain.feature_ids(lic) for lic in licenses}
+
+    def unit(conn: sqlite3.Connection) -> list[LicenseState]:
+        now = domain.clock.now()
+        return [read_state(conn, lic, now, ids[lic.id]) for lic in licenses]
+
+    return await domain.store.read(unit)
+
+
+@dataclass(frozen=True, slots=True)
+class SeatView:
+    """A seat as admins see it. A seat that expired but was not swept yet is shown as ended."""
+
+    row: SeatRow
+    license: License | None
+    held: bool
+    ended_at: int | None
+    end_reason: str | None
+
+
+async def seat_views(
+    domain: Domain,
+    *,
+    license_ids: list[int] | None,
+    feature: str | None,
+    user: str | None,
+    state: SeatState,
+    limit: int,
+) -> list[SeatView]:
+    def unit(conn: sqlite3.Connection) -> list[SeatView]:
+        now = to_us(domain.clock.now())
+        rows = db_seats.query(
+            conn, license_ids=license_ids, feature=feature, user=user, state=state, now=now, limit=limit
+        )
+        return [_view(domain, row, now) for row in rows]
+
+    return await domain.store.read(unit)
+
+
+def _view(domain: Domain, row: SeatRow, now: int) -> SeatView:
+    license = domain.catalog.get(row.license_id)
+    if row.ended_at is not None:
+        return SeatView(row, license, False, row.ended_at, row.end_reason)
+    if row.expires_at > now:
+        return SeatView(row, license, True, None, None)
+    borrow_ended = row.borrowed_until is not None and row.borrowed_until >= row.expires_at
+    return SeatView(row, license, False, row.expires_at, "borrow_ended" if borrow_ended else "expired")

@@ -1,0 +1,264 @@
+"""Seat use cases: register (and heartbeat), borrow, unregister, floating-feature seats, expiry sweeps.
+
+Each use case is one write unit: it decides and writes inside the writer's transaction, so two requests
+can never both take the last seat. A registration is keyed on (license, feature, user): registering again
+is the heartbeat that renews it, never a second seat.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from floatsrv.db import seats as db_seats
+from floatsrv.db.seats import LICENSE_SEAT, ClientInfo, SeatRow
+from floatsrv.domain.context import Domain
+from floatsrv.domain.state import LicenseState, check_usable, read_state
+from floatsrv.errors import (
+    BorrowUntilNotValid,
+    FeatureExpired,
+    FeatureNotFloating,
+    FeatureNotFound,
+    FeatureSeatNotFound,
+    LicenseNotFound,
+    RegistrationNotFound,
+    SeatsExhausted,
+)
+from floatsrv.models import FeatureSpec, License, LicenseSpec
+from floatsrv.times import iso, to_us
+
+MINUTE_US = 60_000_000
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """Which license a request addresses: a product, and optionally a license id."""
+
+    product: str
+    license_id: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SeatRequest:
+    target: Target
+    user: str
+    principal: str | None = None
+    client: ClientInfo = ClientInfo()
+
+
+@dataclass(frozen=True, slots=True)
+class SeatResult:
+    state: LicenseState
+    seat: SeatRow
+    created: bool
+
+
+def _claim(
+    conn: sqlite3.Connection,
+    *,
+    license_id: int,
+    feature: str,
+    limit: int,
+    timeout_us: int,
+    request: SeatRequest,
+    now: int,
+    borrow_until: int | None = None,
+) -> tuple[SeatRow, bool]:
+    """Renew the user's held seat, or take a free one. Raises SeatsExhausted when none is free."""
+    held = db_seats.held(conn, license_id, feature, request.user)
+    if held is not None and held.expires_at > now:
+        borrowed = borrow_until if borrow_until is not None else held.borrowed_until
+        expires = max(now + timeout_us, borrowed or 0)
+        return db_seats.renew(
+            conn, held.id, now=now, expires_at=expires, borrowed_until=borrowed, client=request.client
+        ), False
+    # Expired seats (the user's own included) are ended here, with their real reason, before counting.
+    db_seats.end_expired(conn, now, license_id, feature)
+    in_use = db_seats.count_live(conn, license_id, feature, now)
+    if in_use >= limit:
+        raise SeatsExhausted(
+            f"all {limit} floating seats are in use"
+            if not feature
+            else f"all {limit} seats of feature {feature!r} are in use",
+            license_id=license_id,
+            feature=feature or None,
+            limit=limit,
+            in_use=in_use,
+        )
+    seat = db_seats.insert(
+        conn,
+        license_id=license_id,
+        feature=feature,
+        user=request.user,
+        slot=db_seats.free_slot(conn, license_id, feature),
+        principal=request.principal,
+        now=now,
+        expires_at=max(now + timeout_us, borrow_until or 0),
+        borrowed_until=borrow_until,
+        client=request.client,
+    )
+    return seat, True
+
+
+def _borrow_end(spec: LicenseSpec, requested: datetime | None, now: datetime) -> int:
+    """The borrow end to grant (None asks for the longest allowed). Raises BorrowUntilNotValid."""
+    if not spec.can_borrow:
+        raise BorrowUntilNotValid("this license does not allow borrowing", license_id=spec.id)
+    longest = now + timedelta(hours=spec.max_borrow_time)
+    until = requested or longest
+    if until <= now:
+        raise BorrowUntilNotValid(f"borrowed_until {iso(until)} is not in the future")
+    if until > longest:
+        raise BorrowUntilNotValid(
+            f"borrowed_until {iso(until)} is beyond the longest borrow ({spec.max_borrow_time} hours, "
+            f"until {iso(longest)})",
+            max_borrow_time=spec.max_borrow_time,
+        )
+    return to_us(until)
+
+
+async def register(
+    domain: Domain, request: SeatRequest, borrow: bool = False, borrowed_until: datetime | None = None
+) -> SeatResult:
+    """Take or renew the user's license seat (and with `borrow`, pin it until `borrowed_until`)."""
+    license = domain.catalog.resolve(request.target.product, request.target.license_id)
+    spec = license.spec
+    feature_ids = domain.feature_ids(license)
+
+    def unit(conn: sqlite3.Connection) -> SeatResult:
+        now = domain.clock.now()
+        check_usable(spec, now)
+        until = _borrow_end(spec, borrowed_until, now) if borrow else None
+        seat, created = _claim(
+            conn,
+            license_id=spec.id,
+            feature=LICENSE_SEAT,
+            limit=spec.floating_users,
+            timeout_us=spec.floating_timeout * MINUTE_US,
+            request=request,
+            now=to_us(now),
+            borrow_until=until,
+        )
+        return SeatResult(read_state(conn, license, now, feature_ids), seat, created)
+
+    return await domain.store.write(unit)
+
+
+async def unregister(domain: Domain, target: Target, user: str) -> int:
+    """Release the user's license seat and their feature seats; returns how many seats ended (0 is fine)."""
+    license = domain.catalog.resolve(target.product, target.license_id)
+
+    def unit(conn: sqlite3.Connection) -> int:
+        now = to_us(domain.clock.now())
+        db_seats.end_expired(conn, now, license.id)
+        return db_seats.end_user(conn, license.id, user, now, "released", feature=None)
+
+    return await domain.store.write(unit)
+
+
+def _licenses_in_scope(domain: Domain, product: str | None, license_id: int | None) -> list[License]:
+    if product is not None:
+        if license_id is not None:
+            return [domain.catalog.resolve(product, license_id)]
+        return domain.catalog.licenses(product)
+    if license_id is not None:
+        found = domain.catalog.get(license_id)
+        if found is None:
+            raise LicenseNotFound(f"no license {license_id}", license_id=license_id)
+        return [found]
+    return domain.catalog.licenses()
+
+
+async def unregister_all(
+    domain: Domain,
+    product: str | None,
+    license_id: int | None,
+    features_only: bool = False,
+    feature: str | None = None,
+    user: str | None = None,
+) -> int:
+    """End held seats in bulk (everything, one product's or one license's; optionally only feature seats)."""
+    ids = [lic.id for lic in _licenses_in_scope(domain, product, license_id)]
+
+    def unit(conn: sqlite3.Connection) -> int:
+        now = to_us(domain.clock.now())
+        for each in ids:
+            db_seats.end_expired(conn, now, each)
+        return db_seats.end_all(
+            conn, ids, now, "unregister_all", features_only=features_only, feature=feature, user=user
+        )
+
+    return await domain.store.write(unit)
+
+
+def _floating_feature(spec: LicenseSpec, code: str, now: datetime) -> FeatureSpec:
+    feature = spec.feature(code)
+    if feature is None:
+        raise FeatureNotFound(f"license {spec.id} has no feature {code!r}", feature=code)
+    if feature.expiry_date is not None and feature.expiry_date <= now:
+        raise FeatureExpired(f"feature {code!r} expired at {iso(feature.expiry_date)}", feature=code)
+    if not feature.is_floating:
+        raise FeatureNotFloating(f"feature {code!r} is not a floating feature", feature=code)
+    return feature
+
+
+async def register_feature(
+    domain: Domain, request: SeatRequest, code: str, borrow_until: datetime | None = None
+) -> SeatResult:
+    """Take or renew a seat of a floating feature. The user must hold the license seat."""
+    license = domain.catalog.resolve(request.target.product, request.target.license_id)
+    spec = license.spec
+    feature_ids = domain.feature_ids(license)
+
+    def unit(conn: sqlite3.Connection) -> SeatResult:
+        now = domain.clock.now()
+        t = to_us(now)
+        check_usable(spec, now)
+        feature = _floating_feature(spec, code, now)
+        license_seat = db_seats.held(conn, spec.id, LICENSE_SEAT, request.user)
+        if license_seat is None or license_seat.expires_at <= t:
+            raise RegistrationNotFound(
+                f"user {request.user!r} must register on license {spec.id} before taking feature {code!r}",
+                user=request.user,
+            )
+        until = _borrow_end(spec, borrow_until, now) if borrow_until is not None else None
+        assert feature.floating_users is not None  # guaranteed by _floating_feature
+        seat, created = _claim(
+            conn,
+            license_id=spec.id,
+            feature=code,
+            limit=feature.floating_users,
+            timeout_us=spec.feature_timeout(feature) * MINUTE_US,
+            request=request,
+            now=t,
+            borrow_until=until,
+        )
+        return SeatResult(read_state(conn, license, now, feature_ids), seat, created)
+
+    return await domain.store.write(unit)
+
+
+async def release_feature(domain: Domain, target: Target, user: str, code: str) -> None:
+    """Release the user's seat of a feature. Raises FeatureSeatNotFound when they hold none."""
+    license = domain.catalog.resolve(target.product, target.license_id)
+
+    def unit(conn: sqlite3.Connection) -> None:
+        now = domain.clock.now()
+        if license.spec.feature(code) is None:
+            raise FeatureNotFound(f"license {license.id} has no feature {code!r}", feature=code)
+        t = to_us(now)
+        db_seats.end_expired(conn, t, license.id, code)
+        if db_seats.end_user(conn, license.id, user, t, "released", feature=code) == 0:
+            raise FeatureSeatNotFound(f"user {user!r} holds no seat of feature {code!r}", feature=code)
+
+    await domain.store.write(unit)
+
+
+async def sweep_expired(domain: Domain) -> int:
+    """Mark every expired seat ended (reason expired / borrow_ended). Returns how many ended."""
+
+    def unit(conn: sqlite3.Connection) -> int:
+        return db_seats.end_expired(conn, to_us(domain.clock.now()))
+
+    return await domain.store.write(unit)

@@ -1,0 +1,209 @@
+"""The domain error tree. Domain code raises these; each API surface maps them to HTTP in one table.
+
+    FloatsrvError                         (code)
+    ├── InvalidRequest                    validation_error
+    │   ├── MissingParameters             missing_parameters
+    │   ├── InvalidJson                   invalid_json
+    │   ├── UnsupportedMediaType          unsupported_media_type
+    │   ├── PayloadTooLarge               payload_too_large
+    │   ├── BorrowUntilNotValid           borrow_until_not_valid
+    │   └── NegativeConsumptionsNotAllowed negative_consumptions_not_allowed
+    ├── NotFound                          not_found
+    │   ├── UnknownProduct                unknown_product
+    │   ├── LicenseNotFound               license_not_found
+    │   ├── FeatureNotFound               unsupported_product_feature
+    │   ├── RegistrationNotFound          device_not_found
+    │   └── FeatureSeatNotFound           floating_feature_device_not_in_use
+    ├── LicenseUnusable
+    │   ├── LicenseNotEnabled             license_not_enabled
+    │   ├── LicenseNotActive              license_not_active
+    │   ├── LicenseExpired                license_expired
+    │   └── FeatureExpired                license_feature_expired
+    ├── WrongKind
+    │   ├── LicenseNotConsumption         license_not_consumption
+    │   ├── FeatureNotConsumption         feature_not_consumption
+    │   └── FeatureNotFloating            feature_not_floating
+    ├── LimitReached
+    │   ├── SeatsExhausted                floating_not_available
+    │   ├── LicenseConsumptionExhausted   license_not_enough_consumptions
+    │   ├── FeatureConsumptionExhausted   feature_not_enough_consumptions
+    │   └── ConsumptionBelowZero          consumption_below_zero
+    ├── AuthError
+    │   ├── Unauthenticated               unauthorized
+    │   ├── InvalidToken                  invalid_token
+    │   └── Forbidden                     forbidden
+    └── StorageUnavailable                storage_unavailable
+
+Codes are stable: clients (and the LicenseSpring SDK, which upper-cases some of them) match on them.
+Messages are for humans and may change. `detail` carries machine-readable context (never secrets).
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+
+class FloatsrvError(Exception):
+    code: ClassVar[str] = "error"
+    default_message: ClassVar[str] = "request failed"
+
+    def __init__(self, message: str | None = None, **detail: Any) -> None:
+        self.message = message or self.default_message
+        self.detail = detail
+        super().__init__(self.message)
+
+
+class InvalidRequest(FloatsrvError):
+    code = "validation_error"
+    default_message = "the request is not valid"
+
+
+class MissingParameters(InvalidRequest):
+    code = "missing_parameters"
+    default_message = "a required parameter is missing"
+
+
+class InvalidJson(InvalidRequest):
+    code = "invalid_json"
+    default_message = "the request body is not valid JSON"
+
+
+class UnsupportedMediaType(InvalidRequest):
+    code = "unsupported_media_type"
+    default_message = "send the request body as JSON (Content-Type: application/json)"
+
+
+class PayloadTooLarge(InvalidRequest):
+    code = "payload_too_large"
+    default_message = "the request body is too large"
+
+
+class BorrowUntilNotValid(InvalidRequest):
+    code = "borrow_until_not_valid"
+    default_message = "borrowed_until is not valid for this license"
+
+
+class NegativeConsumptionsNotAllowed(InvalidRequest):
+    code = "negative_consumptions_not_allowed"
+    default_message = "negative consumptions are not allowed"
+
+
+class NotFound(FloatsrvError):
+    code = "not_found"
+    default_message = "not found"
+
+
+class UnknownProduct(NotFound):
+    code = "unknown_product"
+    default_message = "unknown product"
+
+
+class LicenseNotFound(NotFound):
+    code = "license_not_found"
+    default_message = "license not found"
+
+
+class FeatureNotFound(NotFound):
+    code = "unsupported_product_feature"
+    default_message = "the license has no such feature"
+
+
+class RegistrationNotFound(NotFound):
+    code = "device_not_found"
+    default_message = "this user holds no registration on the license"
+
+
+class FeatureSeatNotFound(NotFound):
+    code = "floating_feature_device_not_in_use"
+    default_message = "this user holds no seat of the feature"
+
+
+class LicenseUnusable(FloatsrvError):
+    code = "license_unusable"
+
+
+class LicenseNotEnabled(LicenseUnusable):
+    code = "license_not_enabled"
+    default_message = "the license is disabled"
+
+
+class LicenseNotActive(LicenseUnusable):
+    code = "license_not_active"
+    default_message = "the license is not active"
+
+
+class LicenseExpired(LicenseUnusable):
+    code = "license_expired"
+    default_message = "the license has expired"
+
+
+class FeatureExpired(LicenseUnusable):
+    code = "license_feature_expired"
+    default_message = "the feature has expired"
+
+
+class WrongKind(FloatsrvError):
+    code = "wrong_kind"
+
+
+class LicenseNotConsumption(WrongKind):
+    code = "license_not_consumption"
+    default_message = "the license is not a consumption license"
+
+
+class FeatureNotConsumption(WrongKind):
+    code = "feature_not_consumption"
+    default_message = "the feature is not a consumption feature"
+
+
+class FeatureNotFloating(WrongKind):
+    code = "feature_not_floating"
+    default_message = "the feature is not a floating feature"
+
+
+class LimitReached(FloatsrvError):
+    code = "limit_reached"
+
+
+class SeatsExhausted(LimitReached):
+    code = "floating_not_available"
+    default_message = "no floating seat is available"
+
+
+class LicenseConsumptionExhausted(LimitReached):
+    code = "license_not_enough_consumptions"
+    default_message = "not enough consumptions left on the license"
+
+
+class FeatureConsumptionExhausted(LimitReached):
+    code = "feature_not_enough_consumptions"
+    default_message = "not enough consumptions left on the feature"
+
+
+class ConsumptionBelowZero(LimitReached):
+    code = "consumption_below_zero"
+    default_message = "the consumption total cannot go below zero"
+
+
+class AuthError(FloatsrvError):
+    code = "auth_error"
+
+
+class Unauthenticated(AuthError):
+    code = "unauthorized"
+    default_message = "authentication required"
+
+
+class InvalidToken(AuthError):
+    code = "invalid_token"
+    default_message = "the bearer token is not valid"
+
+
+class Forbidden(AuthError):
+    code = "forbidden"
+    default_message = "your role does not allow this"
+
+
+class StorageUnavailable(FloatsrvError):
+    code = "storage_unavailable"
+    default_message = "the database is not available; nothing was changed, retry later"

@@ -1,0 +1,202 @@
+"""Definitions that cross layers: what a license and its features allow, and who is calling.
+
+`LicenseSpec`/`FeatureSpec` are validated pydantic models: the YAML config produces them today, signed
+license files will tomorrow, and the database stores them as JSON. Field names follow LicenseSpring's
+license object so admins and client developers see familiar names.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from enum import StrEnum
+from typing import Annotated, Any, Literal, Self
+
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+
+from floatsrv.periods import CALENDAR_ANCHOR, PeriodKind
+from floatsrv.times import parse_instant
+
+ShortCode = Annotated[str, Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")]
+
+
+def _instant(value: Any) -> Any:
+    # YAML hands us datetimes and dates already; strings come from JSON. Naive means UTC.
+    if isinstance(value, datetime):
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    if isinstance(value, date):
+        return datetime(value.year, value.month, value.day, tzinfo=UTC)
+    if isinstance(value, str):
+        try:
+            return parse_instant(value)
+        except ValueError as exc:
+            raise ValueError("must be an ISO 8601 date-time, e.g. 2027-01-31T00:00:00Z") from exc
+    raise ValueError("must be an ISO 8601 date-time, e.g. 2027-01-31T00:00:00Z")
+
+
+def _period(value: Any) -> Any:
+    # LicenseSpring says "annually"; we say "yearly" and accept both.
+    return "yearly" if value == "annually" else value
+
+
+Instant = Annotated[datetime, BeforeValidator(_instant)]
+Period = Annotated[PeriodKind, BeforeValidator(_period)]
+
+
+class Role(StrEnum):
+    VIEWER = "viewer"
+    USER = "user"
+    ADMIN = "admin"
+
+    @property
+    def rank(self) -> int:
+        return _ROLE_RANK[self]
+
+    def allows(self, required: Role) -> bool:
+        return self.rank >= required.rank
+
+
+_ROLE_RANK = {Role.VIEWER: 0, Role.USER: 1, Role.ADMIN: 2}
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """Who is calling: an authenticated user (or `anonymous` when auth is switched off)."""
+
+    username: str
+    role: Role
+
+
+class _Spec(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ConsumptionLimits(_Spec):
+    """The LicenseSpring consumption rule shared by licenses and consumption features."""
+
+    allow_unlimited_consumptions: bool = False
+    allow_overages: bool = False
+    # With allow_overages, 0 means unlimited overage (as LicenseSpring's SDK assumes).
+    max_overages: Annotated[int, Field(ge=0)] = 0
+    allow_negative_consumptions: bool = False
+    reset_consumption: bool = False
+    consumption_period: Period | None = None
+
+    @model_validator(mode="after")
+    def check_period_needed(self) -> Self:
+        if self.reset_consumption and self.consumption_period is None:
+            raise ValueError("consumption_period is required when reset_consumption is true")
+        return self
+
+    def _reject_consumption_fields(self, kind: str, maximum_field: str) -> None:
+        consumption_fields = {maximum_field, *ConsumptionLimits.model_fields}
+        stray = sorted(consumption_fields & self.model_fields_set)
+        if stray:
+            raise ValueError(f"{stray[0]} only applies to {kind}")
+
+    def capacity(self, maximum: int) -> int | None:
+        """Most that the period total may reach, or None when unlimited."""
+        if self.allow_unlimited_consumptions or (self.allow_overages and self.max_overages == 0):
+            return None
+        return maximum + (self.max_overages if self.allow_overages else 0)
+
+
+class FeatureSpec(ConsumptionLimits):
+    code: ShortCode
+    name: Annotated[str, Field(min_length=1, max_length=200)] | None = None
+    feature_type: Literal["activation", "consumption"] = "activation"
+    # Setting floating_users makes the feature floating: each user holds one of these seats.
+    floating_users: Annotated[int, Field(gt=0)] | None = None
+    floating_timeout: Annotated[int, Field(gt=0)] | None = None
+    max_consumption: Annotated[int, Field(ge=0)] = 0
+    expiry_date: Instant | None = None
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def check_consumption_fields_need_type(self) -> Self:
+        if not self.is_consumption:
+            self._reject_consumption_fields("consumption features (feature_type: consumption)", "max_consumption")
+        return self
+
+    @property
+    def display_name(self) -> str:
+        return self.name or self.code
+
+    @property
+    def is_floating(self) -> bool:
+        return self.floating_users is not None
+
+    @property
+    def is_consumption(self) -> bool:
+        return self.feature_type == "consumption"
+
+
+def _unique_codes(features: list[FeatureSpec]) -> list[FeatureSpec]:
+    seen: set[str] = set()
+    for feature in features:
+        if feature.code in seen:
+            raise ValueError(f"feature code {feature.code!r} appears twice")
+        seen.add(feature.code)
+    return features
+
+
+class LicenseSpec(ConsumptionLimits):
+    id: Annotated[int, Field(gt=0, lt=2**53)]
+    product: ShortCode
+    product_name: Annotated[str, Field(min_length=1, max_length=200)] | None = None
+    license_key: Annotated[str, Field(max_length=200)] | None = None
+    license_type: Literal["perpetual", "time-limited", "subscription", "consumption"] = "perpetual"
+    enabled: bool = True
+    active: bool = True
+    # Anchor for consumption periods; without it periods follow the calendar (UTC).
+    start_date: Instant | None = None
+    # Expiry; None means the license never expires.
+    validity_period: Instant | None = None
+    floating_users: Annotated[int, Field(gt=0)]
+    floating_timeout: Annotated[int, Field(gt=0)] = 30
+    can_borrow: bool = False
+    max_borrow_time: Annotated[int, Field(gt=0)] = 24
+    prevent_vm: bool = False
+    max_consumptions: Annotated[int, Field(ge=0)] = 0
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    customer: dict[str, Any] = Field(default_factory=dict)
+    features: Annotated[list[FeatureSpec], AfterValidator(_unique_codes)] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def check_consumption_fields_need_type(self) -> Self:
+        if not self.is_consumption:
+            self._reject_consumption_fields("consumption licenses (license_type: consumption)", "max_consumptions")
+        return self
+
+    @property
+    def is_consumption(self) -> bool:
+        return self.license_type == "consumption"
+
+    @property
+    def period_anchor(self) -> datetime:
+        return self.start_date or CALENDAR_ANCHOR
+
+    def feature(self, code: str) -> FeatureSpec | None:
+        for feature in self.features:
+            if feature.code == code:
+                return feature
+        return None
+
+    def feature_timeout(self, feature: FeatureSpec) -> int:
+        return feature.floating_timeout or self.floating_timeout
+
+
+@dataclass(frozen=True, slots=True)
+class License:
+    """A license this server serves: its definition plus when it was added (for 'most recent')."""
+
+    spec: LicenseSpec
+    added_seq: int
+
+    @property
+    def id(self) -> int:
+        return self.spec.id
+
+    @property
+    def product(self) -> str:
+        return self.spec.product

@@ -1,0 +1,1 @@
+"""Background work, started and stopped only through aiohttp's cleanup_ctx."""

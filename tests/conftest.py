@@ -1,0 +1,142 @@
+"""Shared fixtures: a real floatsrv app on a real SQLite file in tmp_path, reached over real HTTP.
+
+`api` is an in-process server (aiohttp's TestServer on a loopback port) with a ManualClock, so tests move
+time instead of sleeping. `tests.procs` starts floatsrv as a separate process for restart/SDK tests.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from aiohttp.test_utils import TestClient, TestServer
+
+from floatsrv.app import create_app
+from floatsrv.clock import ManualClock
+from floatsrv.config import Config, parse_config
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLE = ROOT / "config.example.yaml"
+
+
+def example_dict() -> dict[str, Any]:
+    data: dict[str, Any] = yaml.safe_load(EXAMPLE.read_text())
+    return data
+
+
+def make_config(tmp_path: Path, mutate: Callable[[dict[str, Any]], None] | None = None) -> Config:
+    """The example config with its data dir in tmp_path, optionally edited first."""
+    data = example_dict()
+    data["storage"]["data_dir"] = str(tmp_path / "data")
+    if mutate is not None:
+        mutate(data)
+    return parse_config(yaml.safe_dump(data), tmp_path)
+
+
+def basic(username: str, password: str) -> str:
+    return "Basic " + base64.b64encode(f"{username}:{password}".encode()).decode()
+
+
+class Api:
+    """A logged-in client for one running app. Methods return (status, parsed JSON or text)."""
+
+    def __init__(self, client: TestClient[Any, Any], clock: ManualClock, config: Config) -> None:
+        self.client = client
+        self.clock = clock
+        self.config = config
+        self.token: str | None = None
+
+    @property
+    def app(self) -> Any:
+        return self.client.server.app
+
+    async def login(self, username: str = "demo", password: str = "demo-password") -> str:
+        resp = await self.client.get("/auth", headers={"Authorization": basic(username, password)})
+        async with resp:
+            assert resp.status == 200, await resp.text()
+            token: str = (await resp.json())["token"]
+        self.token = token
+        return token
+
+    def headers(self, token: str | None = None) -> dict[str, str]:
+        chosen = token if token is not None else self.token
+        return {"Authorization": f"Bearer {chosen}"} if chosen else {}
+
+    async def _result(self, resp: Any) -> tuple[int, Any]:
+        if resp.content_type == "application/json":
+            return resp.status, await resp.json()
+        return resp.status, await resp.text()
+
+    async def post(self, path: str, body: Any, *, token: str | None = None, raw: bytes | None = None,
+                   headers: dict[str, str] | None = None) -> tuple[int, Any]:
+        all_headers = {**self.headers(token), **(headers or {})}
+        if raw is not None:
+            all_headers.setdefault("Content-Type", "application/json")
+            resp = await self.client.post(path, data=raw, headers=all_headers)
+        else:
+            resp = await self.client.post(path, json=body, headers=all_headers)
+        async with resp:
+            return await self._result(resp)
+
+    async def get(self, path: str, *, token: str | None = None, params: dict[str, str] | None = None) -> tuple[int, Any]:
+        async with self.client.get(path, headers=self.headers(token), params=params) as resp:
+            return await self._result(resp)
+
+    # Shorthands for the demo product.
+    async def register(self, user: str, **extra: Any) -> tuple[int, Any]:
+        return await self.post("/api/v4/register", {"product": "demo", "user": user, **extra})
+
+    async def seats(self, **params: str) -> list[dict[str, Any]]:
+        status, body = await self.get("/v1/seats", params=params)
+        assert status == 200, body
+        seats: list[dict[str, Any]] = body["data"]["data"]
+        return seats
+
+    async def license(self, license_id: int = 1001) -> dict[str, Any]:
+        status, body = await self.get(f"/v1/licenses/{license_id}")
+        assert status == 200, body
+        view: dict[str, Any] = body["data"]
+        return view
+
+
+async def start_api(config: Config, clock: ManualClock | None = None) -> tuple[Api, TestClient[Any, Any]]:
+    clock = clock or ManualClock()
+    client: TestClient[Any, Any] = TestClient(TestServer(create_app(config, clock=clock)))
+    await client.start_server()
+    return Api(client, clock, config), client
+
+
+@pytest.fixture
+async def api(tmp_path: Path) -> AsyncIterator[Api]:
+    """The demo config, logged in as user `demo`."""
+    instance, client = await start_api(make_config(tmp_path))
+    try:
+        await instance.login()
+        yield instance
+    finally:
+        await client.close()
+
+
+@pytest.fixture
+async def api_factory(tmp_path: Path) -> AsyncIterator[Any]:
+    """Start apps on custom configs: `await api_factory(mutate)`; all are closed at teardown."""
+    clients: list[TestClient[Any, Any]] = []
+
+    async def factory(mutate: Callable[[dict[str, Any]], None] | None = None, *, login: bool = True,
+                      clock: ManualClock | None = None, subdir: str = "") -> Api:
+        config = make_config(tmp_path / subdir if subdir else tmp_path, mutate)
+        instance, client = await start_api(config, clock)
+        clients.append(client)  # closed at teardown even if login fails
+        if login and config.auth.users:
+            await instance.login()
+        return instance
+
+    try:
+        yield factory
+    finally:
+        for client in clients:
+            await client.close()
