@@ -60,6 +60,17 @@ _ROLE_RANK = {Role.VIEWER: 0, Role.USER: 1, Role.ADMIN: 2}
 
 
 @dataclass(frozen=True, slots=True)
+class ClientInfo:
+    """What a client tells us about itself on register; kept on the seat for admins."""
+
+    os_hostname: str | None = None
+    ip_local: str | None = None
+    user_info: str | None = None
+    sdk_ver: str | None = None
+    app_ver: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Principal:
     """Who is calling: an authenticated user (or `anonymous` when auth is switched off)."""
 

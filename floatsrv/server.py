@@ -36,7 +36,7 @@ def run(config: Config) -> int:
     except SchemaError as exc:
         log.error("database_refused", error=str(exc))
         return 1
-    except Exception:  # noqa: BLE001 -- start-up failed: say why in one place and exit non-zero
+    except Exception:
         log.exception("server_failed")
         return 1
     log.info("server_stopped")

@@ -71,8 +71,15 @@ class Api:
             return resp.status, await resp.json()
         return resp.status, await resp.text()
 
-    async def post(self, path: str, body: Any, *, token: str | None = None, raw: bytes | None = None,
-                   headers: dict[str, str] | None = None) -> tuple[int, Any]:
+    async def post(
+        self,
+        path: str,
+        body: Any,
+        *,
+        token: str | None = None,
+        raw: bytes | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> tuple[int, Any]:
         all_headers = {**self.headers(token), **(headers or {})}
         if raw is not None:
             all_headers.setdefault("Content-Type", "application/json")
@@ -82,7 +89,9 @@ class Api:
         async with resp:
             return await self._result(resp)
 
-    async def get(self, path: str, *, token: str | None = None, params: dict[str, str] | None = None) -> tuple[int, Any]:
+    async def get(
+        self, path: str, *, token: str | None = None, params: dict[str, str] | None = None
+    ) -> tuple[int, Any]:
         async with self.client.get(path, headers=self.headers(token), params=params) as resp:
             return await self._result(resp)
 
@@ -126,8 +135,13 @@ async def api_factory(tmp_path: Path) -> AsyncIterator[Any]:
     """Start apps on custom configs: `await api_factory(mutate)`; all are closed at teardown."""
     clients: list[TestClient[Any, Any]] = []
 
-    async def factory(mutate: Callable[[dict[str, Any]], None] | None = None, *, login: bool = True,
-                      clock: ManualClock | None = None, subdir: str = "") -> Api:
+    async def factory(
+        mutate: Callable[[dict[str, Any]], None] | None = None,
+        *,
+        login: bool = True,
+        clock: ManualClock | None = None,
+        subdir: str = "",
+    ) -> Api:
         config = make_config(tmp_path / subdir if subdir else tmp_path, mutate)
         instance, client = await start_api(config, clock)
         clients.append(client)  # closed at teardown even if login fails

@@ -109,8 +109,9 @@ async def test_borrow_pins_the_seat_past_the_timeout_then_ends(api: Api) -> None
 
 
 async def test_borrow_without_date_takes_the_longest_allowed(api: Api) -> None:
-    status, body = await api.post("/api/v4/borrow", {"product": "demo", "user": "a",
-                                                     "borrowed_until": "0001-01-01T00:00:00Z"})
+    status, body = await api.post(
+        "/api/v4/borrow", {"product": "demo", "user": "a", "borrowed_until": "0001-01-01T00:00:00Z"}
+    )
     assert status == 200 and body["borrowed_until"] == "2026-01-18T12:00:00.000Z"  # now + 72 h
 
 

@@ -23,12 +23,11 @@ from floatsrv.api.v4_schemas import (
 )
 from floatsrv.api.validation import parse, wire_int
 from floatsrv.appkeys import DOMAIN, PRINCIPAL
-from floatsrv.db.seats import ClientInfo
 from floatsrv.domain import consumption, queries, seats
 from floatsrv.domain.consumption import ConsumeRequest
 from floatsrv.domain.seats import SeatRequest, Target
 from floatsrv.errors import InvalidRequest
-from floatsrv.models import Principal
+from floatsrv.models import ClientInfo, Principal
 
 
 def _principal(request: web.Request) -> Principal | None:

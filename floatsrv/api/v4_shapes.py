@@ -12,9 +12,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from floatsrv.db.seats import SeatRow
 from floatsrv.domain.consumption import ConsumeResult
-from floatsrv.domain.seats import SeatResult
+from floatsrv.domain.seats import SeatResult, SeatRow
 from floatsrv.domain.state import FeatureState, LicenseState, Period
 from floatsrv.models import ConsumptionLimits, LicenseSpec
 from floatsrv.times import iso, iso_us

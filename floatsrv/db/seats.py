@@ -10,6 +10,8 @@ import sqlite3
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from floatsrv.models import ClientInfo
+
 LICENSE_SEAT = ""
 
 _COLUMNS = (
@@ -24,17 +26,6 @@ def _expiry_reason(alias: str) -> str:
         f"CASE WHEN {alias}.borrowed_until IS NOT NULL AND {alias}.borrowed_until >= {alias}.expires_at "
         "THEN 'borrow_ended' ELSE 'expired' END"
     )
-
-
-@dataclass(frozen=True, slots=True)
-class ClientInfo:
-    """What a client tells us about itself on register; kept on the seat for admins."""
-
-    os_hostname: str | None = None
-    ip_local: str | None = None
-    user_info: str | None = None
-    sdk_ver: str | None = None
-    app_ver: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

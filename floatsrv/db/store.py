@@ -60,6 +60,16 @@ class _Job:
     future: asyncio.Future[Any]
 
 
+@dataclass(slots=True)
+class StoreStats:
+    """Counters kept by the writer thread (read without locking: they are only ever increased)."""
+
+    commits: int = 0
+    units: int = 0
+    failed_batches: int = 0
+    largest_batch: int = 0
+
+
 @dataclass(frozen=True, slots=True)
 class StoreOptions:
     synchronous: Literal["full", "normal"] = "full"
@@ -119,6 +129,7 @@ class _Writer(_Worker):
         self.options = options
         self.clock = clock
         self.applied: list[int] = []
+        self.stats = StoreStats()
 
     def run(self) -> None:
         try:
@@ -206,8 +217,12 @@ class _Writer(_Worker):
             with contextlib.suppress(sqlite3.Error):  # SQLite may have rolled back already
                 conn.execute("ROLLBACK")
             # Every unit of the batch shares its fate: none of their changes exist.
+            self.stats.failed_batches += 1
             error = _unavailable(fault)
             return [(job.future, None, error) for job in batch]
+        self.stats.commits += 1
+        self.stats.units += len(batch)
+        self.stats.largest_batch = max(self.stats.largest_batch, len(batch))
         return outcomes
 
 
@@ -261,6 +276,10 @@ class Store:
         self._writer: _Writer | None = None
         self._reader: _Reader | None = None
         self._closed = False
+
+    @property
+    def stats(self) -> StoreStats:
+        return self._writer.stats if self._writer else StoreStats()
 
     @property
     def applied_migrations(self) -> list[int]:

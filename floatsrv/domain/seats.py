@@ -12,7 +12,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from floatsrv.db import seats as db_seats
-from floatsrv.db.seats import LICENSE_SEAT, ClientInfo, SeatRow
+from floatsrv.db.seats import LICENSE_SEAT
+from floatsrv.db.seats import SeatRow as SeatRow  # re-exported for the API layer
 from floatsrv.domain.context import Domain
 from floatsrv.domain.state import LicenseState, check_usable, read_state
 from floatsrv.errors import (
@@ -25,7 +26,7 @@ from floatsrv.errors import (
     RegistrationNotFound,
     SeatsExhausted,
 )
-from floatsrv.models import FeatureSpec, License, LicenseSpec
+from floatsrv.models import ClientInfo, FeatureSpec, License, LicenseSpec
 from floatsrv.times import iso, to_us
 
 MINUTE_US = 60_000_000

@@ -1,0 +1,114 @@
+"""Run floatsrv as a real separate process (`python -m floatsrv serve`) for restart, crash and SDK tests."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from tests.conftest import example_dict
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+class ServerProcess:
+    """One floatsrv process on a free port; `start()` waits until it answers, `stop()` sends SIGTERM."""
+
+    def __init__(self, workdir: Path, config: dict[str, Any] | None = None) -> None:
+        self.workdir = workdir
+        self.data_dir = workdir / "data"
+        self.config_path = workdir / "floatsrv.yaml"
+        self.log_path = workdir / "server.log"
+        data = config or example_dict()
+        self.config_path.write_text(yaml.safe_dump(data))
+        self.port = free_port()
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def domain(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 20.0) -> None:
+        log = self.log_path.open("ab")
+        self.proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "floatsrv",
+                "serve",
+                "--config",
+                str(self.config_path),
+                "--port",
+                str(self.port),
+                "--data-dir",
+                str(self.data_dir),
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+        log.close()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"floatsrv exited with {self.proc.returncode}:\n{self.log_path.read_text()}")
+            try:
+                with urllib.request.urlopen(self.url + "/", timeout=1) as resp:
+                    if resp.status == 200:
+                        return
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError(f"floatsrv did not start:\n{self.log_path.read_text()}")
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 20.0) -> int:
+        assert self.proc is not None
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        code = self.proc.wait(timeout=timeout)
+        self.proc = None
+        return code
+
+    def kill(self) -> None:
+        self.stop(signal.SIGKILL)
+
+    def token(self, username: str = "admin", password: str = "admin-password") -> str:
+        auth = base64.b64encode(f"{username}:{password}".encode()).decode()
+        status, body = self.request("GET", "/auth", headers={"Authorization": f"Basic {auth}"})
+        assert status == 200, body
+        token: str = body["token"]
+        return token
+
+    def request(
+        self, method: str, path: str, body: Any = None, token: str | None = None, headers: dict[str, str] | None = None
+    ) -> tuple[int, Any]:
+        data = None if body is None else json.dumps(body).encode()
+        all_headers = {"Content-Type": "application/json", **(headers or {})}
+        if token:
+            all_headers["Authorization"] = f"Bearer {token}"
+        req = urllib.request.Request(self.url + path, data=data, method=method, headers=all_headers)
+        try:
+            with urllib.request.urlopen(req, timeout=10) as resp:
+                raw, status, ctype = resp.read(), resp.status, resp.headers.get("Content-Type", "")
+        except urllib.error.HTTPError as exc:
+            raw, status, ctype = exc.read(), exc.code, exc.headers.get("Content-Type", "")
+        return status, (json.loads(raw) if "json" in ctype else raw.decode())

@@ -1,0 +1,126 @@
+"""Login and bearer tokens: only tokens this server signed, for users it knows, are accepted."""
+
+from __future__ import annotations
+
+import base64
+import json
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import jwt
+import pytest
+
+from floatsrv.auth.tokens import AUDIENCE, ISSUER
+from tests.conftest import Api, basic
+
+
+def server_key(api: Api) -> bytes:
+    return (Path(api.config.storage.data_dir) / "token-signing.key").read_bytes()
+
+
+def claims(api: Api, **overrides: Any) -> dict[str, Any]:
+    now = int(api.clock.now().timestamp())
+    base = {
+        "iss": ISSUER,
+        "aud": AUDIENCE,
+        "sub": "demo",
+        "username": "demo",
+        "role": "user",
+        "iat": now,
+        "nbf": now,
+        "exp": now + 3600,
+        "jti": "t1",
+    }
+    base.update(overrides)
+    return {k: v for k, v in base.items() if v is not None}
+
+
+def b64(data: dict[str, Any]) -> str:
+    return base64.urlsafe_b64encode(json.dumps(data).encode()).rstrip(b"=").decode()
+
+
+async def register_with(api: Api, token: str) -> tuple[int, Any]:
+    return await api.post("/api/v4/register", {"product": "demo", "user": "x"}, token=token)
+
+
+async def test_login_returns_a_working_token(api: Api) -> None:
+    token = await api.login("admin", "admin-password")
+    header = jwt.get_unverified_header(token)
+    payload = jwt.decode(token, options={"verify_signature": False})
+    assert header["alg"] == "HS256"
+    assert {"sub", "role", "iat", "exp", "jti", "iss", "aud"} <= set(payload)
+    assert (payload["sub"], payload["role"]) == ("admin", "admin")
+    assert (await register_with(api, token))[0] == 200
+
+
+@pytest.mark.parametrize(
+    "header", ["", "Basic", "Basic !!!", "Bearer abc", basic("demo", "wrong"), basic("nobody", "demo-password")]
+)
+async def test_bad_logins_get_401_json(api: Api, header: str) -> None:
+    async with api.client.get("/auth", headers={"Authorization": header} if header else {}) as resp:
+        assert resp.status == 401
+        body = await resp.json()
+    assert body["code"] == "unauthorized" and body["status"] == 401
+
+
+async def test_token_table(api: Api) -> None:
+    key = server_key(api)
+    good = jwt.encode(claims(api), key, algorithm="HS256")
+    header, payload, signature = good.split(".")
+    cases = {
+        "alg none": jwt.encode(claims(api), None, algorithm="none"),
+        "other server's key": jwt.encode(claims(api), b"k" * 32, algorithm="HS256"),
+        "tampered payload": f"{header}.{b64(claims(api, role='admin', sub='admin'))}.{signature}",
+        "wrong audience": jwt.encode(claims(api, aud="someone-else"), key, algorithm="HS256"),
+        "wrong issuer": jwt.encode(claims(api, iss="evil"), key, algorithm="HS256"),
+        "expired": jwt.encode(claims(api, exp=int(api.clock.now().timestamp()) - 1), key, algorithm="HS256"),
+        "not yet valid": jwt.encode(
+            claims(api, iat=int(api.clock.now().timestamp()) + 3600, nbf=int(api.clock.now().timestamp()) + 3600),
+            key,
+            algorithm="HS256",
+        ),
+        "no exp": jwt.encode(claims(api, exp=None), key, algorithm="HS256"),
+        "no jti": jwt.encode(claims(api, jti=None), key, algorithm="HS256"),
+        "unknown user": jwt.encode(claims(api, sub="mallory"), key, algorithm="HS256"),
+        "bad role": jwt.encode(claims(api, role="root"), key, algorithm="HS256"),
+        "malformed": "definitely.not.a-jwt",
+        "garbage": "x" * 5000,
+    }
+    assert (await register_with(api, good))[0] == 200
+    for name, token in cases.items():
+        status, body = await register_with(api, token)
+        assert (status, body["code"]) == (401, "invalid_token"), name
+    async with api.client.post(
+        "/api/v4/register", json={"product": "demo", "user": "x"}, headers={"Authorization": "Token abc"}
+    ) as resp:
+        assert resp.status == 401 and (await resp.json())["code"] == "invalid_token"
+
+
+async def test_tokens_expire_by_the_servers_clock(api: Api) -> None:
+    assert (await register_with(api, api.token or ""))[0] == 200
+    api.clock.advance(timedelta(hours=api.config.auth.token_lifetime_hours, seconds=1))
+    status, body = await register_with(api, api.token or "")
+    assert (status, body["code"]) == (401, "invalid_token")
+    assert "expired" in body["message"]
+
+
+async def test_no_token_is_401_everywhere_but_home_and_login(api: Api) -> None:
+    for path in ("/api/v4/license", "/api/v4/health", "/v1/seats", "/v1/licenses"):
+        status, body = await api.get(path, token="")
+        assert status == 401, path
+        code = body["code"] if "code" in body else body["error"]["code"]
+        assert code == "unauthorized"
+    async with api.client.get("/") as resp:
+        assert resp.status == 200
+
+
+async def test_auth_can_be_switched_off(api_factory) -> None:
+    def no_auth(data: dict) -> None:
+        data["auth"]["enabled"] = False
+
+    api = await api_factory(no_auth, login=False)
+    status, body = await api.register("a")
+    assert status == 200, body
+    [seat] = await api.seats()
+    assert seat["principal"] == "anonymous"
