@@ -71,32 +71,31 @@ class UserConfig(_Section):
         return self.password is not None and self.password.get_secret_value() in DEMO_PASSWORDS
 
 
-def _unique_usernames(users: list[UserConfig]) -> list[UserConfig]:
-    names = [user.username for user in users]
-    for name in names:
-        if names.count(name) > 1:
-            raise ValueError(f"username {name!r} appears twice")
-    return users
+def _unique(attribute: str, label: str) -> AfterValidator:
+    """A list validator refusing two items with the same `attribute`."""
+
+    def check(items: list[Any]) -> list[Any]:
+        seen: set[object] = set()
+        for item in items:
+            value = getattr(item, attribute)
+            if value in seen:
+                raise ValueError(f"{label} {value!r} appears twice")
+            seen.add(value)
+        return items
+
+    return AfterValidator(check)
 
 
 class AuthConfig(_Section):
     enabled: bool = True
     # LicenseSpring's v1 SDK never refreshes its token, so a long lifetime keeps long-running apps working.
     token_lifetime_hours: Annotated[int, Field(gt=0, le=24 * 3650)] = 24 * 30
-    users: Annotated[list[UserConfig], AfterValidator(_unique_usernames)] = Field(default_factory=list)
+    users: Annotated[list[UserConfig], _unique("username", "username")] = Field(default_factory=list)
 
 
 class SeatsConfig(_Section):
     # How often expired seats are marked ended. Expired seats never count, even before this runs.
     sweep_interval_seconds: Annotated[float, Field(gt=0, le=3600)] = 30.0
-
-
-def _unique_license_ids(licenses: list[LicenseSpec]) -> list[LicenseSpec]:
-    ids = [license.id for license in licenses]
-    for license_id in ids:
-        if ids.count(license_id) > 1:
-            raise ValueError(f"license id {license_id} appears twice")
-    return licenses
 
 
 class Config(_Section):
@@ -105,7 +104,7 @@ class Config(_Section):
     log: LogConfig = Field(default_factory=LogConfig)
     auth: AuthConfig = Field(default_factory=AuthConfig)
     seats: SeatsConfig = Field(default_factory=SeatsConfig)
-    licenses: Annotated[list[LicenseSpec], AfterValidator(_unique_license_ids)] = Field(default_factory=list)
+    licenses: Annotated[list[LicenseSpec], _unique("id", "license id")] = Field(default_factory=list)
 
     @property
     def db_path(self) -> Path:

@@ -124,3 +124,38 @@ async def test_auth_can_be_switched_off(api_factory) -> None:
     assert status == 200, body
     [seat] = await api.seats()
     assert seat["principal"] == "anonymous"
+
+
+async def test_demo_passwords_and_disabled_auth_are_warned_about(tmp_path: Path) -> None:
+    from structlog.testing import capture_logs
+
+    from tests.conftest import make_config, start_api
+
+    def no_auth(data: dict) -> None:
+        data["auth"]["enabled"] = False
+
+    for subdir, mutate, expected in (
+        ("demo", None, {("demo_password_in_use", "demo"), ("demo_password_in_use", "admin")}),
+        ("off", no_auth, {("auth_disabled", None), ("demo_password_in_use", "demo"),
+                          ("demo_password_in_use", "admin")}),
+    ):
+        with capture_logs() as logs:
+            api, client = await start_api(make_config(tmp_path / subdir, mutate))
+            await client.close()
+        warnings = {(e["event"], e.get("username")) for e in logs if e["log_level"] == "warning"}
+        assert warnings == expected
+        assert all("demo-password" not in str(e) and "admin-password" not in str(e) for e in logs)
+
+    def hashed(data: dict) -> None:
+        from floatsrv.auth.passwords import hash_password
+
+        for user in data["auth"]["users"]:
+            user["password_hash"] = hash_password(user.pop("password"), n=2**10)
+
+    with capture_logs() as logs:
+        api, client = await start_api(make_config(tmp_path / "hashed", hashed))
+        try:
+            assert await api.login("admin", "admin-password")
+        finally:
+            await client.close()
+    assert not [e for e in logs if e["log_level"] == "warning"]

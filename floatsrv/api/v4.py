@@ -89,37 +89,27 @@ async def unregister_all(request: web.Request) -> web.Response:
     return web.Response(text="")
 
 
-async def add_consumption(request: web.Request) -> web.Response:
-    body = parse(ConsumptionBody, await read_json_object(request))
+async def _consume(request: web.Request, body: ConsumptionBody | FeatureConsumptionBody) -> web.Response:
     principal = _principal(request)
-    result = await consumption.add_consumption(
-        request.app[DOMAIN],
-        ConsumeRequest(
-            Target(body.product, body.license_id),
-            body.consumptions,
-            user=body.user,
-            principal=principal.username if principal else None,
-            allow_overages=body.allow_overages,
-            max_overages=body.max_overages,
-        ),
+    consume = ConsumeRequest(
+        Target(body.product, body.license_id),
+        body.consumptions,
+        feature=None if isinstance(body, ConsumptionBody) else body.feature,
+        user=body.user,
+        principal=principal.username if principal else None,
+        allow_overages=body.allow_overages if isinstance(body, ConsumptionBody) else None,
+        max_overages=body.max_overages if isinstance(body, ConsumptionBody) else None,
     )
+    result = await consumption.add_consumption(request.app[DOMAIN], consume)
     return json_response(shapes.consumption_response(result))
+
+
+async def add_consumption(request: web.Request) -> web.Response:
+    return await _consume(request, parse(ConsumptionBody, await read_json_object(request)))
 
 
 async def add_feature_consumption(request: web.Request) -> web.Response:
-    body = parse(FeatureConsumptionBody, await read_json_object(request))
-    principal = _principal(request)
-    result = await consumption.add_consumption(
-        request.app[DOMAIN],
-        ConsumeRequest(
-            Target(body.product, body.license_id),
-            body.consumptions,
-            feature=body.feature,
-            user=body.user,
-            principal=principal.username if principal else None,
-        ),
-    )
-    return json_response(shapes.consumption_response(result))
+    return await _consume(request, parse(FeatureConsumptionBody, await read_json_object(request)))
 
 
 async def feature_register(request: web.Request) -> web.Response:
