@@ -1,25 +1,27 @@
 """The application factory: wiring only. `serve`, the tests and benchmarks all build the app here.
 
 Start-up order (cleanup_ctx; teardown runs in reverse, and only for what started):
-store (open, migrate, sync licenses) -> auth (signing key, users) -> seat sweeper.
+store (open, migrate, sync licenses) -> auth (declared users, signing key, guard) -> seat sweeper.
 """
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator
+import os
+from collections.abc import AsyncIterator, Mapping
 from datetime import timedelta
 
 from aiohttp import web
 
 from floatsrv.api.middleware import pipeline
 from floatsrv.api.routes import setup_routes
-from floatsrv.appkeys import CONFIG, DOMAIN, TOKENS, USERS
-from floatsrv.auth.directory import UserDirectory
+from floatsrv.appkeys import CONFIG, DOMAIN, GUARD, THROTTLE
+from floatsrv.auth.guard import Guard
+from floatsrv.auth.throttle import LoginThrottle, ThrottleRule
 from floatsrv.auth.tokens import TokenIssuer, load_or_create_key
 from floatsrv.clock import Clock, SystemClock
-from floatsrv.config import Config
+from floatsrv.config import DEMO_PASSWORDS, Config, ConfigError, bootstrap_admin
 from floatsrv.db.store import Store, StoreOptions
+from floatsrv.domain.accounts import DeclaredUser, sync_declared_users
 from floatsrv.domain.catalog import sync_catalog
 from floatsrv.domain.context import Domain
 from floatsrv.log import get_logger
@@ -27,11 +29,33 @@ from floatsrv.workers.sweeper import sweeper_context
 
 log = get_logger("floatsrv")
 
-TOKEN_KEY_FILE = "token-signing.key"  # noqa: S105 -- a file name, not a secret
+
+def declared_users(config: Config, environ: Mapping[str, str]) -> list[DeclaredUser]:
+    """Users from the config file plus the bootstrap admin from the environment. Raises ConfigError."""
+    users = [(user, "config") for user in config.auth.users]
+    admin = bootstrap_admin(environ)
+    if admin is not None:
+        if any(user.username == admin.username for user in config.auth.users):
+            raise ConfigError([f"FLOATSRV_ADMIN_USERNAME: {admin.username!r} is also declared in auth.users"])
+        users.append((admin, "env"))
+    return [
+        DeclaredUser(
+            username=user.username,
+            role=user.role,
+            source=source,
+            password=user.password.get_secret_value() if user.password else None,
+            password_hash=user.password_hash,
+        )
+        for user, source in users
+    ]
 
 
 def create_app(
-    config: Config, *, clock: Clock | None = None, store_options: StoreOptions | None = None
+    config: Config,
+    *,
+    clock: Clock | None = None,
+    store_options: StoreOptions | None = None,
+    environ: Mapping[str, str] | None = None,
 ) -> web.Application:
     clock = clock or SystemClock()
     app = web.Application(middlewares=[pipeline], client_max_size=config.server.max_body_bytes)
@@ -60,13 +84,28 @@ def create_app(
             await store.close()
 
     async def auth_context(app: web.Application) -> AsyncIterator[None]:
-        key = load_or_create_key(config.storage.data_dir / TOKEN_KEY_FILE)
-        app[TOKENS] = TokenIssuer(key, clock, timedelta(hours=config.auth.token_lifetime_hours))
-        app[USERS] = await asyncio.to_thread(UserDirectory, list(config.auth.users))
+        domain = app[DOMAIN]
+        declared = declared_users(config, os.environ if environ is None else environ)
+        removed = await sync_declared_users(domain.store, clock, declared)
+        if removed:
+            log.info("declared_users_removed", usernames=removed)
+        key_path = config.token_key_path
+        issuer = TokenIssuer(load_or_create_key(key_path), clock, timedelta(hours=config.auth.token_lifetime_hours))
+        app[GUARD] = Guard(domain.store, clock, issuer, key_path, config.auth.enabled)
+        limits = config.auth.login_throttle
+        app[THROTTLE] = LoginThrottle(
+            clock,
+            ThrottleRule(limits.max_failures_per_address, timedelta(seconds=limits.address_window_seconds)),
+            ThrottleRule(limits.max_failures_per_user, timedelta(seconds=limits.user_window_seconds)),
+        )
         if not config.auth.enabled:
-            log.warning("auth_disabled", message="authentication is OFF: anyone who can reach this port is admin")
-        for user in config.auth.users:
-            if user.uses_demo_password:
+            log.warning(
+                "auth_disabled",
+                message="authentication is OFF: anyone who can reach this port may "
+                "register, consume and read; admin endpoints still need an admin login",
+            )
+        for user in declared:
+            if user.password in DEMO_PASSWORDS:
                 log.warning(
                     "demo_password_in_use",
                     username=user.username,

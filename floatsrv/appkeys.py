@@ -4,16 +4,16 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from floatsrv.auth.directory import UserDirectory
-from floatsrv.auth.tokens import TokenIssuer
+from floatsrv.auth.guard import Guard
+from floatsrv.auth.throttle import LoginThrottle
 from floatsrv.config import Config
 from floatsrv.domain.context import Domain
 from floatsrv.models import Principal, Role
 
 CONFIG = web.AppKey("config", Config)
 DOMAIN = web.AppKey("domain", Domain)
-USERS = web.AppKey("users", UserDirectory)
-TOKENS = web.AppKey("tokens", TokenIssuer)
+GUARD = web.AppKey("guard", Guard)
+THROTTLE = web.AppKey("throttle", LoginThrottle)
 # (method, canonical path) -> role required (None: public). Filled by setup_routes.
 ROUTE_ROLES = web.AppKey("route_roles", dict[tuple[str, str], Role | None])
 

@@ -8,6 +8,7 @@ config behaves the same wherever the server is started from.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal, Self
 
@@ -37,6 +38,15 @@ class ServerConfig(_Section):
     host: Annotated[str, Field(min_length=1)] = "127.0.0.1"
     port: Annotated[int, Field(ge=0, le=65535)] = 8080
     max_body_bytes: Annotated[int, Field(ge=1024, le=16 * 1024 * 1024)] = 64 * 1024
+    # Optional TLS: PEM certificate (chain) and private key. Both or neither.
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+
+    @model_validator(mode="after")
+    def check_tls_pair(self) -> Self:
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ValueError("set both tls_cert and tls_key, or neither")
+        return self
 
 
 class StorageConfig(_Section):
@@ -86,10 +96,19 @@ def _unique(attribute: str, label: str) -> AfterValidator:
     return AfterValidator(check)
 
 
+class LoginThrottleConfig(_Section):
+    max_failures_per_address: Annotated[int, Field(gt=0)] = 5
+    address_window_seconds: Annotated[int, Field(gt=0, le=86_400)] = 60
+    max_failures_per_user: Annotated[int, Field(gt=0)] = 10
+    user_window_seconds: Annotated[int, Field(gt=0, le=86_400)] = 300
+
+
 class AuthConfig(_Section):
     enabled: bool = True
-    # LicenseSpring's v1 SDK never refreshes its token, so a long lifetime keeps long-running apps working.
-    token_lifetime_hours: Annotated[int, Field(gt=0, le=24 * 3650)] = 24 * 30
+    # LicenseSpring's v1 SDK never refreshes its token, so the default (a year) keeps long-running apps
+    # working; revocation is immediate, so the lifetime is only a backstop.
+    token_lifetime_hours: Annotated[int, Field(gt=0, le=24 * 3650)] = 24 * 365
+    login_throttle: LoginThrottleConfig = Field(default_factory=LoginThrottleConfig)
     users: Annotated[list[UserConfig], _unique("username", "username")] = Field(default_factory=list)
 
 
@@ -109,6 +128,11 @@ class Config(_Section):
     @property
     def db_path(self) -> Path:
         return self.storage.data_dir / "floatsrv.db"
+
+    @property
+    def token_key_path(self) -> Path:
+        """The bearer-token signing key: created on first start, mode 0600, never in the YAML."""
+        return self.storage.data_dir / "token-signing.key"
 
     def with_overrides(
         self, *, host: str | None = None, port: int | None = None, data_dir: Path | None = None
@@ -141,7 +165,31 @@ def parse_config(text: str, base_dir: Path) -> Config:
     data_dir = config.storage.data_dir
     if not data_dir.is_absolute():
         config = config.with_overrides(data_dir=base_dir / data_dir)
+    if config.server.tls_cert is not None and config.server.tls_key is not None:
+        server = config.server.model_copy(
+            update={"tls_cert": base_dir / config.server.tls_cert, "tls_key": base_dir / config.server.tls_key}
+        )
+        config = config.model_copy(update={"server": server})
     return config
+
+
+def bootstrap_admin(environ: Mapping[str, str]) -> UserConfig | None:
+    """An admin from FLOATSRV_ADMIN_USERNAME (default `admin`) with FLOATSRV_ADMIN_PASSWORD or
+    FLOATSRV_ADMIN_PASSWORD_HASH, for containers and first installs. Raises ConfigError."""
+    password = environ.get("FLOATSRV_ADMIN_PASSWORD")
+    password_hash = environ.get("FLOATSRV_ADMIN_PASSWORD_HASH")
+    if password is None and password_hash is None:
+        return None
+    data = {
+        "username": environ.get("FLOATSRV_ADMIN_USERNAME", "admin"),
+        "role": "admin",
+        "password": password,
+        "password_hash": password_hash,
+    }
+    try:
+        return UserConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError([f"FLOATSRV_ADMIN_*: {_describe(e)}" for e in exc.errors()]) from None
 
 
 def load_config(path: Path) -> Config:

@@ -7,13 +7,23 @@
     │   ├── UnsupportedMediaType          unsupported_media_type
     │   ├── PayloadTooLarge               payload_too_large
     │   ├── BorrowUntilNotValid           borrow_until_not_valid
-    │   └── NegativeConsumptionsNotAllowed negative_consumptions_not_allowed
+    │   ├── NegativeConsumptionsNotAllowed negative_consumptions_not_allowed
+    │   ├── WeakPassword                  weak_password
+    │   └── InvalidCurrentPassword        invalid_current_password
     ├── NotFound                          not_found
     │   ├── UnknownProduct                unknown_product
     │   ├── LicenseNotFound               license_not_found
     │   ├── FeatureNotFound               unsupported_product_feature
     │   ├── RegistrationNotFound          device_not_found
-    │   └── FeatureSeatNotFound           floating_feature_device_not_in_use
+    │   ├── FeatureSeatNotFound           floating_feature_device_not_in_use
+    │   ├── SeatNotFound                  seat_not_found
+    │   ├── UserNotFound                  user_not_found
+    │   ├── TokenNotFound                 token_not_found
+    │   └── ApiKeyNotFound                api_key_not_found
+    ├── Conflict                          conflict
+    │   ├── UserExists                    user_exists
+    │   ├── ApiKeyExists                  api_key_exists
+    │   └── ManagedByConfig               user_managed_by_config
     ├── LicenseUnusable
     │   ├── LicenseNotEnabled             license_not_enabled
     │   ├── LicenseNotActive              license_not_active
@@ -31,7 +41,9 @@
     ├── AuthError
     │   ├── Unauthenticated               unauthorized
     │   ├── InvalidToken                  invalid_token
+    │   ├── TooManyRequests               too_many_requests
     │   └── Forbidden                     forbidden
+    │       └── PasswordChangeRequired    password_change_required
     └── StorageUnavailable                storage_unavailable
 
 Codes are stable: clients (and the LicenseSpring SDK, which upper-cases some of them) match on them.
@@ -88,6 +100,16 @@ class NegativeConsumptionsNotAllowed(InvalidRequest):
     default_message = "negative consumptions are not allowed"
 
 
+class WeakPassword(InvalidRequest):
+    code = "weak_password"
+    default_message = "the new password is too weak"
+
+
+class InvalidCurrentPassword(InvalidRequest):
+    code = "invalid_current_password"
+    default_message = "the current password is not right"
+
+
 class NotFound(FloatsrvError):
     code = "not_found"
     default_message = "not found"
@@ -116,6 +138,46 @@ class RegistrationNotFound(NotFound):
 class FeatureSeatNotFound(NotFound):
     code = "floating_feature_device_not_in_use"
     default_message = "this user holds no seat of the feature"
+
+
+class SeatNotFound(NotFound):
+    code = "seat_not_found"
+    default_message = "no such held seat"
+
+
+class UserNotFound(NotFound):
+    code = "user_not_found"
+    default_message = "no such user"
+
+
+class TokenNotFound(NotFound):
+    code = "token_not_found"
+    default_message = "no such live token"
+
+
+class ApiKeyNotFound(NotFound):
+    code = "api_key_not_found"
+    default_message = "no such live API key"
+
+
+class Conflict(FloatsrvError):
+    code = "conflict"
+    default_message = "conflicts with the current state"
+
+
+class UserExists(Conflict):
+    code = "user_exists"
+    default_message = "a user with this name exists"
+
+
+class ApiKeyExists(Conflict):
+    code = "api_key_exists"
+    default_message = "a live API key with this name exists"
+
+
+class ManagedByConfig(Conflict):
+    code = "user_managed_by_config"
+    default_message = "this user is declared in the config file (or environment); change it there"
 
 
 class LicenseUnusable(FloatsrvError):
@@ -199,9 +261,19 @@ class InvalidToken(AuthError):
     default_message = "the bearer token is not valid"
 
 
+class TooManyRequests(AuthError):
+    code = "too_many_requests"
+    default_message = "too many failed logins; wait before trying again"
+
+
 class Forbidden(AuthError):
     code = "forbidden"
     default_message = "your role does not allow this"
+
+
+class PasswordChangeRequired(Forbidden):
+    code = "password_change_required"
+    default_message = "change your temporary password first (POST /v1/me/password)"
 
 
 class StorageUnavailable(FloatsrvError):

@@ -72,10 +72,18 @@ class ClientInfo:
 
 @dataclass(frozen=True, slots=True)
 class Principal:
-    """Who is calling: an authenticated user (or `anonymous` when auth is switched off)."""
+    """Who is calling: a user (by token), an app (by API key), or `anonymous` when auth is switched off."""
 
     username: str
     role: Role
+    must_change_password: bool = False
+    # How they proved it: "token:<jti>", "api_key:<id>" or "none".
+    credential: str = "none"
+
+    @property
+    def actor(self) -> str:
+        """The name written to the audit log."""
+        return self.username
 
 
 class _Spec(BaseModel):

@@ -1,9 +1,10 @@
-"""Login and bearer tokens: only tokens this server signed, for users it knows, are accepted."""
+"""Login and bearer tokens: only tokens this server issued, for users it knows, are accepted."""
 
 from __future__ import annotations
 
 import base64
 import json
+import warnings
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -11,33 +12,29 @@ from typing import Any
 import jwt
 import pytest
 
-from floatsrv.auth.tokens import AUDIENCE, ISSUER
 from tests.conftest import Api, basic
 
 
 def server_key(api: Api) -> bytes:
-    return (Path(api.config.storage.data_dir) / "token-signing.key").read_bytes()
+    return api.config.token_key_path.read_bytes()
 
 
 def claims(api: Api, **overrides: Any) -> dict[str, Any]:
-    now = int(api.clock.now().timestamp())
-    base = {
-        "iss": ISSUER,
-        "aud": AUDIENCE,
-        "sub": "demo",
-        "username": "demo",
-        "role": "user",
-        "iat": now,
-        "nbf": now,
-        "exp": now + 3600,
-        "jti": "t1",
-    }
+    """The claims of the logged-in token (a jti the server really issued), with some changed."""
+    assert api.token
+    base: dict[str, Any] = jwt.decode(api.token, options={"verify_signature": False})
     base.update(overrides)
     return {k: v for k, v in base.items() if v is not None}
 
 
 def b64(data: dict[str, Any]) -> str:
     return base64.urlsafe_b64encode(json.dumps(data).encode()).rstrip(b"=").decode()
+
+
+def hs512(payload: dict[str, Any], key: bytes) -> str:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # PyJWT rightly warns that 32 bytes is short for HS512
+        return jwt.encode(payload, key, algorithm="HS512")
 
 
 async def register_with(api: Api, token: str) -> tuple[int, Any]:
@@ -51,7 +48,12 @@ async def test_login_returns_a_working_token(api: Api) -> None:
     assert header["alg"] == "HS256"
     assert {"sub", "role", "iat", "exp", "jti", "iss", "aud"} <= set(payload)
     assert (payload["sub"], payload["role"]) == ("admin", "admin")
+    assert payload["exp"] - payload["iat"] == 365 * 86400  # the default lifetime
     assert (await register_with(api, token))[0] == 200
+
+
+def test_signing_key_file_is_private(api: Api) -> None:
+    assert api.config.token_key_path.stat().st_mode & 0o777 == 0o600
 
 
 @pytest.mark.parametrize(
@@ -66,34 +68,33 @@ async def test_bad_logins_get_401_json(api: Api, header: str) -> None:
 
 async def test_token_table(api: Api) -> None:
     key = server_key(api)
-    good = jwt.encode(claims(api), key, algorithm="HS256")
-    header, payload, signature = good.split(".")
+    now = int(api.clock.now().timestamp())
+    good = jwt.encode(claims(api), key, algorithm="HS256")  # re-signed by us: still accepted
+    header, _, signature = good.split(".")
     cases = {
         "alg none": jwt.encode(claims(api), None, algorithm="none"),
         "other server's key": jwt.encode(claims(api), b"k" * 32, algorithm="HS256"),
         "tampered payload": f"{header}.{b64(claims(api, role='admin', sub='admin'))}.{signature}",
+        "HS512 with our key": hs512(claims(api), key),
         "wrong audience": jwt.encode(claims(api, aud="someone-else"), key, algorithm="HS256"),
         "wrong issuer": jwt.encode(claims(api, iss="evil"), key, algorithm="HS256"),
-        "expired": jwt.encode(claims(api, exp=int(api.clock.now().timestamp()) - 1), key, algorithm="HS256"),
-        "not yet valid": jwt.encode(
-            claims(api, iat=int(api.clock.now().timestamp()) + 3600, nbf=int(api.clock.now().timestamp()) + 3600),
-            key,
-            algorithm="HS256",
-        ),
+        "expired": jwt.encode(claims(api, exp=now - 1), key, algorithm="HS256"),
+        "not yet valid": jwt.encode(claims(api, iat=now + 3600, nbf=now + 3600), key, algorithm="HS256"),
         "no exp": jwt.encode(claims(api, exp=None), key, algorithm="HS256"),
         "no jti": jwt.encode(claims(api, jti=None), key, algorithm="HS256"),
+        "never issued": jwt.encode(claims(api, jti="f" * 32), key, algorithm="HS256"),
         "unknown user": jwt.encode(claims(api, sub="mallory"), key, algorithm="HS256"),
         "bad role": jwt.encode(claims(api, role="root"), key, algorithm="HS256"),
         "malformed": "definitely.not.a-jwt",
         "garbage": "x" * 5000,
+        "api-key shaped": "fsk_0123456789ab_" + "A" * 43,
     }
     assert (await register_with(api, good))[0] == 200
     for name, token in cases.items():
         status, body = await register_with(api, token)
         assert (status, body["code"]) == (401, "invalid_token"), name
-    async with api.client.post(
-        "/api/v4/register", json={"product": "demo", "user": "x"}, headers={"Authorization": "Token abc"}
-    ) as resp:
+    async with api.client.post("/api/v4/register", json={"product": "demo", "user": "x"},
+                               headers={"Authorization": "Token abc"}) as resp:
         assert resp.status == 401 and (await resp.json())["code"] == "invalid_token"
 
 
@@ -105,8 +106,8 @@ async def test_tokens_expire_by_the_servers_clock(api: Api) -> None:
     assert "expired" in body["message"]
 
 
-async def test_no_token_is_401_everywhere_but_home_and_login(api: Api) -> None:
-    for path in ("/api/v4/license", "/api/v4/health", "/v1/seats", "/v1/licenses"):
+async def test_no_token_is_401(api: Api) -> None:
+    for path in ("/api/v4/license", "/api/v4/health", "/v1/seats", "/v1/licenses", "/v1/me"):
         status, body = await api.get(path, token="")
         assert status == 401, path
         code = body["code"] if "code" in body else body["error"]["code"]
@@ -115,7 +116,7 @@ async def test_no_token_is_401_everywhere_but_home_and_login(api: Api) -> None:
         assert resp.status == 200
 
 
-async def test_auth_can_be_switched_off(api_factory) -> None:
+async def test_auth_can_be_switched_off_for_user_routes_only(api_factory) -> None:
     def no_auth(data: dict) -> None:
         data["auth"]["enabled"] = False
 
@@ -124,6 +125,10 @@ async def test_auth_can_be_switched_off(api_factory) -> None:
     assert status == 200, body
     [seat] = await api.seats()
     assert seat["principal"] == "anonymous"
+    status, body = await api.get("/v1/users")
+    assert (status, body["error"]["code"]) == (403, "forbidden")  # admin routes still need an admin
+    await api.login("admin", "admin-password")
+    assert (await api.get("/v1/users"))[0] == 200
 
 
 async def test_demo_passwords_and_disabled_auth_are_warned_about(tmp_path: Path) -> None:
@@ -134,11 +139,8 @@ async def test_demo_passwords_and_disabled_auth_are_warned_about(tmp_path: Path)
     def no_auth(data: dict) -> None:
         data["auth"]["enabled"] = False
 
-    for subdir, mutate, expected in (
-        ("demo", None, {("demo_password_in_use", "demo"), ("demo_password_in_use", "admin")}),
-        ("off", no_auth, {("auth_disabled", None), ("demo_password_in_use", "demo"),
-                          ("demo_password_in_use", "admin")}),
-    ):
+    demo = {("demo_password_in_use", "demo"), ("demo_password_in_use", "admin")}
+    for subdir, mutate, expected in (("demo", None, demo), ("off", no_auth, demo | {("auth_disabled", None)})):
         with capture_logs() as logs:
             api, client = await start_api(make_config(tmp_path / subdir, mutate))
             await client.close()

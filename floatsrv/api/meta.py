@@ -10,9 +10,12 @@ from aiohttp import web
 
 from floatsrv import __version__
 from floatsrv.api.middleware import json_response
-from floatsrv.appkeys import DOMAIN, TOKENS, USERS
-from floatsrv.errors import Unauthenticated
+from floatsrv.appkeys import DOMAIN, GUARD, THROTTLE
+from floatsrv.auth.passwords import dummy_hash, verify_password
+from floatsrv.domain import credentials as credentials_domain
+from floatsrv.errors import TooManyRequests, Unauthenticated
 from floatsrv.log import get_logger
+from floatsrv.models import Role
 from floatsrv.times import iso
 
 log = get_logger("floatsrv.auth")
@@ -49,14 +52,31 @@ async def login(request: web.Request) -> web.Response:
     if credentials is None:
         raise Unauthenticated("log in with HTTP Basic credentials (Authorization: Basic ...)")
     username, password = credentials
-    # scrypt is slow on purpose; keep it off the event loop.
-    principal = await asyncio.to_thread(request.app[USERS].authenticate, username, password)
-    if principal is None:
-        log.warning("login_failed", username=username[:100], peer=request.remote)
+    peer = request.remote or "-"
+    domain, guard, throttle = request.app[DOMAIN], request.app[GUARD], request.app[THROTTLE]
+    wait = throttle.retry_after(peer, username)
+    if wait is not None:
+        log.warning("login_throttled", username=username[:100], peer=peer, retry_after=wait)
+        raise TooManyRequests(f"too many failed logins; try again in {wait} seconds", retry_after=wait)
+    user = guard.user(username)
+    # scrypt is slow on purpose; keep it off the event loop. Unknown users cost the same as known ones.
+    ok = await asyncio.to_thread(verify_password, password, user.password_hash if user else dummy_hash())
+    if not ok or user is None:
+        throttle.failed(peer, username)
+        await credentials_domain.record_login_failure(
+            domain.store, domain.clock, username, peer, "wrong_password" if user else "unknown_user"
+        )
+        log.warning("login_failed", username=username[:100], peer=peer)
         raise Unauthenticated("invalid username or password")
-    token = request.app[TOKENS].issue(principal.username, principal.role)
-    log.info("login_succeeded", username=principal.username, role=principal.role.value, peer=request.remote)
-    return json_response({"message": "Login successful", "token": token})
+    throttle.succeeded(username)
+    token, claims = guard.issuer.issue(user.username, Role(user.role))
+    await credentials_domain.record_login(domain.store, domain.clock, claims, peer)
+    log.info("login_succeeded", username=user.username, role=user.role, peer=peer)
+    body: dict[str, object] = {"message": "Login successful", "token": token}
+    if user.must_change_password:
+        body["message"] = "Login successful; change your temporary password first (POST /v1/me/password)"
+        body["password_change_required"] = True
+    return json_response(body)
 
 
 async def health(request: web.Request) -> web.Response:

@@ -19,16 +19,13 @@ from aiohttp.typedefs import Handler
 
 from floatsrv import errors
 from floatsrv.api.errors import Surface, error_body, render
-from floatsrv.appkeys import CONFIG, PRINCIPAL, ROUTE_ROLES, TOKENS, USERS
+from floatsrv.appkeys import GUARD, PRINCIPAL, ROUTE_ROLES
 from floatsrv.log import get_logger
 from floatsrv.models import Principal, Role
 
 log = get_logger("floatsrv.http")
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._\-]{1,64}$")
-
-# With auth switched off there is nobody to log in; callers act as this principal.
-ANONYMOUS = Principal("anonymous", Role.ADMIN)
 
 
 def surface_of(request: web.Request) -> Surface:
@@ -41,8 +38,12 @@ def json_response(body: Any, status: int = 200, headers: dict[str, str] | None =
 
 def _error_response(request: web.Request, error: errors.FloatsrvError) -> web.Response:
     status, body = render(surface_of(request), error)
-    headers = {"WWW-Authenticate": 'Bearer realm="floatsrv"'} if status == 401 else None
-    return json_response(body, status=status, headers=headers)
+    headers = {}
+    if status == 401:
+        headers["WWW-Authenticate"] = 'Bearer realm="floatsrv"'
+    if isinstance(error, errors.TooManyRequests):
+        headers["Retry-After"] = str(error.detail.get("retry_after", 60))
+    return json_response(body, status=status, headers=headers or None)
 
 
 def _http_error_response(request: web.Request, exc: web.HTTPException) -> web.Response:
@@ -57,22 +58,15 @@ def _http_error_response(request: web.Request, exc: web.HTTPException) -> web.Re
     return json_response(body, status=exc.status, headers=headers)
 
 
-def _authenticate(request: web.Request, required: Role) -> Principal:
-    """Principal for a bearer token, checked against the user directory. Raises AuthError subclasses."""
-    if not request.app[CONFIG].auth.enabled:
-        return ANONYMOUS
-    header = request.headers.get("Authorization", "")
-    scheme, _, token = header.partition(" ")
-    if not header:
-        raise errors.Unauthenticated(
-            "authentication required: log in at GET /auth and send Authorization: Bearer <token>"
-        )
-    if scheme.lower() != "bearer" or not token.strip():
-        raise errors.InvalidToken("the Authorization header must be 'Bearer <token>'", reason="scheme")
-    claims = request.app[TOKENS].verify(token.strip())
-    principal = request.app[USERS].lookup(claims.username)
-    if principal is None:
-        raise errors.InvalidToken("the token's user no longer exists", reason="unknown_user")
+# Routes a user with a temporary password may still call: to see who they are and to change it.
+PASSWORD_CHANGE_ROUTES = frozenset({("GET", "/v1/me"), ("POST", "/v1/me/password")})
+
+
+def _authorize(request: web.Request, route: tuple[str, str], required: Role) -> Principal:
+    """Authenticate the caller and check the route's role. Raises AuthError subclasses."""
+    principal = request.app[GUARD].authenticate(request.headers.get("Authorization", ""))
+    if principal.must_change_password and route not in PASSWORD_CHANGE_ROUTES:
+        raise errors.PasswordChangeRequired()
     if not principal.role.allows(required):
         raise errors.Forbidden(f"this needs the {required.value} role; you are {principal.role.value}")
     return principal
@@ -94,7 +88,7 @@ async def pipeline(request: web.Request, handler: Handler) -> web.StreamResponse
         if request.match_info.http_exception is None:
             required = request.app[ROUTE_ROLES].get((route.method, route_name))
             if required is not None:
-                principal = _authenticate(request, required)
+                principal = _authorize(request, (route.method, route_name), required)
                 request[PRINCIPAL] = principal
                 user = principal.username
         response = await handler(request)

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from floatsrv.api import meta, native, v4
+from floatsrv.api import account, admin, meta, native, v4
 from floatsrv.appkeys import ROUTE_ROLES
 from floatsrv.models import Role
 
@@ -22,7 +22,7 @@ class Route:
     role: Role | None
 
 
-USER, VIEWER = Role.USER, Role.VIEWER
+ADMIN, USER, VIEWER = Role.ADMIN, Role.USER, Role.VIEWER
 
 ROUTES: tuple[Route, ...] = (
     # Meta. `/` must answer 200 without a token: the SDK's is_online() calls it bare.
@@ -49,6 +49,25 @@ ROUTES: tuple[Route, ...] = (
     Route("GET", "/v1/licenses", native.list_licenses, VIEWER),
     Route("GET", "/v1/licenses/{license_id}", native.get_license, VIEWER),
     Route("GET", "/v1/seats", native.list_seats, VIEWER),
+    Route("POST", "/v1/seats/{seat_id}/revoke", admin.revoke_seat, ADMIN),
+    # The caller's own account (the only routes open while a temporary password must be changed).
+    Route("GET", "/v1/me", account.whoami, VIEWER),
+    Route("POST", "/v1/me/password", account.change_password, VIEWER),
+    # Administration: users, tokens, API keys, the signing key, the audit log.
+    Route("GET", "/v1/users", admin.list_users, ADMIN),
+    Route("POST", "/v1/users", admin.create_user, ADMIN),
+    Route("GET", "/v1/users/{username}", admin.get_user, ADMIN),
+    Route("PATCH", "/v1/users/{username}", admin.update_user, ADMIN),
+    Route("DELETE", "/v1/users/{username}", admin.delete_user, ADMIN),
+    Route("POST", "/v1/users/{username}/password", admin.reset_password, ADMIN),
+    Route("POST", "/v1/users/{username}/revoke-tokens", admin.revoke_user_tokens, ADMIN),
+    Route("GET", "/v1/tokens", admin.list_tokens, ADMIN),
+    Route("DELETE", "/v1/tokens/{token_id}", admin.revoke_token, ADMIN),
+    Route("POST", "/v1/signing-key/rotate", admin.rotate_signing_key, ADMIN),
+    Route("GET", "/v1/api-keys", admin.list_api_keys, ADMIN),
+    Route("POST", "/v1/api-keys", admin.create_api_key, ADMIN),
+    Route("DELETE", "/v1/api-keys/{key_id}", admin.revoke_api_key, ADMIN),
+    Route("GET", "/v1/audit", admin.audit_log, ADMIN),
 )
 
 

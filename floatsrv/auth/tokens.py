@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import secrets
 import stat
-import uuid
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -34,6 +33,8 @@ class TokenClaims:
     username: str
     role: Role
     token_id: str
+    issued_at: int  # seconds since the epoch, as in the JWT
+    not_before: int
     expires_at: int
 
 
@@ -43,26 +44,46 @@ def load_or_create_key(path: Path) -> bytes:
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, stat.S_IRUSR | stat.S_IWUSR)
     except FileExistsError:
-        key = path.read_bytes()
-        if len(key) < 32:
-            raise ValueError(f"token key {path} is too short; delete it to generate a new one") from None
-        return key
-    key = secrets.token_bytes(32)
+        return read_key(path)
     with os.fdopen(fd, "wb") as handle:
-        handle.write(key)
+        handle.write(secrets.token_bytes(32))
         handle.flush()
         os.fsync(handle.fileno())
+    return read_key(path)
+
+
+def read_key(path: Path) -> bytes:
+    key = path.read_bytes()
+    if len(key) < 32:
+        raise ValueError(f"token key {path} is too short; delete it to generate a new one")
     return key
+
+
+def write_new_key(path: Path) -> None:
+    """Replace the signing key atomically (temp file, fsync, rename), keeping mode 0600."""
+    temp = path.with_name(path.name + ".new")
+    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, stat.S_IRUSR | stat.S_IWUSR)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(secrets.token_bytes(32))
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(temp, path)
+    directory = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(directory)
+    finally:
+        os.close(directory)
 
 
 class TokenIssuer:
     def __init__(self, key: bytes, clock: Clock, lifetime: timedelta) -> None:
-        self._key = key
+        self.key = key
         self._clock = clock
         self._lifetime = lifetime
 
-    def issue(self, username: str, role: Role) -> str:
+    def issue(self, username: str, role: Role) -> tuple[str, TokenClaims]:
         now = int(self._clock.now().timestamp())
+        claims = TokenClaims(username, role, secrets.token_hex(16), now, now, now + int(self._lifetime.total_seconds()))
         payload = {
             "iss": ISSUER,
             "aud": AUDIENCE,
@@ -70,28 +91,28 @@ class TokenIssuer:
             # LicenseSpring's own tokens carry these two; some clients read them.
             "username": username,
             "role": role.value,
-            "iat": now,
-            "nbf": now,
-            "exp": now + int(self._lifetime.total_seconds()),
-            "jti": uuid.uuid4().hex,
+            "iat": claims.issued_at,
+            "nbf": claims.not_before,
+            "exp": claims.expires_at,
+            "jti": claims.token_id,
         }
-        return jwt.encode(payload, self._key, algorithm=ALGORITHM)
+        return jwt.encode(payload, self.key, algorithm=ALGORITHM), claims
 
-    def verify(self, token: str) -> TokenClaims:
-        """Return the claims of a valid token. Raises InvalidToken (with a reason) for anything else."""
+    def decode(self, token: str) -> TokenClaims:
+        """Check signature, algorithm, issuer, audience and required claims (not time). Raises InvalidToken."""
         try:
             header = jwt.get_unverified_header(token)
             if header.get("alg") != ALGORITHM:
                 raise InvalidToken("token algorithm not accepted", reason="algorithm")
             claims: dict[str, Any] = jwt.decode(
                 token,
-                self._key,
+                self.key,
                 algorithms=[ALGORITHM],
                 audience=AUDIENCE,
                 issuer=ISSUER,
                 options={
                     "require": ["iss", "aud", "sub", "iat", "exp", "jti"],
-                    # Time claims are checked below against the injectable clock.
+                    # Time claims are checked by check_time() against the injectable clock.
                     "verify_exp": False,
                     "verify_nbf": False,
                     "verify_iat": False,
@@ -107,16 +128,27 @@ class TokenIssuer:
             raise InvalidToken(f"token lacks the {exc.claim} claim", reason="claims") from None
         except jwt.PyJWTError:
             raise InvalidToken("token is malformed", reason="malformed") from None
-        now = self._clock.now().timestamp()
         try:
-            issued, expires = int(claims["iat"]), int(claims["exp"])
-            not_before = int(claims.get("nbf", issued))
-            role = Role(str(claims.get("role")))
-            username = str(claims["sub"])
+            issued = int(claims["iat"])
+            return TokenClaims(
+                username=str(claims["sub"]),
+                role=Role(str(claims.get("role"))),
+                token_id=str(claims["jti"]),
+                issued_at=issued,
+                not_before=int(claims.get("nbf", issued)),
+                expires_at=int(claims["exp"]),
+            )
         except (TypeError, ValueError):
             raise InvalidToken("token claims are malformed", reason="claims") from None
-        if expires <= now:
+
+    def check_time(self, claims: TokenClaims) -> None:
+        now = self._clock.now().timestamp()
+        if claims.expires_at <= now:
             raise InvalidToken("token has expired; log in again at GET /auth", reason="expired")
-        if issued > now + LEEWAY_SECONDS or not_before > now + LEEWAY_SECONDS:
+        if claims.issued_at > now + LEEWAY_SECONDS or claims.not_before > now + LEEWAY_SECONDS:
             raise InvalidToken("token is not valid yet", reason="not_yet_valid")
-        return TokenClaims(username, role, str(claims["jti"]), expires)
+
+    def verify(self, token: str) -> TokenClaims:
+        claims = self.decode(token)
+        self.check_time(claims)
+        return claims

@@ -49,6 +49,11 @@ class SeatRow:
     app_ver: str | None
 
 
+def by_id(conn: sqlite3.Connection, seat_id: int) -> SeatRow | None:
+    row = conn.execute(f"SELECT {_COLUMNS} FROM seats WHERE id = ?", (seat_id,)).fetchone()
+    return SeatRow(*row) if row else None
+
+
 def held(conn: sqlite3.Connection, license_id: int, feature: str, user: str) -> SeatRow | None:
     row = conn.execute(
         f"SELECT {_COLUMNS} FROM seats WHERE license_id = ? AND feature = ? AND user = ? AND ended_at IS NULL",

@@ -275,6 +275,7 @@ class Store:
         self.options = options or StoreOptions()
         self._writer: _Writer | None = None
         self._reader: _Reader | None = None
+        self._peek: sqlite3.Connection | None = None
         self._closed = False
 
     @property
@@ -302,6 +303,23 @@ class Store:
         await reader.ready
         self._reader = reader
 
+    def peek(self, unit: Unit[T]) -> T:
+        """Run a *tiny* indexed read right here, on a connection owned by the calling (event-loop) thread.
+
+        For the per-request credential checks only: a round trip to the reader thread would cost more
+        than the query itself. WAL readers never wait for the writer, so this does not block the loop.
+        """
+        if self._closed:
+            raise StorageUnavailable("the store is closed")
+        if self._peek is None:
+            self._peek = connect(self.path, self.options, read_only=True)
+        try:
+            return unit(self._peek)
+        except sqlite3.Error as exc:
+            if is_storage_fault(exc):
+                raise _unavailable(exc) from exc
+            raise
+
     async def write(self, unit: Unit[T]) -> T:
         """Run `unit(conn)` in the writer's transaction; return once it is committed.
 
@@ -325,6 +343,8 @@ class Store:
         if self._closed:
             return
         self._closed = True
+        if self._peek is not None:
+            self._peek.close()
         for worker in (self._reader, self._writer):
             if worker is not None:
                 worker.jobs.put(None)

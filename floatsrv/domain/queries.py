@@ -10,6 +10,7 @@ from floatsrv.db import seats as db_seats
 from floatsrv.db.seats import SeatRow
 from floatsrv.domain.context import Domain
 from floatsrv.domain.state import LicenseState, read_state
+from floatsrv.errors import SeatNotFound
 from floatsrv.models import License
 from floatsrv.times import to_us
 
@@ -58,6 +59,16 @@ async def seat_views(
             conn, license_ids=license_ids, feature=feature, user=user, state=state, now=now, limit=limit
         )
         return [_view(domain, row, now) for row in rows]
+
+    return await domain.store.read(unit)
+
+
+async def seat_view(domain: Domain, seat_id: int) -> SeatView:
+    def unit(conn: sqlite3.Connection) -> SeatView:
+        row = db_seats.by_id(conn, seat_id)
+        if row is None:
+            raise SeatNotFound(f"no seat {seat_id}")
+        return _view(domain, row, to_us(domain.clock.now()))
 
     return await domain.store.read(unit)
 

@@ -11,6 +11,7 @@ import sqlite3
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from floatsrv.db import audit
 from floatsrv.db import seats as db_seats
 from floatsrv.db.seats import LICENSE_SEAT
 from floatsrv.db.seats import SeatRow as SeatRow  # re-exported for the API layer
@@ -24,6 +25,7 @@ from floatsrv.errors import (
     FeatureSeatNotFound,
     LicenseNotFound,
     RegistrationNotFound,
+    SeatNotFound,
     SeatsExhausted,
 )
 from floatsrv.models import ClientInfo, FeatureSpec, License, LicenseSpec
@@ -261,5 +263,29 @@ async def sweep_expired(domain: Domain) -> int:
 
     def unit(conn: sqlite3.Connection) -> int:
         return db_seats.end_expired(conn, to_us(domain.clock.now()))
+
+    return await domain.store.write(unit)
+
+
+async def revoke_seat(domain: Domain, seat_id: int, actor: str, peer: str | None) -> SeatRow:
+    """An admin ends a held seat (reason admin_removed; a license seat takes its feature seats along)."""
+
+    def unit(conn: sqlite3.Connection) -> SeatRow:
+        now = to_us(domain.clock.now())
+        seat = db_seats.by_id(conn, seat_id)
+        if seat is None or seat.ended_at is not None or seat.expires_at <= now:
+            raise SeatNotFound(f"no held seat {seat_id}", param="id")
+        feature = seat.feature if seat.feature else None
+        ended = db_seats.end_user(conn, seat.license_id, seat.user, now, "admin_removed", feature=feature)
+        audit.record(
+            conn,
+            at=now,
+            action="seat_revoked",
+            actor=actor,
+            target=str(seat_id),
+            peer=peer,
+            detail={"license_id": seat.license_id, "feature": feature, "user": seat.user, "seats_ended": ended},
+        )
+        return seat
 
     return await domain.store.write(unit)

@@ -1,0 +1,116 @@
+"""Authenticating requests: bearer JWTs and API keys, checked against the current credential state.
+
+The state (users, revoked tokens, API keys, signing-key generation) is held in memory and refreshed when
+the database's auth version moves; that version is read on every authenticated request with one tiny
+indexed query on a connection owned by the event-loop thread, so changes made by another process (the
+admin CLI) apply on the very next request. Verified JWT signatures are cached (the HMAC and JSON work
+is the expensive part); time, revocation and user checks run on every request regardless.
+"""
+
+from __future__ import annotations
+
+import hmac
+import sqlite3
+from dataclasses import dataclass
+from pathlib import Path
+
+from floatsrv.auth import apikeys
+from floatsrv.auth.tokens import TokenClaims, TokenIssuer, read_key
+from floatsrv.clock import Clock
+from floatsrv.db import accounts as db
+from floatsrv.db.accounts import ApiKeyRow, UserRow
+from floatsrv.db.store import Store
+from floatsrv.errors import InvalidToken, Unauthenticated
+from floatsrv.models import Principal, Role
+from floatsrv.times import to_us
+
+# With auth switched off, callers without credentials act as this principal (never as an admin).
+ANONYMOUS = Principal("anonymous", Role.USER, credential="none")
+
+_CACHE_LIMIT = 50_000
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    version: int
+    key_generation: int
+    users: dict[str, UserRow]
+    revoked: frozenset[str]
+    api_keys: dict[str, ApiKeyRow]
+
+
+def load_snapshot(conn: sqlite3.Connection, now: int) -> Snapshot:
+    conn.execute("BEGIN")
+    try:
+        version, generation = db.auth_version(conn)
+        users = {row.username: row for row in db.all_users(conn)}
+        revoked = frozenset(db.revoked_token_ids(conn, now))
+        keys = {row.id: row for row in db.all_api_keys(conn, include_revoked=False)}
+    finally:
+        conn.execute("COMMIT")
+    return Snapshot(version, generation, users, revoked, keys)
+
+
+class Guard:
+    def __init__(self, store: Store, clock: Clock, issuer: TokenIssuer, key_path: Path, enabled: bool) -> None:
+        self._store = store
+        self._clock = clock
+        self.issuer = issuer
+        self._key_path = key_path
+        self.enabled = enabled
+        self._snapshot = store.peek(lambda conn: load_snapshot(conn, to_us(clock.now())))
+        self._verified: dict[str, TokenClaims] = {}
+
+    def current(self) -> Snapshot:
+        """The credential state, reloaded when the database says it changed."""
+        version, generation = self._store.peek(db.auth_version)
+        if version != self._snapshot.version:
+            snapshot = self._store.peek(lambda conn: load_snapshot(conn, to_us(self._clock.now())))
+            if generation != self._snapshot.key_generation:
+                self.issuer.key = read_key(self._key_path)
+                self._verified.clear()
+            self._snapshot = snapshot
+        return self._snapshot
+
+    def user(self, username: str) -> UserRow | None:
+        row = self.current().users.get(username)
+        return row if row is not None and not row.disabled else None
+
+    def authenticate(self, header: str) -> Principal:
+        """The principal behind an Authorization header. Raises Unauthenticated or InvalidToken."""
+        if not header:
+            if not self.enabled:
+                return ANONYMOUS
+            raise Unauthenticated("authentication required: log in at GET /auth and send Authorization: Bearer <token>")
+        scheme, _, credential = header.partition(" ")
+        credential = credential.strip()
+        if scheme.lower() != "bearer" or not credential:
+            raise InvalidToken("the Authorization header must be 'Bearer <token>'", reason="scheme")
+        snapshot = self.current()
+        key = apikeys.split(credential)
+        if key is not None:
+            return self._api_key(snapshot, *key)
+        return self._token(snapshot, credential)
+
+    def _api_key(self, snapshot: Snapshot, key_id: str, secret: str) -> Principal:
+        row = snapshot.api_keys.get(key_id)
+        if row is None or not hmac.compare_digest(apikeys.digest(secret), row.secret_sha256):
+            raise InvalidToken("unknown or revoked API key", reason="api_key")
+        return Principal(f"apikey:{row.name}", Role(row.role), credential=f"api_key:{row.id}")
+
+    def _token(self, snapshot: Snapshot, token: str) -> Principal:
+        claims = self._verified.get(token)
+        if claims is None:
+            claims = self.issuer.decode(token)
+            if self._store.peek(lambda conn: db.get_token(conn, claims.token_id)) is None:
+                raise InvalidToken("this token was not issued by this server", reason="unknown")
+            if len(self._verified) >= _CACHE_LIMIT:
+                self._verified.clear()
+            self._verified[token] = claims
+        self.issuer.check_time(claims)
+        if claims.token_id in snapshot.revoked:
+            raise InvalidToken("this token has been revoked; log in again", reason="revoked")
+        user = snapshot.users.get(claims.username)
+        if user is None or user.disabled:
+            raise InvalidToken("the token's user no longer exists or is disabled", reason="user")
+        return Principal(user.username, Role(user.role), user.must_change_password, f"token:{claims.token_id}")
