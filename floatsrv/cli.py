@@ -1,4 +1,4 @@
-"""Command-line interface: `floatsrv serve | check-config | hash-password`, `floatsrv --version`.
+"""Command-line interface: `floatsrv serve | check-config | hash-password | user | token | apikey | audit`.
 
 Exit codes: 0 ok; 1 check-config found problems or a runtime failure; 2 invalid configuration or
 usage at `serve` (one line per problem on stderr, naming the YAML key path).
@@ -59,6 +59,16 @@ def check_config(config_path: Path) -> None:
         f"{config_path}: ok ({len(config.licenses)} licenses, {len(config.auth.users)} users, "
         f"data in {config.storage.data_dir})"
     )
+
+
+def _register_admin_commands() -> None:
+    from floatsrv.cli_auth import apikey_group, audit_command, token_group, user_group
+
+    for command in (user_group, token_group, apikey_group, audit_command):
+        main.add_command(command)
+
+
+_register_admin_commands()
 
 
 @main.command("hash-password")

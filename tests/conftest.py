@@ -112,9 +112,12 @@ class Api:
         return view
 
 
-async def start_api(config: Config, clock: ManualClock | None = None) -> tuple[Api, TestClient[Any, Any]]:
+async def start_api(
+    config: Config, clock: ManualClock | None = None, environ: dict[str, str] | None = None
+) -> tuple[Api, TestClient[Any, Any]]:
     clock = clock or ManualClock()
-    client: TestClient[Any, Any] = TestClient(TestServer(create_app(config, clock=clock)))
+    app = create_app(config, clock=clock, environ=environ if environ is not None else {})
+    client: TestClient[Any, Any] = TestClient(TestServer(app))
     await client.start_server()
     return Api(client, clock, config), client
 

@@ -7,6 +7,7 @@ import json
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -30,7 +31,9 @@ def free_port() -> int:
 class ServerProcess:
     """One floatsrv process on a free port; `start()` waits until it answers, `stop()` sends SIGTERM."""
 
-    def __init__(self, workdir: Path, config: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self, workdir: Path, config: dict[str, Any] | None = None, ssl_context: ssl.SSLContext | None = None
+    ) -> None:
         self.workdir = workdir
         self.data_dir = workdir / "data"
         self.config_path = workdir / "floatsrv.yaml"
@@ -38,11 +41,12 @@ class ServerProcess:
         data = config or example_dict()
         self.config_path.write_text(yaml.safe_dump(data))
         self.port = free_port()
+        self.ssl_context = ssl_context
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"https://localhost:{self.port}" if self.ssl_context else f"http://127.0.0.1:{self.port}"
 
     @property
     def domain(self) -> str:
@@ -73,7 +77,7 @@ class ServerProcess:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"floatsrv exited with {self.proc.returncode}:\n{self.log_path.read_text()}")
             try:
-                with urllib.request.urlopen(self.url + "/", timeout=1) as resp:
+                with urllib.request.urlopen(self.url + "/", timeout=1, context=self.ssl_context) as resp:
                     if resp.status == 200:
                         return
             except OSError:
@@ -107,7 +111,7 @@ class ServerProcess:
             all_headers["Authorization"] = f"Bearer {token}"
         req = urllib.request.Request(self.url + path, data=data, method=method, headers=all_headers)
         try:
-            with urllib.request.urlopen(req, timeout=10) as resp:
+            with urllib.request.urlopen(req, timeout=10, context=self.ssl_context) as resp:
                 raw, status, ctype = resp.read(), resp.status, resp.headers.get("Content-Type", "")
         except urllib.error.HTTPError as exc:
             raw, status, ctype = exc.read(), exc.code, exc.headers.get("Content-Type", "")

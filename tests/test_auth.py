@@ -93,8 +93,9 @@ async def test_token_table(api: Api) -> None:
     for name, token in cases.items():
         status, body = await register_with(api, token)
         assert (status, body["code"]) == (401, "invalid_token"), name
-    async with api.client.post("/api/v4/register", json={"product": "demo", "user": "x"},
-                               headers={"Authorization": "Token abc"}) as resp:
+    async with api.client.post(
+        "/api/v4/register", json={"product": "demo", "user": "x"}, headers={"Authorization": "Token abc"}
+    ) as resp:
         assert resp.status == 401 and (await resp.json())["code"] == "invalid_token"
 
 

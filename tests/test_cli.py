@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from floatsrv import __version__
 from tests.conftest import EXAMPLE
 
@@ -70,3 +72,53 @@ def test_hash_password_makes_a_usable_hash(tmp_path: Path) -> None:
     from floatsrv.auth.passwords import verify_password
 
     assert verify_password("s3cret", encoded) and not verify_password("other", encoded)
+
+
+def test_tls(tmp_path: Path) -> None:
+    import datetime as dt
+    import ssl
+    import urllib.request
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    from tests.conftest import example_dict
+    from tests.procs import ServerProcess
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    now = dt.datetime.now(dt.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=1))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    (tmp_path / "tls.crt").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    (tmp_path / "tls.key").write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    config = example_dict()
+    config["server"].update(tls_cert="tls.crt", tls_key="tls.key")  # relative to the config file
+    server = ServerProcess(tmp_path, config, ssl_context=ssl.create_default_context(cafile=str(tmp_path / "tls.crt")))
+    server.start()
+    try:
+        token = server.token()  # a login over TLS, verified against our certificate
+        assert server.request("GET", "/api/v4/health", token=token)[0] == 200
+        with pytest.raises(OSError):  # no plain HTTP on the TLS port
+            urllib.request.urlopen(f"http://127.0.0.1:{server.port}/", timeout=5)
+    finally:
+        server.stop()
+
+    broken = example_dict()
+    broken["server"].update(tls_cert="missing.crt", tls_key="missing.key")
+    (tmp_path / "broken.yaml").write_text(__import__("yaml").safe_dump(broken))
+    result = floatsrv("serve", "--config", str(tmp_path / "broken.yaml"), "--port", "0")
+    assert result.returncode == 2 and "server.tls_cert/server.tls_key: cannot load" in result.stderr

@@ -283,6 +283,11 @@ class Store:
         return self._writer.stats if self._writer else StoreStats()
 
     @property
+    def pending_writes(self) -> int:
+        """Write units queued and not yet taken by the writer (approximate: for metrics and tests)."""
+        return self._writer.jobs.qsize() if self._writer else 0
+
+    @property
     def applied_migrations(self) -> list[int]:
         return self._writer.applied if self._writer else []
 

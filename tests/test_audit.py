@@ -1,0 +1,187 @@
+"""The audit log: one row per security-relevant action, written in the action's own transaction (so it
+vanishes with it), append-only, readable through the admin API and the CLI."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import subprocess
+import sys
+import threading
+from typing import Any
+
+import jwt
+import pytest
+
+from floatsrv.appkeys import DOMAIN
+from floatsrv.domain import accounts
+from floatsrv.domain.accounts import Actor
+from floatsrv.errors import StorageUnavailable
+from floatsrv.models import Role
+from tests.conftest import Api, basic
+
+
+async def audit(api: Api, token: str, **params: str) -> list[dict[str, Any]]:
+    status, body = await api.get("/v1/audit", token=token, params=params)
+    assert status == 200, body
+    rows: list[dict[str, Any]] = body["data"]["data"]
+    return rows
+
+
+async def test_each_audited_action_leaves_a_row(api: Api) -> None:
+    admin = await api.login("admin", "admin-password")
+    async with api.client.get("/auth", headers={"Authorization": basic("demo", "hunter2-guess")}):
+        pass
+    _, body = await api.post("/v1/users", {"username": "ivy", "role": "user"}, token=admin)
+    temporary = body["data"]["temporary_password"]
+    ivy = await api.login("ivy", temporary)
+    await api.post("/v1/me/password", {"current_password": temporary, "new_password": "ivys-new-password"}, token=ivy)
+    await api.post("/v1/users/ivy/password", {}, token=admin)
+    async with api.client.patch("/v1/users/ivy", json={"role": "viewer"}, headers={"Authorization": f"Bearer {admin}"}):
+        pass
+    demo = await api.login()
+    async with api.client.delete(
+        f"/v1/tokens/{jwt.decode(demo, options={'verify_signature': False})['jti']}",
+        headers={"Authorization": f"Bearer {admin}"},
+    ):
+        pass
+    await api.post("/v1/users/demo/revoke-tokens", {}, token=admin)
+    _, body = await api.post("/v1/api-keys", {"name": "k1"}, token=admin)
+    async with api.client.delete(f"/v1/api-keys/{body['data']['id']}", headers={"Authorization": f"Bearer {admin}"}):
+        pass
+    await api.post("/api/v4/register", {"product": "demo", "user": "victim"}, token=admin)
+    await api.login()
+    [seat] = [s for s in await api.seats() if s["user"] == "victim"]
+    status, body = await api.post(f"/v1/seats/{seat['id']}/revoke", {}, token=admin)
+    assert status == 200 and body["data"]["end_reason"] == "admin_removed"
+    async with api.client.delete("/v1/users/ivy", headers={"Authorization": f"Bearer {admin}"}):
+        pass
+    await api.post("/v1/signing-key/rotate", {}, token=admin)
+    admin = await api.login("admin", "admin-password")
+
+    rows = await audit(api, admin, limit="1000")
+    trail = [(r["action"], r["actor"]) for r in reversed(rows) if r["actor"] != "system"]
+    assert trail == [
+        ("login_succeeded", "demo"),
+        ("login_succeeded", "admin"),
+        ("login_failed", "demo"),
+        ("user_created", "admin"),
+        ("login_succeeded", "ivy"),
+        ("password_changed", "ivy"),
+        ("password_reset", "admin"),
+        ("user_updated", "admin"),
+        ("login_succeeded", "demo"),
+        ("token_revoked", "admin"),
+        ("user_tokens_revoked", "admin"),
+        ("api_key_created", "admin"),
+        ("api_key_revoked", "admin"),
+        ("login_succeeded", "demo"),
+        ("seat_revoked", "admin"),
+        ("user_deleted", "admin"),
+        ("signing_key_rotated", "admin"),
+        ("login_succeeded", "admin"),
+    ]
+    targets = {r["action"]: r["target"] for r in rows if r["actor"] != "system"}
+    assert targets["user_created"] == targets["user_deleted"] == "ivy"
+    assert targets["user_tokens_revoked"] == "demo" and targets["seat_revoked"] == str(seat["id"])
+    assert [r for r in rows if r["action"] == "seat_revoked"][0]["detail"]["user"] == "victim"
+    assert all(r["peer"] for r in rows if r["actor"] != "system")
+    failed = await audit(api, admin, action="login_failed")
+    assert failed[0]["detail"] == {"reason": "wrong_password"} and "hunter2" not in str(failed)
+    assert [r["action"] for r in await audit(api, admin, actor="ivy")] == ["password_changed", "login_succeeded"]
+
+
+async def test_audit_rows_vanish_when_their_transaction_rolls_back(api: Api) -> None:
+    store = api.app[DOMAIN].store
+    gate, entered = threading.Event(), threading.Event()
+
+    def hold_the_writer(conn: sqlite3.Connection) -> None:
+        entered.set()
+        gate.wait(10)
+
+    def fail_the_batch(conn: sqlite3.Connection) -> None:
+        # A real storage fault in the same transaction: the database may not grow, and this write needs to.
+        pages = conn.execute("PRAGMA page_count").fetchone()[0]
+        conn.execute(f"PRAGMA max_page_count = {pages}")
+        try:
+            conn.execute("CREATE TABLE ballast (b BLOB)")
+            conn.execute("INSERT INTO ballast VALUES (zeroblob(1000000))")
+        finally:
+            conn.execute("PRAGMA max_page_count = 1073741823")
+
+    holder = asyncio.ensure_future(store.write(hold_the_writer))
+    await asyncio.to_thread(entered.wait, 10)
+    create = asyncio.ensure_future(
+        accounts.create_user(store, api.clock, Actor("admin", "test"), "jane", Role.USER, "janes-password")
+    )
+    while store.pending_writes < 1:  # the user (and its audit row) is queued behind the held writer
+        await asyncio.sleep(0.01)
+    failing = asyncio.ensure_future(store.write(fail_the_batch))
+    while store.pending_writes < 2:
+        await asyncio.sleep(0.001)
+    gate.set()
+    await holder
+    with pytest.raises(StorageUnavailable):
+        await create
+    with pytest.raises(StorageUnavailable):
+        await failing
+    admin = await api.login("admin", "admin-password")
+    assert [r for r in await audit(api, admin) if r["target"] == "jane"] == []
+    assert (await api.get("/v1/users/jane", token=admin))[0] == 404
+    # The next transaction works again and audits normally.
+    await accounts.create_user(store, api.clock, Actor("admin", "test"), "jane", Role.USER, "janes-password")
+    assert [r["action"] for r in await audit(api, admin, target="jane")] == ["user_created"]
+
+
+async def test_the_audit_log_is_append_only(api: Api) -> None:
+    store = api.app[DOMAIN].store
+    for statement in ("UPDATE audit_log SET actor = 'nobody'", "DELETE FROM audit_log"):
+        with pytest.raises(sqlite3.IntegrityError, match="append-only"):
+            await store.write(lambda conn, sql=statement: conn.execute(sql))
+
+
+async def test_cli_audit(api: Api) -> None:
+    created = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "floatsrv",
+            "user",
+            "add",
+            "kim",
+            "--role",
+            "viewer",
+            "--data-dir",
+            str(api.config.storage.data_dir),
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert created.returncode == 0, created.stderr
+    assert "temporary password (shown once):" in created.stdout
+    shown = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "floatsrv",
+            "audit",
+            "--action",
+            "user_created",
+            "--json",
+            "--data-dir",
+            str(api.config.storage.data_dir),
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert shown.returncode == 0, shown.stderr
+    import json
+
+    [row] = [r for r in json.loads(shown.stdout) if r["target"] == "kim"]
+    assert row["actor"].startswith("cli:") and row["detail"] == {"role": "viewer", "source": "local"}
+    table = subprocess.run(
+        [sys.executable, "-m", "floatsrv", "audit", "--data-dir", str(api.config.storage.data_dir)],
+        capture_output=True,
+        text=True,
+    )
+    assert table.stdout.splitlines()[0].split()[:3] == ["ID", "AT", "ACTION"]

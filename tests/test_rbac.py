@@ -1,0 +1,67 @@
+"""Every route declares its role, and the server enforces it: no token -> 401, a weaker role -> 403,
+the declared role -> neither. A route added without a rule makes this suite fail."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from floatsrv.api.routes import ROUTES
+from floatsrv.appkeys import ROUTE_ROLES
+from floatsrv.auth.passwords import hash_password
+from floatsrv.models import Role
+from tests.conftest import Api
+
+PUBLIC = {("GET", "/"), ("GET", "/auth")}
+PARAMS = {"license_id": "1001", "username": "nobody", "token_id": "0" * 32, "key_id": "0" * 12, "seat_id": "999"}
+WEAKER = {Role.USER: Role.VIEWER, Role.ADMIN: Role.USER}
+
+
+def with_viewer(data: dict[str, Any]) -> None:
+    data["auth"]["users"].append(
+        {"username": "watcher", "role": "viewer", "password_hash": hash_password("watcher-password", n=2**10)}
+    )
+
+
+async def call(api: Api, method: str, path: str, token: str) -> int:
+    url = re.sub(r"\{(\w+)\}", lambda m: PARAMS[m.group(1)], path)
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    kwargs: dict[str, Any] = {"headers": headers}
+    if method in ("POST", "PATCH", "PUT"):
+        kwargs["json"] = {}
+    async with api.client.request(method, url, **kwargs) as resp:
+        return resp.status
+
+
+async def test_every_registered_route_has_a_rule(api: Api) -> None:
+    registered = {(r.method, r.resource.canonical) for r in api.app.router.routes() if r.resource is not None}
+    rules = api.app[ROUTE_ROLES]
+    assert registered == set(rules), registered ^ set(rules)
+    assert {route for route, role in rules.items() if role is None} == PUBLIC
+
+
+async def test_route_table_enforces_roles(api_factory) -> None:
+    api: Api = await api_factory(with_viewer, login=False)
+    tokens = {
+        Role.VIEWER: await api.login("watcher", "watcher-password"),
+        Role.USER: await api.login("demo", "demo-password"),
+        Role.ADMIN: await api.login("admin", "admin-password"),
+    }
+    # Rotating the signing key invalidates every token: check it last.
+    routes = sorted((r for r in ROUTES if r.role is not None), key=lambda r: r.path == "/v1/signing-key/rotate")
+    checked = 0
+    for route in routes:
+        assert route.role is not None
+        assert await call(api, route.method, route.path, "") == 401, route
+        weaker = WEAKER.get(route.role)
+        if weaker is not None:
+            assert await call(api, route.method, route.path, tokens[weaker]) == 403, (route, weaker)
+        status = await call(api, route.method, route.path, tokens[route.role])
+        assert status not in (401, 403), (route, status)
+        checked += 1
+    assert checked == len(ROUTES) - len(PUBLIC)
+
+
+async def test_home_and_login_are_public(api: Api) -> None:
+    assert await call(api, "GET", "/", "") == 200
+    assert await call(api, "GET", "/auth", "") == 401  # public, but it asks for Basic credentials

@@ -1,0 +1,114 @@
+"""Revocation is immediate: a revoked token, a user's tokens, a rotated key or a revoked API key fail on
+the very next request, whether revoked through the admin API or by the CLI from another process."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import jwt
+
+from tests.conftest import Api
+
+
+def jti(token: str) -> str:
+    return str(jwt.decode(token, options={"verify_signature": False})["jti"])
+
+
+async def works(api: Api, token: str) -> int:
+    return (await api.post("/api/v4/register", {"product": "demo", "user": "r"}, token=token))[0]
+
+
+async def test_revoke_one_token(api: Api) -> None:
+    admin = await api.login("admin", "admin-password")
+    first, second = await api.login(), await api.login()
+    status, body = await api.get("/v1/tokens", token=admin, params={"username": "demo"})
+    assert {t["id"] for t in body["data"]["data"]} >= {jti(first), jti(second)}
+    async with api.client.delete(f"/v1/tokens/{jti(first)}", headers={"Authorization": f"Bearer {admin}"}) as resp:
+        assert resp.status == 200
+    status, body = await api.post("/api/v4/register", {"product": "demo", "user": "r"}, token=first)
+    assert (status, body["code"]) == (401, "invalid_token") and "revoked" in body["message"]
+    assert await works(api, second) == 200
+    async with api.client.delete(f"/v1/tokens/{jti(first)}", headers={"Authorization": f"Bearer {admin}"}) as resp:
+        assert resp.status == 404  # already revoked
+
+
+async def test_revoke_all_of_a_users_tokens(api: Api) -> None:
+    admin = await api.login("admin", "admin-password")
+    tokens = [await api.login() for _ in range(3)]
+    status, body = await api.post("/v1/users/demo/revoke-tokens", {}, token=admin)
+    assert status == 200 and body["data"]["revoked"] == 4  # the fixture's login too
+    for token in tokens:
+        assert await works(api, token) == 401
+    assert await works(api, admin) == 200
+    assert await works(api, await api.login()) == 200  # logging in again is fine
+
+
+async def test_rotating_the_signing_key_invalidates_every_token(api: Api) -> None:
+    admin = await api.login("admin", "admin-password")
+    user = await api.login()
+    status, body = await api.post("/v1/signing-key/rotate", {}, token=admin)
+    assert status == 200 and body["data"]["generation"] == 2
+    assert await works(api, user) == 401
+    assert await works(api, admin) == 401
+    fresh = await api.login()
+    assert await works(api, fresh) == 200
+    assert api.config.token_key_path.stat().st_mode & 0o777 == 0o600
+
+
+async def test_api_keys(api: Api) -> None:
+    admin = await api.login("admin", "admin-password")
+    status, body = await api.post("/v1/api-keys", {"name": "render-farm", "role": "user"}, token=admin)
+    assert status == 200
+    key, key_id = body["data"]["key"], body["data"]["id"]
+    assert key.startswith("fsk_")
+    status, listing = await api.get("/v1/api-keys", token=admin)
+    assert "key" not in listing["data"]["data"][0] and key not in str(listing)  # shown once only
+    assert await works(api, key) == 200
+    [seat] = [s for s in await api.seats() if s["user"] == "r"]
+    assert seat["principal"] == "apikey:render-farm"
+    status, body = await api.post("/v1/api-keys", {"name": "render-farm"}, token=admin)
+    assert (status, body["error"]["code"]) == (409, "api_key_exists")
+
+    _, body = await api.post("/v1/api-keys", {"name": "dashboard", "role": "viewer"}, token=admin)
+    viewer_key = body["data"]["key"]
+    assert (await api.get("/v1/licenses", token=viewer_key))[0] == 200
+    assert await works(api, viewer_key) == 403
+
+    async with api.client.delete(f"/v1/api-keys/{key_id}", headers={"Authorization": f"Bearer {admin}"}) as resp:
+        assert resp.status == 200
+    status, body = await api.post("/api/v4/register", {"product": "demo", "user": "r"}, token=key)
+    assert (status, body["code"]) == (401, "invalid_token")
+    tampered = key[:-1] + ("A" if key[-1] != "A" else "B")
+    assert await works(api, tampered) == 401
+
+
+def cli(api: Api, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "floatsrv", *args, "--data-dir", str(api.config.storage.data_dir)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+async def test_cli_revocation_reaches_the_running_server_on_the_next_request(api: Api) -> None:
+    token = api.token or ""
+    assert await works(api, token) == 200
+    listed = cli(api, "token", "list", "--user", "demo", "--json")
+    assert listed.returncode == 0, listed.stderr
+    assert jti(token) in listed.stdout
+    result = cli(api, "token", "revoke", jti(token))
+    assert result.returncode == 0, result.stderr
+    assert await works(api, token) == 401
+
+    created = cli(api, "apikey", "create", "ci-runner", "--role", "user")
+    key = created.stdout.strip().splitlines()[-1].split()[-1]
+    assert await works(api, key) == 200
+    key_id = key.split("_")[1]
+    assert cli(api, "apikey", "revoke", key_id).returncode == 0
+    assert await works(api, key) == 401
+
+    fresh = await api.login()
+    assert cli(api, "token", "rotate-key").returncode == 0
+    assert await works(api, fresh) == 401
