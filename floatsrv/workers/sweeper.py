@@ -1,11 +1,13 @@
 """Seat sweeper: marks expired seats ended with their reason. Counting never waits for it: an expired
-seat stops counting the moment it expires; the sweep only writes the history row's end."""
+seat stops counting the moment it expires; the sweep only writes the history row's end. It also forgets
+bearer tokens that expired more than 30 days ago."""
 
 from __future__ import annotations
 
 from aiohttp import web
 
 from floatsrv.appkeys import CONFIG, DOMAIN
+from floatsrv.domain.credentials import prune_expired_tokens
 from floatsrv.domain.seats import sweep_expired
 from floatsrv.log import get_logger
 from floatsrv.workers.loop import periodic_context
@@ -14,9 +16,14 @@ log = get_logger("floatsrv.workers")
 
 
 async def sweep_once(app: web.Application) -> int:
-    ended = await sweep_expired(app[DOMAIN])
+    domain = app[DOMAIN]
+    ended = await sweep_expired(domain)
     if ended:
         log.info("seats_expired", count=ended)
+    # Tokens long past their expiry are useless; forgetting them keeps the token table small.
+    pruned = await prune_expired_tokens(domain.store, domain.clock)
+    if pruned:
+        log.info("expired_tokens_pruned", count=pruned)
     return ended
 
 
