@@ -23,7 +23,7 @@ from floatsrv.config import DEMO_PASSWORDS, Config, ConfigError, bootstrap_admin
 from floatsrv.db.store import Store, StoreOptions
 from floatsrv.domain.accounts import DeclaredUser, sync_declared_users
 from floatsrv.domain.catalog import sync_catalog
-from floatsrv.domain.context import Domain
+from floatsrv.domain.context import Domain, UsageWindows
 from floatsrv.log import get_logger
 from floatsrv.workers.sweeper import sweeper_context
 
@@ -78,7 +78,9 @@ def create_app(
                 removed=report.removed,
                 seats_ended=report.seats_ended,
             )
-            app[DOMAIN] = Domain(store=store, clock=clock, catalog=catalog)
+            windows = UsageWindows(timedelta(seconds=config.usage.max_future_skew_seconds),
+                                   timedelta(days=config.usage.max_lateness_days))
+            app[DOMAIN] = Domain(store=store, clock=clock, catalog=catalog, usage=windows)
             yield
         finally:
             await store.close()

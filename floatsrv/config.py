@@ -81,6 +81,13 @@ class UserConfig(_Section):
         return self.password is not None and self.password.get_secret_value() in DEMO_PASSWORDS
 
 
+class UsageConfig(_Section):
+    # Native usage events may say when the usage happened (occurred_at); how far ahead of the server clock
+    # and how far back that may be. Usage is counted in the period it happened in.
+    max_future_skew_seconds: Annotated[int, Field(ge=0, le=86_400)] = 300
+    max_lateness_days: Annotated[int, Field(ge=0, le=3650)] = 34
+
+
 def _unique(attribute: str, label: str) -> AfterValidator:
     """A list validator refusing two items with the same `attribute`."""
 
@@ -123,6 +130,7 @@ class Config(_Section):
     log: LogConfig = Field(default_factory=LogConfig)
     auth: AuthConfig = Field(default_factory=AuthConfig)
     seats: SeatsConfig = Field(default_factory=SeatsConfig)
+    usage: UsageConfig = Field(default_factory=UsageConfig)
     licenses: Annotated[list[LicenseSpec], _unique("id", "license id")] = Field(default_factory=list)
 
     @property

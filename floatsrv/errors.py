@@ -9,7 +9,10 @@
     │   ├── BorrowUntilNotValid           borrow_until_not_valid
     │   ├── NegativeConsumptionsNotAllowed negative_consumptions_not_allowed
     │   ├── WeakPassword                  weak_password
-    │   └── InvalidCurrentPassword        invalid_current_password
+    │   ├── InvalidCurrentPassword        invalid_current_password
+    │   ├── InvalidQuantity               invalid_quantity
+    │   ├── TimestampInFuture             timestamp_in_future
+    │   └── EventTooOld                   event_too_old
     ├── NotFound                          not_found
     │   ├── UnknownProduct                unknown_product
     │   ├── LicenseNotFound               license_not_found
@@ -19,25 +22,36 @@
     │   ├── SeatNotFound                  seat_not_found
     │   ├── UserNotFound                  user_not_found
     │   ├── TokenNotFound                 token_not_found
-    │   └── ApiKeyNotFound                api_key_not_found
+    │   ├── ApiKeyNotFound                api_key_not_found
+    │   ├── AddonNotFound                 addon_not_found
+    │   └── AddonNotActive                addon_not_active
     ├── Conflict                          conflict
     │   ├── UserExists                    user_exists
     │   ├── ApiKeyExists                  api_key_exists
-    │   └── ManagedByConfig               user_managed_by_config
+    │   ├── ManagedByConfig               user_managed_by_config
+    │   ├── IdempotencyConflict           idempotency_key_reused
+    │   ├── AddonExists                   addon_exists
+    │   ├── AddonInUse                    addon_in_use
+    │   └── AddonAlreadyActive            addon_already_active
     ├── LicenseUnusable
     │   ├── LicenseNotEnabled             license_not_enabled
     │   ├── LicenseNotActive              license_not_active
     │   ├── LicenseExpired                license_expired
-    │   └── FeatureExpired                license_feature_expired
+    │   ├── FeatureExpired                license_feature_expired
+    │   └── NotEntitled                   not_entitled
     ├── WrongKind
     │   ├── LicenseNotConsumption         license_not_consumption
     │   ├── FeatureNotConsumption         feature_not_consumption
-    │   └── FeatureNotFloating            feature_not_floating
+    │   ├── FeatureNotFloating            feature_not_floating
+    │   ├── FeatureNotMetered             feature_not_metered
+    │   └── AddonModelMismatch            addon_model_mismatch
     ├── LimitReached
     │   ├── SeatsExhausted                floating_not_available
     │   ├── LicenseConsumptionExhausted   license_not_enough_consumptions
     │   ├── FeatureConsumptionExhausted   feature_not_enough_consumptions
-    │   └── ConsumptionBelowZero          consumption_below_zero
+    │   ├── ConsumptionBelowZero          consumption_below_zero
+    │   ├── UsageLimitExceeded            limit_exceeded
+    │   └── InsufficientCredits           insufficient_credits
     ├── AuthError
     │   ├── Unauthenticated               unauthorized
     │   ├── InvalidToken                  invalid_token
@@ -110,6 +124,21 @@ class InvalidCurrentPassword(InvalidRequest):
     default_message = "the current password is not right"
 
 
+class InvalidQuantity(InvalidRequest):
+    code = "invalid_quantity"
+    default_message = "the quantity is not valid"
+
+
+class TimestampInFuture(InvalidRequest):
+    code = "timestamp_in_future"
+    default_message = "occurred_at is too far in the future"
+
+
+class EventTooOld(InvalidRequest):
+    code = "event_too_old"
+    default_message = "occurred_at is older than the lateness window"
+
+
 class NotFound(FloatsrvError):
     code = "not_found"
     default_message = "not found"
@@ -160,6 +189,16 @@ class ApiKeyNotFound(NotFound):
     default_message = "no such live API key"
 
 
+class AddonNotFound(NotFound):
+    code = "addon_not_found"
+    default_message = "no such add-on"
+
+
+class AddonNotActive(NotFound):
+    code = "addon_not_active"
+    default_message = "the add-on is not active on this license"
+
+
 class Conflict(FloatsrvError):
     code = "conflict"
     default_message = "conflicts with the current state"
@@ -178,6 +217,26 @@ class ApiKeyExists(Conflict):
 class ManagedByConfig(Conflict):
     code = "user_managed_by_config"
     default_message = "this user is declared in the config file (or environment); change it there"
+
+
+class IdempotencyConflict(Conflict):
+    code = "idempotency_key_reused"
+    default_message = "this event_id was already used with a different body"
+
+
+class AddonExists(Conflict):
+    code = "addon_exists"
+    default_message = "a live add-on for this feature exists (one add-on per feature)"
+
+
+class AddonInUse(Conflict):
+    code = "addon_in_use"
+    default_message = "the add-on is active on a license; deactivate it there first"
+
+
+class AddonAlreadyActive(Conflict):
+    code = "addon_already_active"
+    default_message = "the add-on is already active on this license"
 
 
 class LicenseUnusable(FloatsrvError):
@@ -204,6 +263,11 @@ class FeatureExpired(LicenseUnusable):
     default_message = "the feature has expired"
 
 
+class NotEntitled(LicenseUnusable):
+    code = "not_entitled"
+    default_message = "the feature is not enabled on this license"
+
+
 class WrongKind(FloatsrvError):
     code = "wrong_kind"
 
@@ -221,6 +285,16 @@ class FeatureNotConsumption(WrongKind):
 class FeatureNotFloating(WrongKind):
     code = "feature_not_floating"
     default_message = "the feature is not a floating feature"
+
+
+class FeatureNotMetered(WrongKind):
+    code = "feature_not_metered"
+    default_message = "this feature is not metered by usage events"
+
+
+class AddonModelMismatch(WrongKind):
+    code = "addon_model_mismatch"
+    default_message = "the add-on's consumption model does not match the feature's"
 
 
 class LimitReached(FloatsrvError):
@@ -245,6 +319,16 @@ class FeatureConsumptionExhausted(LimitReached):
 class ConsumptionBelowZero(LimitReached):
     code = "consumption_below_zero"
     default_message = "the consumption total cannot go below zero"
+
+
+class UsageLimitExceeded(LimitReached):
+    code = "limit_exceeded"
+    default_message = "the feature has no room for this quantity"
+
+
+class InsufficientCredits(LimitReached):
+    code = "insufficient_credits"
+    default_message = "not enough credits"
 
 
 class AuthError(FloatsrvError):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
+from decimal import ROUND_DOWN, Decimal, InvalidOperation
 from enum import StrEnum
 from typing import Annotated, Any, Literal, Self
 
@@ -39,8 +40,32 @@ def _period(value: Any) -> Any:
     return "yearly" if value == "annually" else value
 
 
+def _exact_decimal(places: int) -> Any:
+    def check(value: Any) -> Any:
+        # YAML turns 0.02 into a float; its shortest repr is what the admin typed, so go through str.
+        if isinstance(value, float):
+            value = str(value)
+        if isinstance(value, bool) or not isinstance(value, (int, str, Decimal)):
+            raise ValueError('must be a decimal number, e.g. "0.25"')
+        try:
+            number = Decimal(value.strip() if isinstance(value, str) else value)
+        except InvalidOperation:
+            raise ValueError('must be a decimal number, e.g. "0.25"') from None
+        if not number.is_finite() or number < 0:
+            raise ValueError("must be a finite number, zero or more")
+        if number != number.quantize(Decimal(1).scaleb(-places), rounding=ROUND_DOWN):
+            raise ValueError(f"may have at most {places} decimal places")
+        return number
+
+    return check
+
+
 Instant = Annotated[datetime, BeforeValidator(_instant)]
 Period = Annotated[PeriodKind, BeforeValidator(_period)]
+# Prices: up to 6 decimal places. Credit amounts: thousandths, like quantities.
+Price = Annotated[Decimal, BeforeValidator(_exact_decimal(6))]
+Credits = Annotated[Decimal, BeforeValidator(_exact_decimal(3))]
+ConsumptionModel = Literal["boolean", "seats", "metered", "credits"]
 
 
 class Role(StrEnum):
@@ -124,6 +149,16 @@ class FeatureSpec(ConsumptionLimits):
     code: ShortCode
     name: Annotated[str, Field(min_length=1, max_length=200)] | None = None
     feature_type: Literal["activation", "consumption"] = "activation"
+    # How the native API meters it. Default: metered for consumption features, seats for floating ones,
+    # boolean otherwise. metered/credits imply feature_type consumption.
+    consumption_model: ConsumptionModel | None = None
+    # Entitlement switch: a disabled feature is refused until an add-on enables it.
+    enabled: bool = True
+    # metered: past the included units, accept everything but flag it (instead of refusing).
+    soft_limit: bool = False
+    overage_unit_price: Price | None = None
+    # credits: what one unit costs, drawn from the license's credit pools.
+    credits_per_unit: Credits | None = None
     # Setting floating_users makes the feature floating: each user holds one of these seats.
     floating_users: Annotated[int, Field(gt=0)] | None = None
     floating_timeout: Annotated[int, Field(gt=0)] | None = None
@@ -131,11 +166,43 @@ class FeatureSpec(ConsumptionLimits):
     expiry_date: Instant | None = None
     metadata: dict[str, Any] = Field(default_factory=dict)
 
+    @model_validator(mode="before")
+    @classmethod
+    def imply_type(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("consumption_model") in ("metered", "credits"):
+            data = {"feature_type": "consumption", **data}
+        return data
+
     @model_validator(mode="after")
     def check_consumption_fields_need_type(self) -> Self:
         if not self.is_consumption:
             self._reject_consumption_fields("consumption features (feature_type: consumption)", "max_consumption")
+            for key in ("soft_limit", "overage_unit_price", "credits_per_unit"):
+                if key in self.model_fields_set:
+                    raise ValueError(f"{key} only applies to consumption features")
+        model = self.model
+        if model in ("metered", "credits") and not self.is_consumption:
+            raise ValueError(f"consumption_model {model} needs feature_type consumption")
+        if model in ("boolean", "seats") and self.is_consumption:
+            raise ValueError(f"consumption_model {model} does not fit feature_type consumption")
+        if model == "seats" and self.floating_users is None:
+            raise ValueError("consumption_model seats needs floating_users")
+        if model == "credits":
+            if self.credits_per_unit is None:
+                raise ValueError("consumption_model credits needs credits_per_unit")
+            if self.allow_negative_consumptions:
+                raise ValueError("credits features cannot allow negative consumptions")
+        elif self.credits_per_unit is not None:
+            raise ValueError("credits_per_unit only applies to consumption_model credits")
         return self
+
+    @property
+    def model(self) -> ConsumptionModel:
+        if self.consumption_model is not None:
+            return self.consumption_model
+        if self.is_consumption:
+            return "metered"
+        return "seats" if self.floating_users is not None else "boolean"
 
     @property
     def display_name(self) -> str:
@@ -177,6 +244,13 @@ class LicenseSpec(ConsumptionLimits):
     max_borrow_time: Annotated[int, Field(gt=0)] = 24
     prevent_vm: bool = False
     max_consumptions: Annotated[int, Field(ge=0)] = 0
+    # Native metering: the currency of prices, and the license's plan credits, which reset every
+    # credits_period and are spent before purchased credits (purchased ones never expire).
+    currency: Annotated[str, Field(pattern=r"^[A-Z]{3}$")] = "USD"
+    plan_credits: Credits = Decimal(0)
+    credits_period: Period = "monthly"
+    # Period used to prorate add-ons on features that have no consumption period of their own.
+    billing_period: Period = "monthly"
     metadata: dict[str, Any] = Field(default_factory=dict)
     customer: dict[str, Any] = Field(default_factory=dict)
     features: Annotated[list[FeatureSpec], AfterValidator(_unique_codes)] = Field(default_factory=list)

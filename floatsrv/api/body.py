@@ -7,6 +7,7 @@ invalid UTF-8, invalid JSON, NaN/Infinity, duplicate keys, absurd nesting, and n
 from __future__ import annotations
 
 import json
+from decimal import Decimal
 from typing import Any, NoReturn
 
 from aiohttp import web
@@ -47,7 +48,8 @@ def decode_json_object(raw: bytes) -> dict[str, Any]:
     except UnicodeDecodeError:
         raise InvalidJson("the request body is not valid UTF-8") from None
     try:
-        value = json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_no_constants)
+        # parse_float=Decimal: quantities must arrive exactly as sent, never through a binary float.
+        value = json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_no_constants, parse_float=Decimal)
     except InvalidJson:
         raise
     except RecursionError:

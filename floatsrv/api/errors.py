@@ -28,6 +28,12 @@ _V4_STATUS: dict[type[e.FloatsrvError], int] = {
     e.FloatsrvError: 400,
 }
 
+# LicenseSpring clients know only their own codes for feature consumption refusals.
+_V4_CODE: dict[type[e.FloatsrvError], str] = {
+    e.UsageLimitExceeded: "feature_not_enough_consumptions",
+    e.InsufficientCredits: "feature_not_enough_consumptions",
+}
+
 _NATIVE: dict[type[e.FloatsrvError], tuple[int, str]] = {
     e.PayloadTooLarge: (413, "validation_error"),
     e.UnsupportedMediaType: (415, "validation_error"),
@@ -88,7 +94,7 @@ def render(surface: Surface, error: e.FloatsrvError) -> tuple[int, dict[str, Any
     """Status and JSON body for a domain error on the given surface."""
     if surface == "v4":
         status = status_for("v4", error)
-        return status, error_body("v4", status, error.code, error.message)
+        return status, error_body("v4", status, _V4_CODE.get(type(error), error.code), error.message)
     status, kind = _lookup(_NATIVE, error)
     details = {k: v for k, v in error.detail.items() if k != "param"}
     param = error.detail.get("param")

@@ -19,13 +19,8 @@ from floatsrv.domain.queries import SeatView
 from floatsrv.domain.state import FeatureState, LicenseState, Period
 from floatsrv.errors import LicenseNotFound
 from floatsrv.models import ConsumptionLimits
+from floatsrv.quantity import milli_to_str
 from floatsrv.times import iso, iso_us
-
-
-def decimal_string(milli: int) -> str:
-    whole, frac = divmod(abs(milli), 1000)
-    sign = "-" if milli < 0 else ""
-    return f"{sign}{whole}" if frac == 0 else f"{sign}{whole}.{frac:03d}".rstrip("0")
 
 
 def ok(data: Any) -> web.Response:
@@ -35,7 +30,7 @@ def ok(data: Any) -> web.Response:
 def _consumption(limits: ConsumptionLimits, maximum: int, total_milli: int, period: Period | None) -> dict[str, Any]:
     capacity = limits.capacity(maximum)
     return {
-        "total": decimal_string(total_milli),
+        "total": milli_to_str(total_milli),
         "included": str(maximum),
         "capacity": None if capacity is None else str(capacity),
         "unlimited": capacity is None,

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from floatsrv.api import account, admin, meta, native, v4
+from floatsrv.api import account, addons, admin, meta, native, usage, v4
 from floatsrv.appkeys import ROUTE_ROLES
 from floatsrv.models import Role
 
@@ -50,6 +50,20 @@ ROUTES: tuple[Route, ...] = (
     Route("GET", "/v1/licenses/{license_id}", native.get_license, VIEWER),
     Route("GET", "/v1/seats", native.list_seats, VIEWER),
     Route("POST", "/v1/seats/{seat_id}/revoke", admin.revoke_seat, ADMIN),
+    # Native metering: pre-check, usage events, credits, add-ons.
+    Route("POST", "/v1/usage/check", usage.check_usage, VIEWER),
+    Route("POST", "/v1/usage/events", usage.record_events, USER),
+    Route("GET", "/v1/licenses/{license_id}/credits", usage.get_credits, VIEWER),
+    Route("POST", "/v1/licenses/{license_id}/credits", usage.grant_credits, ADMIN),
+    Route("GET", "/v1/licenses/{license_id}/credits/ledger", usage.credit_ledger, VIEWER),
+    Route("GET", "/v1/addons", addons.list_addons, VIEWER),
+    Route("POST", "/v1/addons", addons.create_addon, ADMIN),
+    Route("GET", "/v1/addons/{addon_id}", addons.get_addon, VIEWER),
+    Route("PUT", "/v1/addons/{addon_id}", addons.replace_addon, ADMIN),
+    Route("DELETE", "/v1/addons/{addon_id}", addons.delete_addon, ADMIN),
+    Route("GET", "/v1/licenses/{license_id}/addons", addons.list_active, VIEWER),
+    Route("POST", "/v1/licenses/{license_id}/addons", addons.activate, ADMIN),
+    Route("DELETE", "/v1/licenses/{license_id}/addons/{addon_id}", addons.deactivate, ADMIN),
     # The caller's own account (the only routes open while a temporary password must be changed).
     Route("GET", "/v1/me", account.whoami, VIEWER),
     Route("POST", "/v1/me/password", account.change_password, VIEWER),

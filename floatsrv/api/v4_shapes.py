@@ -13,6 +13,7 @@ import json
 from typing import Any
 
 from floatsrv.domain.consumption import ConsumeResult
+from floatsrv.domain.metering import decide
 from floatsrv.domain.seats import SeatResult, SeatRow
 from floatsrv.domain.state import FeatureState, LicenseState, Period
 from floatsrv.models import ConsumptionLimits, LicenseSpec
@@ -63,7 +64,8 @@ def feature_object(spec: LicenseSpec, feature: FeatureState, seat: SeatRow | Non
         "metadata": f.metadata,
         "is_floating": f.is_floating,
         "is_floating_cloud": False,
-        "floating_users": f.floating_users,
+        # Effective seats: the configured ones plus active seat add-ons.
+        "floating_users": feature.allowance.included_milli // MILLI if f.is_floating else None,
         "floating_timeout": spec.feature_timeout(f) if f.is_floating else None,
         "floating_in_use_devices": feature.seats_in_use,
         "can_borrow": spec.can_borrow if f.is_floating else None,
@@ -73,13 +75,30 @@ def feature_object(spec: LicenseSpec, feature: FeatureState, seat: SeatRow | Non
     }
     if f.is_consumption:
         out.update(_limits(f))
+        maximum = _effective_maximum(feature, out)
         out.update(
-            max_consumption=f.max_consumption,  # the SDK's feature schema uses the singular
-            max_consumptions=f.max_consumption,
+            max_consumption=maximum,  # the SDK's feature schema uses the singular
+            max_consumptions=maximum,
             total_consumptions=_units(feature.total_milli),
             **_period(feature.period),
         )
     return out
+
+
+def _effective_maximum(feature: FeatureState, out: dict[str, Any]) -> int:
+    """What the SDK should take as this feature's maximum, with add-ons, soft limits and credits applied.
+
+    The SDK refuses locally beyond max_consumption + max_overages, so a soft limit reads as unlimited, and a
+    credits feature reads as the units its credits can still pay for.
+    """
+    allowance = feature.allowance
+    if allowance.soft or allowance.unlimited:
+        out["allow_unlimited_consumptions"] = True
+    if allowance.model != "credits":
+        return allowance.included_milli // MILLI
+    out.update(allow_overages=False, max_overages=0)
+    room = decide(allowance, feature.balances, 0).remaining_milli
+    return (feature.total_milli + (room or 0)) // MILLI
 
 
 def license_object(state: LicenseState, seat: SeatRow | None = None) -> dict[str, Any]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
+from decimal import Decimal
 from typing import Annotated, Any, TypeVar
 
 from pydantic import BaseModel, BeforeValidator, Field, ValidationError
@@ -35,6 +36,8 @@ def _wire_int(value: Any) -> Any:
     if isinstance(value, int):
         return value
     if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, Decimal) and value.is_finite() and value == value.to_integral_value() and abs(value) < 10**19:
         return int(value)
     if isinstance(value, str) and _INT.match(value):
         return int(value)

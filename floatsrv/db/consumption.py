@@ -1,4 +1,4 @@
-"""SQL for consumption: per-period counters and the usage events that feed them.
+"""SQL for consumption: per-period counters, the usage events that feed them, and accepted event ids.
 
 Only `usage_events` is written by application code; a trigger adds each event to its counter, so a
 counter is always exactly the sum of its events.
@@ -40,16 +40,55 @@ def add(
     principal: str | None,
     source: str,
     now: int,
+    occurred_at: int | None = None,
+    event_id: str | None = None,
 ) -> int:
-    """Record one consumption event; returns the counter's new total (thousandths)."""
+    """Record one consumption event (the trigger adds it to its counter); returns the event's row id."""
     conn.execute(
         "INSERT INTO consumption_counters (license_id, feature, period_start, period_end, updated_at) "
         "VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
         (key.license_id, key.feature, key.period_start, period_end, now),
     )
-    conn.execute(
+    row = conn.execute(
         "INSERT INTO usage_events (license_id, feature, period_start, quantity_milli, user, principal, source,"
-        " received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-        (key.license_id, key.feature, key.period_start, quantity_milli, user, principal, source, now),
+        " received_at, occurred_at, event_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+        (
+            key.license_id,
+            key.feature,
+            key.period_start,
+            quantity_milli,
+            user,
+            principal,
+            source,
+            now,
+            occurred_at if occurred_at is not None else now,
+            event_id,
+        ),
+    ).fetchone()
+    return int(row[0])
+
+
+def seen_event(conn: sqlite3.Connection, license_id: int, event_id: str) -> tuple[bytes, str] | None:
+    """(request hash, stored outcome JSON) of an event id already accepted for this license."""
+    row = conn.execute(
+        "SELECT request_hash, outcome FROM usage_event_ids WHERE license_id = ? AND event_id = ?",
+        (license_id, event_id),
+    ).fetchone()
+    return (bytes(row[0]), str(row[1])) if row else None
+
+
+def remember_event(
+    conn: sqlite3.Connection,
+    *,
+    license_id: int,
+    event_id: str,
+    request_hash: bytes,
+    outcome: str,
+    usage_event_id: int,
+    now: int,
+) -> None:
+    conn.execute(
+        "INSERT INTO usage_event_ids (license_id, event_id, request_hash, outcome, usage_event_id,"
+        " received_at) VALUES (?, ?, ?, ?, ?, ?)",
+        (license_id, event_id, request_hash, outcome, usage_event_id, now),
     )
-    return total(conn, key)

@@ -57,6 +57,21 @@ def upsert_feature(conn: sqlite3.Connection, *, license_id: int, code: str, floa
     )
 
 
+def set_feature_seat_limit(conn: sqlite3.Connection, license_id: int, code: str, floating_users: int) -> None:
+    """The seat limit the slot trigger enforces: the configured seats plus active seat add-ons."""
+    conn.execute(
+        "UPDATE license_features SET floating_users = ? WHERE license_id = ? AND code = ?",
+        (floating_users, license_id, code),
+    )
+
+
+def feature_seat_limit(conn: sqlite3.Connection, license_id: int, code: str) -> int:
+    row = conn.execute(
+        "SELECT floating_users FROM license_features WHERE license_id = ? AND code = ?", (license_id, code)
+    ).fetchone()
+    return int(row[0]) if row and row[0] is not None else 0
+
+
 def mark_feature_removed(conn: sqlite3.Connection, license_id: int, code: str, now: int) -> None:
     conn.execute(
         "UPDATE license_features SET removed_at = ? WHERE license_id = ? AND code = ? AND removed_at IS NULL",

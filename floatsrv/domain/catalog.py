@@ -14,7 +14,8 @@ from floatsrv.clock import Clock
 from floatsrv.db import licenses as db_licenses
 from floatsrv.db import seats as db_seats
 from floatsrv.db.store import Store
-from floatsrv.errors import LicenseNotFound, UnknownProduct
+from floatsrv.domain.seatlimits import sync_seat_limits
+from floatsrv.errors import LicenseNotFound, MissingParameters, UnknownProduct
 from floatsrv.models import License, LicenseSpec
 from floatsrv.times import to_us
 
@@ -28,8 +29,15 @@ class Catalog:
             self._by_product.setdefault(lic.product, []).append(lic)
         self._feature_ids = dict(feature_ids)
 
-    def resolve(self, product: str, license_id: int | None) -> License:
-        """The license a request addresses. Raises UnknownProduct or LicenseNotFound."""
+    def resolve(self, product: str | None, license_id: int | None) -> License:
+        """The license a request addresses. Raises UnknownProduct, LicenseNotFound or MissingParameters."""
+        if product is None:
+            if license_id is None:
+                raise MissingParameters("give license_id or product", param="license_id")
+            by_id = self._by_id.get(license_id)
+            if by_id is None:
+                raise LicenseNotFound(f"no license {license_id}", license_id=license_id, param="license_id")
+            return by_id
         candidates = self._by_product.get(product)
         if not candidates:
             raise UnknownProduct(f"unknown product {product!r}", product=product)
@@ -91,6 +99,7 @@ async def sync_catalog(store: Store, specs: list[LicenseSpec], clock: Clock) -> 
                 db_licenses.upsert_feature(
                     conn, license_id=spec.id, code=feature.code, floating_users=feature.floating_users
                 )
+            sync_seat_limits(conn, spec)
             for lid, code in known_features:
                 if lid == spec.id and code not in codes:
                     db_licenses.mark_feature_removed(conn, lid, code, now)

@@ -1,9 +1,10 @@
-"""Consumption use case: add (or with permission, subtract) units to a license or feature counter.
+"""LicenseSpring consumption (/api/v4): add (or with permission, subtract) units to a license or feature.
 
-The LicenseSpring rule: unlimited wins; overage allowed with max_overages 0 is unlimited overage; otherwise
-the period total may reach max + overages. A request over the limit is rejected whole and changes nothing.
-Counters live per period, so a periodic reset happens exactly at the boundary: the first write of a new
-period simply lands in a fresh counter.
+License level follows LicenseSpring's rule: unlimited wins; overage allowed with max_overages 0 is
+unlimited overage; otherwise the period total may reach max + overages. Feature level goes through the
+native metering rules (`domain.usage`), so add-ons and credits apply to both APIs alike. A request over
+the limit is rejected whole and changes nothing. Counters live per period, so a periodic reset happens
+exactly at the boundary: the first write of a new period simply lands in a fresh counter.
 """
 
 from __future__ import annotations
@@ -13,21 +14,20 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from floatsrv.db import consumption as db_consumption
+from floatsrv.domain import usage
 from floatsrv.domain.context import Domain
 from floatsrv.domain.seats import Target
 from floatsrv.domain.state import LicenseState, check_usable, counter_key, read_state
+from floatsrv.domain.usage import metered_feature
 from floatsrv.errors import (
     ConsumptionBelowZero,
-    FeatureConsumptionExhausted,
-    FeatureExpired,
     FeatureNotConsumption,
-    FeatureNotFound,
     LicenseConsumptionExhausted,
     LicenseNotConsumption,
     NegativeConsumptionsNotAllowed,
 )
-from floatsrv.models import ConsumptionLimits, FeatureSpec, LicenseSpec
-from floatsrv.times import iso, to_us
+from floatsrv.models import ConsumptionLimits, FeatureSpec, License
+from floatsrv.times import to_us
 
 MILLI = 1000
 
@@ -66,23 +66,30 @@ def _narrowed(limits: ConsumptionLimits, allow: bool | None, max_overages: int |
     return limits.model_copy(update={"allow_overages": allow_overages, "max_overages": granted})
 
 
-def _counter_target(
-    spec: LicenseSpec, request: ConsumeRequest, now: datetime
-) -> tuple[FeatureSpec | None, ConsumptionLimits, int]:
-    """The feature (None: license level), its effective limits and its per-period maximum."""
-    code = request.feature
-    if code is None:
-        if not spec.is_consumption:
-            raise LicenseNotConsumption(f"license {spec.id} is a {spec.license_type} license", license_id=spec.id)
-        return None, _narrowed(spec, request.allow_overages, request.max_overages), spec.max_consumptions
-    feature = spec.feature(code)
-    if feature is None:
-        raise FeatureNotFound(f"license {spec.id} has no feature {code!r}", feature=code)
-    if feature.expiry_date is not None and feature.expiry_date <= now:
-        raise FeatureExpired(f"feature {code!r} expired at {iso(feature.expiry_date)}", feature=code)
+def _feature(
+    conn: sqlite3.Connection, license: License, request: ConsumeRequest, now: datetime, feature_ids: dict[str, int]
+) -> ConsumeResult:
+    """LicenseSpring feature consumption: the native metering rules, refused whole (no partial writes)."""
+    assert request.feature is not None
+    feature = metered_feature(license, request.feature, now)
     if not feature.is_consumption:
-        raise FeatureNotConsumption(f"feature {code!r} is not a consumption feature", feature=code)
-    return feature, feature, feature.max_consumption
+        raise FeatureNotConsumption(f"feature {feature.code!r} is not a consumption feature", feature=feature.code)
+    outcome = usage.consume(
+        conn,
+        license,
+        feature,
+        usage.UsageRequest(
+            request.target,
+            feature.code,
+            request.quantity * MILLI,
+            user=request.user,
+            principal=request.principal,
+            source=request.source,
+        ),
+        now,
+        feature_ids.get(feature.code),
+    )
+    return ConsumeResult(read_state(conn, license, now, feature_ids), feature, feature, outcome.current_milli)
 
 
 async def add_consumption(domain: Domain, request: ConsumeRequest) -> ConsumeResult:
@@ -94,20 +101,19 @@ async def add_consumption(domain: Domain, request: ConsumeRequest) -> ConsumeRes
     def unit(conn: sqlite3.Connection) -> ConsumeResult:
         now = domain.clock.now()
         check_usable(spec, now)
-        feature, limits, maximum = _counter_target(spec, request, now)
+        if request.feature is not None:
+            return _feature(conn, license, request, now, feature_ids)
+        if not spec.is_consumption:
+            raise LicenseNotConsumption(f"license {spec.id} is a {spec.license_type} license", license_id=spec.id)
+        limits = _narrowed(spec, request.allow_overages, request.max_overages)
         if request.quantity < 0 and not limits.allow_negative_consumptions:
-            raise NegativeConsumptionsNotAllowed(
-                "this license does not allow negative consumptions"
-                if feature is None
-                else f"feature {feature.code!r} does not allow negative consumptions"
-            )
-        key, period = counter_key(spec, feature, now)
+            raise NegativeConsumptionsNotAllowed("this license does not allow negative consumptions")
+        key, period = counter_key(spec, None, now)
         current = db_consumption.total(conn, key)
         wanted = current + request.quantity * MILLI
-        capacity = limits.capacity(maximum)
+        capacity = limits.capacity(spec.max_consumptions)
         if request.quantity > 0 and capacity is not None and wanted > capacity * MILLI:
-            error = LicenseConsumptionExhausted if feature is None else FeatureConsumptionExhausted
-            raise error(
+            raise LicenseConsumptionExhausted(
                 f"adding {request.quantity} would make {wanted // MILLI} of at most {capacity} this period",
                 total=current // MILLI,
                 requested=request.quantity,
@@ -115,9 +121,8 @@ async def add_consumption(domain: Domain, request: ConsumeRequest) -> ConsumeRes
             )
         if wanted < 0:
             raise ConsumptionBelowZero(f"the total is {current // MILLI}; it cannot go below zero")
-        total = current
         if request.quantity != 0:
-            total = db_consumption.add(
+            db_consumption.add(
                 conn,
                 key,
                 period_end=to_us(period.end) if period else None,
@@ -127,6 +132,6 @@ async def add_consumption(domain: Domain, request: ConsumeRequest) -> ConsumeRes
                 source=request.source,
                 now=to_us(now),
             )
-        return ConsumeResult(read_state(conn, license, now, feature_ids), feature, limits, total)
+        return ConsumeResult(read_state(conn, license, now, feature_ids), None, limits, wanted)
 
     return await domain.store.write(unit)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
 
 from floatsrv.clock import Clock
 from floatsrv.db.store import Store
@@ -10,11 +11,20 @@ from floatsrv.domain.catalog import Catalog
 from floatsrv.models import License
 
 
+@dataclass(frozen=True, slots=True)
+class UsageWindows:
+    """How far a usage event's `occurred_at` may be ahead of the server clock, and how far behind."""
+
+    max_future_skew: timedelta = timedelta(minutes=5)
+    max_lateness: timedelta = timedelta(days=34)
+
+
 @dataclass(slots=True)
 class Domain:
     store: Store
     clock: Clock
     catalog: Catalog  # swapped as a whole on reload; never mutated
+    usage: UsageWindows = UsageWindows()
 
     def feature_ids(self, license: License) -> dict[str, int]:
         out = {}

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from floatsrv.db import audit
+from floatsrv.db import licenses as db_licenses
 from floatsrv.db import seats as db_seats
 from floatsrv.db.seats import LICENSE_SEAT
 from floatsrv.db.seats import SeatRow as SeatRow  # re-exported for the API layer
@@ -36,9 +37,9 @@ MINUTE_US = 60_000_000
 
 @dataclass(frozen=True, slots=True)
 class Target:
-    """Which license a request addresses: a product, and optionally a license id."""
+    """Which license a request addresses: a product and/or a license id (at least one)."""
 
-    product: str
+    product: str | None
     license_id: int | None = None
 
 
@@ -226,12 +227,12 @@ async def register_feature(
                 user=request.user,
             )
         until = _borrow_end(spec, borrow_until, now) if borrow_until is not None else None
-        assert feature.floating_users is not None  # guaranteed by _floating_feature
         seat, created = _claim(
             conn,
             license_id=spec.id,
             feature=code,
-            limit=feature.floating_users,
+            # The effective limit (configured seats plus active seat add-ons), as the schema enforces it.
+            limit=db_licenses.feature_seat_limit(conn, spec.id, code),
             timeout_us=spec.feature_timeout(feature) * MINUTE_US,
             request=request,
             now=t,

@@ -1,0 +1,150 @@
+"""SQL for the add-on catalog and add-on activations on licenses."""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class AddonRow:
+    id: str
+    name: str
+    description: str
+    base_price: str
+    feature: str
+    consumption_model: str
+    included_units: int
+    overage_rate: str | None
+    credit_cost: str | None
+    created_at: int
+    updated_at: int
+    deleted_at: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class ActivationRow:
+    id: int
+    license_id: int
+    addon_id: str
+    activated_at: int
+    deactivated_at: int | None
+    period_start: int
+    period_end: int
+    prorated_charge: str
+    actor: str | None
+
+
+_ADDON = (
+    "id, name, description, base_price, feature, consumption_model, included_units, overage_rate, credit_cost,"
+    " created_at, updated_at, deleted_at"
+)
+_ACTIVATION = "id, license_id, addon_id, activated_at, deactivated_at, period_start, period_end, prorated_charge, actor"
+
+
+def insert(conn: sqlite3.Connection, row: AddonRow) -> None:
+    conn.execute(
+        f"INSERT INTO addons ({_ADDON}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (
+            row.id,
+            row.name,
+            row.description,
+            row.base_price,
+            row.feature,
+            row.consumption_model,
+            row.included_units,
+            row.overage_rate,
+            row.credit_cost,
+            row.created_at,
+            row.updated_at,
+            row.deleted_at,
+        ),
+    )
+
+
+def get(conn: sqlite3.Connection, addon_id: str) -> AddonRow | None:
+    row = conn.execute(f"SELECT {_ADDON} FROM addons WHERE id = ? AND deleted_at IS NULL", (addon_id,)).fetchone()
+    return AddonRow(*row) if row else None
+
+
+def live(conn: sqlite3.Connection) -> list[AddonRow]:
+    return [
+        AddonRow(*row)
+        for row in conn.execute(f"SELECT {_ADDON} FROM addons WHERE deleted_at IS NULL ORDER BY created_at, id")
+    ]
+
+
+def live_for_feature(conn: sqlite3.Connection, feature: str) -> AddonRow | None:
+    row = conn.execute(f"SELECT {_ADDON} FROM addons WHERE feature = ? AND deleted_at IS NULL", (feature,)).fetchone()
+    return AddonRow(*row) if row else None
+
+
+def update(conn: sqlite3.Connection, addon_id: str, now: int, **changes: object) -> None:
+    allowed = {
+        "name",
+        "description",
+        "base_price",
+        "feature",
+        "consumption_model",
+        "included_units",
+        "overage_rate",
+        "credit_cost",
+    }
+    assert set(changes) <= allowed, set(changes) - allowed
+    assignments = ", ".join(f"{column} = ?" for column in changes)
+    conn.execute(
+        f"UPDATE addons SET {assignments}, updated_at = ? WHERE id = ? AND deleted_at IS NULL",
+        (*changes.values(), now, addon_id),
+    )
+
+
+def soft_delete(conn: sqlite3.Connection, addon_id: str, now: int) -> None:
+    conn.execute("UPDATE addons SET deleted_at = ?, updated_at = ? WHERE id = ?", (now, now, addon_id))
+
+
+def active_on(conn: sqlite3.Connection, license_id: int) -> list[tuple[ActivationRow, AddonRow]]:
+    """Active add-ons of a license, with their catalog rows."""
+    rows = conn.execute(
+        f"SELECT {', '.join('la.' + c.strip() for c in _ACTIVATION.split(','))}, "
+        f"{', '.join('a.' + c.strip() for c in _ADDON.split(','))} "
+        "FROM license_addons AS la JOIN addons AS a ON a.id = la.addon_id "
+        "WHERE la.license_id = ? AND la.deactivated_at IS NULL ORDER BY la.id",
+        (license_id,),
+    )
+    width = len(_ACTIVATION.split(","))
+    return [(ActivationRow(*row[:width]), AddonRow(*row[width:])) for row in rows]
+
+
+def activations_of(conn: sqlite3.Connection, addon_id: str) -> int:
+    row = conn.execute(
+        "SELECT COUNT(*) FROM license_addons WHERE addon_id = ? AND deactivated_at IS NULL", (addon_id,)
+    ).fetchone()
+    return int(row[0])
+
+
+def activate(
+    conn: sqlite3.Connection,
+    *,
+    license_id: int,
+    addon_id: str,
+    now: int,
+    period_start: int,
+    period_end: int,
+    prorated_charge: str,
+    actor: str | None,
+) -> ActivationRow:
+    row = conn.execute(
+        "INSERT INTO license_addons (license_id, addon_id, activated_at, period_start, period_end, prorated_charge,"
+        f" actor) VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING {_ACTIVATION}",
+        (license_id, addon_id, now, period_start, period_end, prorated_charge, actor),
+    ).fetchone()
+    return ActivationRow(*row)
+
+
+def deactivate(conn: sqlite3.Connection, license_id: int, addon_id: str, now: int) -> ActivationRow | None:
+    row = conn.execute(
+        f"UPDATE license_addons SET deactivated_at = ? WHERE license_id = ? AND addon_id = ? AND deactivated_at IS NULL"
+        f" RETURNING {_ACTIVATION}",
+        (now, license_id, addon_id),
+    ).fetchone()
+    return ActivationRow(*row) if row else None

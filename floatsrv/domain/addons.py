@@ -1,0 +1,258 @@
+"""Add-ons (Commet-style): a catalog of extras, each for one feature, activated on licenses.
+
+While active, an add-on raises its feature's allowance at once: metered features get `included_units`
+more per period (and `overage_rate` as their overage price), credits features add `included_units` plan
+credits per credits period to the license pool (and `credit_cost` as their price in credits), seat
+features get `included_units` more seats, and a disabled boolean feature is enabled. Activation charges
+`base_price` prorated over what is left of the feature's current period; deactivation is immediate and
+refunds nothing.
+"""
+
+from __future__ import annotations
+
+import secrets
+import sqlite3
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import ROUND_HALF_UP, Decimal
+
+from floatsrv.db import addons as db
+from floatsrv.db import audit
+from floatsrv.db.addons import ActivationRow as ActivationRow  # re-exported for the API layer
+from floatsrv.db.addons import AddonRow as AddonRow
+from floatsrv.domain.accounts import Actor
+from floatsrv.domain.context import Domain
+from floatsrv.domain.seatlimits import sync_seat_limits
+from floatsrv.domain.state import Period, bounds, current_period
+from floatsrv.errors import (
+    AddonAlreadyActive,
+    AddonExists,
+    AddonInUse,
+    AddonModelMismatch,
+    AddonNotActive,
+    AddonNotFound,
+    FeatureNotFound,
+    LicenseNotFound,
+)
+from floatsrv.models import ConsumptionModel, FeatureSpec, License, LicenseSpec
+from floatsrv.quantity import decimal_str
+from floatsrv.times import to_us
+
+CENT = Decimal("0.01")
+
+
+@dataclass(frozen=True, slots=True)
+class AddonInput:
+    name: str
+    feature: str
+    consumption_model: ConsumptionModel
+    base_price: Decimal = Decimal(0)
+    description: str = ""
+    included_units: int = 0
+    overage_rate: Decimal | None = None
+    credit_cost: Decimal | None = None
+
+
+def _row(addon_id: str, data: AddonInput, created_at: int, now: int) -> AddonRow:
+    return AddonRow(
+        id=addon_id,
+        name=data.name,
+        description=data.description,
+        base_price=decimal_str(data.base_price),
+        feature=data.feature,
+        consumption_model=data.consumption_model,
+        included_units=data.included_units,
+        overage_rate=None if data.overage_rate is None else decimal_str(data.overage_rate),
+        credit_cost=None if data.credit_cost is None else decimal_str(data.credit_cost),
+        created_at=created_at,
+        updated_at=now,
+        deleted_at=None,
+    )
+
+
+async def create(domain: Domain, actor: Actor, data: AddonInput) -> AddonRow:
+    addon_id = f"addon_{secrets.token_hex(8)}"
+
+    def unit(conn: sqlite3.Connection) -> AddonRow:
+        now = to_us(domain.clock.now())
+        if db.live_for_feature(conn, data.feature) is not None:
+            raise AddonExists(f"an add-on for feature {data.feature!r} exists (one per feature)", param="feature")
+        row = _row(addon_id, data, now, now)
+        db.insert(conn, row)
+        audit.record(
+            conn,
+            at=now,
+            action="addon_created",
+            actor=actor.name,
+            target=addon_id,
+            peer=actor.peer,
+            detail={"feature": data.feature, "model": data.consumption_model},
+        )
+        return row
+
+    return await domain.store.write(unit)
+
+
+def _get(conn: sqlite3.Connection, addon_id: str) -> AddonRow:
+    row = db.get(conn, addon_id)
+    if row is None:
+        raise AddonNotFound(f"no add-on {addon_id!r}", param="id")
+    return row
+
+
+async def get(domain: Domain, addon_id: str) -> AddonRow:
+    return await domain.store.read(lambda conn: _get(conn, addon_id))
+
+
+async def list_all(domain: Domain) -> list[AddonRow]:
+    return await domain.store.read(db.live)
+
+
+async def replace(domain: Domain, actor: Actor, addon_id: str, data: AddonInput) -> AddonRow:
+    """Replace an add-on's definition. Its feature and model may change only while it is active nowhere."""
+
+    def unit(conn: sqlite3.Connection) -> AddonRow:
+        now = to_us(domain.clock.now())
+        old = _get(conn, addon_id)
+        moving = (old.feature, old.consumption_model) != (data.feature, data.consumption_model)
+        if moving and db.activations_of(conn, addon_id):
+            raise AddonInUse("deactivate the add-on everywhere before changing its feature or model")
+        other = db.live_for_feature(conn, data.feature)
+        if other is not None and other.id != addon_id:
+            raise AddonExists(f"an add-on for feature {data.feature!r} exists (one per feature)", param="feature")
+        row = _row(addon_id, data, old.created_at, now)
+        db.update(
+            conn,
+            addon_id,
+            now,
+            name=row.name,
+            description=row.description,
+            base_price=row.base_price,
+            feature=row.feature,
+            consumption_model=row.consumption_model,
+            included_units=row.included_units,
+            overage_rate=row.overage_rate,
+            credit_cost=row.credit_cost,
+        )
+        _resize_seats(conn, domain, addon_id)
+        audit.record(conn, at=now, action="addon_updated", actor=actor.name, target=addon_id, peer=actor.peer)
+        return _get(conn, addon_id)
+
+    return await domain.store.write(unit)
+
+
+async def delete(domain: Domain, actor: Actor, addon_id: str) -> None:
+    def unit(conn: sqlite3.Connection) -> None:
+        now = to_us(domain.clock.now())
+        _get(conn, addon_id)
+        if db.activations_of(conn, addon_id):
+            raise AddonInUse()
+        db.soft_delete(conn, addon_id, now)
+        audit.record(conn, at=now, action="addon_deleted", actor=actor.name, target=addon_id, peer=actor.peer)
+
+    await domain.store.write(unit)
+
+
+def proration_period(spec: LicenseSpec, feature: FeatureSpec, now: datetime) -> Period:
+    """The period an activation is charged for: the feature's own, else the license's billing period."""
+    if feature.model == "credits":
+        return bounds(spec, spec.credits_period, now)
+    return current_period(spec, feature, now) or bounds(spec, spec.billing_period, now)
+
+
+def prorate(base_price: Decimal, period: Period, now: datetime) -> Decimal:
+    """base_price x (time left / period length), to the cent (half up). Exact for a known clock."""
+    left = Decimal(to_us(period.end) - to_us(now))
+    length = Decimal(to_us(period.end) - to_us(period.start))
+    return (base_price * left / length).quantize(CENT, rounding=ROUND_HALF_UP)
+
+
+def _license(domain: Domain, license_id: int) -> License:
+    license = domain.catalog.get(license_id)
+    if license is None:
+        raise LicenseNotFound(f"no license {license_id}", param="license_id")
+    return license
+
+
+def _resize_seats(conn: sqlite3.Connection, domain: Domain, addon_id: str) -> None:
+    for license_id in [
+        row[0]
+        for row in conn.execute(
+            "SELECT license_id FROM license_addons WHERE addon_id = ? AND deactivated_at IS NULL", (addon_id,)
+        )
+    ]:
+        license = domain.catalog.get(license_id)
+        if license is not None:
+            sync_seat_limits(conn, license.spec)
+
+
+async def activate(domain: Domain, actor: Actor, license_id: int, addon_id: str) -> tuple[ActivationRow, AddonRow]:
+    license = _license(domain, license_id)
+    spec = license.spec
+
+    def unit(conn: sqlite3.Connection) -> tuple[ActivationRow, AddonRow]:
+        now = domain.clock.now()
+        t = to_us(now)
+        addon = _get(conn, addon_id)
+        feature = spec.feature(addon.feature)
+        if feature is None:
+            raise FeatureNotFound(f"license {license_id} has no feature {addon.feature!r}", param="addon_id")
+        if feature.model != addon.consumption_model:
+            raise AddonModelMismatch(
+                f"add-on {addon_id!r} is {addon.consumption_model}; feature {feature.code!r} is {feature.model}"
+            )
+        if any(a.id == addon_id for _, a in db.active_on(conn, license_id)):
+            raise AddonAlreadyActive(f"add-on {addon_id!r} is already active on license {license_id}")
+        period = proration_period(spec, feature, now)
+        charge = prorate(Decimal(addon.base_price), period, now)
+        row = db.activate(
+            conn,
+            license_id=license_id,
+            addon_id=addon_id,
+            now=t,
+            period_start=to_us(period.start),
+            period_end=to_us(period.end),
+            prorated_charge=decimal_str(charge),
+            actor=actor.name,
+        )
+        sync_seat_limits(conn, spec)
+        audit.record(
+            conn,
+            at=t,
+            action="addon_activated",
+            actor=actor.name,
+            target=addon_id,
+            peer=actor.peer,
+            detail={"license_id": license_id, "prorated_charge": decimal_str(charge)},
+        )
+        return row, addon
+
+    return await domain.store.write(unit)
+
+
+async def deactivate(domain: Domain, actor: Actor, license_id: int, addon_id: str) -> ActivationRow:
+    license = _license(domain, license_id)
+
+    def unit(conn: sqlite3.Connection) -> ActivationRow:
+        t = to_us(domain.clock.now())
+        row = db.deactivate(conn, license_id, addon_id, t)
+        if row is None:
+            raise AddonNotActive(f"add-on {addon_id!r} is not active on license {license_id}", param="addon_id")
+        sync_seat_limits(conn, license.spec)
+        audit.record(
+            conn,
+            at=t,
+            action="addon_deactivated",
+            actor=actor.name,
+            target=addon_id,
+            peer=actor.peer,
+            detail={"license_id": license_id},
+        )
+        return row
+
+    return await domain.store.write(unit)
+
+
+async def active(domain: Domain, license_id: int) -> list[tuple[ActivationRow, AddonRow]]:
+    _license(domain, license_id)
+    return await domain.store.read(lambda conn: db.active_on(conn, license_id))
