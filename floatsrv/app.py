@@ -78,8 +78,9 @@ def create_app(
                 removed=report.removed,
                 seats_ended=report.seats_ended,
             )
-            windows = UsageWindows(timedelta(seconds=config.usage.max_future_skew_seconds),
-                                   timedelta(days=config.usage.max_lateness_days))
+            windows = UsageWindows(
+                timedelta(seconds=config.usage.max_future_skew_seconds), timedelta(days=config.usage.max_lateness_days)
+            )
             app[DOMAIN] = Domain(store=store, clock=clock, catalog=catalog, usage=windows)
             yield
         finally:

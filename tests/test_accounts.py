@@ -158,8 +158,13 @@ def cli(api: Api, *args: str, stdin: str | None = None) -> Any:
     import subprocess
     import sys
 
-    return subprocess.run([sys.executable, "-m", "floatsrv", *args, "--data-dir", str(api.config.storage.data_dir)],
-                          capture_output=True, text=True, timeout=60, input=stdin)
+    return subprocess.run(
+        [sys.executable, "-m", "floatsrv", *args, "--data-dir", str(api.config.storage.data_dir)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        input=stdin,
+    )
 
 
 def temporary_of(output: str) -> str:
@@ -178,8 +183,11 @@ async def test_user_commands_against_a_running_server(api: Api) -> None:
     assert reset.returncode == 0
     assert (await api.get("/v1/me", token=token))[0] == 401  # the reset revoked the old session
     token = await api.login("lee", temporary_of(reset.stdout))
-    await api.post("/v1/me/password", {"current_password": temporary_of(reset.stdout),
-                                       "new_password": "lees-own-password"}, token=token)
+    await api.post(
+        "/v1/me/password",
+        {"current_password": temporary_of(reset.stdout), "new_password": "lees-own-password"},
+        token=token,
+    )
     assert (await api.get("/v1/licenses", token=token))[0] == 200
 
     assert cli(api, "user", "set", "lee", "--role", "viewer").returncode == 0
@@ -187,7 +195,10 @@ async def test_user_commands_against_a_running_server(api: Api) -> None:
 
     listed = json.loads(cli(api, "user", "list", "--json").stdout)
     assert {u["username"]: (u["role"], u["source"]) for u in listed} == {
-        "admin": ("admin", "config"), "demo": ("user", "config"), "lee": ("viewer", "local")}
+        "admin": ("admin", "config"),
+        "demo": ("user", "config"),
+        "lee": ("viewer", "local"),
+    }
     assert cli(api, "user", "passwd", "demo").stderr.startswith("floatsrv: user_managed_by_config")
     missing = cli(api, "user", "rm", "nobody")
     assert missing.returncode == 1 and "user_not_found" in missing.stderr

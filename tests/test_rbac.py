@@ -12,9 +12,15 @@ from floatsrv.auth.passwords import hash_password
 from floatsrv.models import Role
 from tests.conftest import Api
 
-PUBLIC = {("GET", "/"), ("GET", "/auth")}
-PARAMS = {"license_id": "1001", "username": "nobody", "token_id": "0" * 32, "key_id": "0" * 12, "seat_id": "999",
-          "addon_id": "addon_missing"}
+PUBLIC = {("GET", "/"), ("GET", "/auth"), ("GET", "/v1/openapi.json")}
+PARAMS = {
+    "license_id": "1001",
+    "username": "nobody",
+    "token_id": "0" * 32,
+    "key_id": "0" * 12,
+    "seat_id": "999",
+    "addon_id": "addon_missing",
+}
 WEAKER = {Role.USER: Role.VIEWER, Role.ADMIN: Role.USER}
 
 

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import functools
 import html
+from importlib import resources
+from typing import Any
 
+import yaml
 from aiohttp import web
 
 from floatsrv import __version__
@@ -77,6 +81,19 @@ async def login(request: web.Request) -> web.Response:
         body["message"] = "Login successful; change your temporary password first (POST /v1/me/password)"
         body["password_change_required"] = True
     return json_response(body)
+
+
+@functools.cache
+def openapi_document(name: str) -> dict[str, Any]:
+    """An OpenAPI document kept in the repo (floatsrv/api/openapi/<name>.yaml), loaded once."""
+    text = resources.files("floatsrv.api").joinpath("openapi", f"{name}.yaml").read_text(encoding="utf-8")
+    document: dict[str, Any] = yaml.safe_load(text)
+    document["info"]["x-floatsrv-version"] = __version__
+    return document
+
+
+async def openapi_v1(request: web.Request) -> web.Response:
+    return json_response(openapi_document("v1"))
 
 
 async def health(request: web.Request) -> web.Response:

@@ -45,7 +45,8 @@ ROUTES: tuple[Route, ...] = (
     Route("POST", "/api/v4/feature_release", v4.feature_release, USER),
     Route("POST", "/api/v4/floating/feature_release", v4.feature_release, USER),
     Route("GET", "/api/v4/feature_release/all", v4.feature_release_all, USER),
-    # Native read API.
+    # Native API. Its OpenAPI document is public, like the home page.
+    Route("GET", "/v1/openapi.json", meta.openapi_v1, None),
     Route("GET", "/v1/licenses", native.list_licenses, VIEWER),
     Route("GET", "/v1/licenses/{license_id}", native.get_license, VIEWER),
     Route("GET", "/v1/seats", native.list_seats, VIEWER),

@@ -212,7 +212,7 @@ async def activate(domain: Domain, actor: Actor, license_id: int, addon_id: str)
             now=t,
             period_start=to_us(period.start),
             period_end=to_us(period.end),
-            prorated_charge=decimal_str(charge),
+            prorated_charge=str(charge),  # quantized to the cent: "15.50"
             actor=actor.name,
         )
         sync_seat_limits(conn, spec)
@@ -223,7 +223,7 @@ async def activate(domain: Domain, actor: Actor, license_id: int, addon_id: str)
             actor=actor.name,
             target=addon_id,
             peer=actor.peer,
-            detail={"license_id": license_id, "prorated_charge": decimal_str(charge)},
+            detail={"license_id": license_id, "prorated_charge": str(charge)},
         )
         return row, addon
 
