@@ -1,7 +1,8 @@
 """The application factory: wiring only. `serve`, the tests and benchmarks all build the app here.
 
 Start-up order (cleanup_ctx; teardown runs in reverse, and only for what started):
-store (open, migrate, sync licenses) -> auth (declared users, signing key, guard) -> seat sweeper.
+store (open, migrate, sync licenses) -> auth (declared users, signing key, guard) -> seat sweeper -> upstream
+sync (which flushes at shutdown, before the store closes).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from floatsrv.domain.catalog import sync_catalog
 from floatsrv.domain.context import Domain, UsageWindows
 from floatsrv.log import get_logger
 from floatsrv.workers.sweeper import sweeper_context
+from floatsrv.workers.sync import sync_context
 
 log = get_logger("floatsrv")
 
@@ -120,5 +122,6 @@ def create_app(
     app.cleanup_ctx.append(store_context)
     app.cleanup_ctx.append(auth_context)
     app.cleanup_ctx.append(sweeper_context)
+    app.cleanup_ctx.append(sync_context)
     setup_routes(app)
     return app

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from aiohttp import web
 
 from floatsrv.auth.guard import Guard
@@ -16,5 +18,11 @@ GUARD = web.AppKey("guard", Guard)
 THROTTLE = web.AppKey("throttle", LoginThrottle)
 # (method, canonical path) -> role required (None: public). Filled by setup_routes.
 ROUTE_ROLES = web.AppKey("route_roles", dict[tuple[str, str], Role | None])
+
+if TYPE_CHECKING:
+    from floatsrv.workers.sync import SyncWorker
+
+# The sync worker's module imports this one, so its key is typed by name.
+SYNC: web.AppKey[SyncWorker] = web.AppKey("sync")
 
 PRINCIPAL = web.RequestKey("principal", Principal)

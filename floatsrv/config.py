@@ -88,6 +88,49 @@ class UsageConfig(_Section):
     max_lateness_days: Annotated[int, Field(ge=0, le=3650)] = 34
 
 
+class UpstreamConfig(_Section):
+    name: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_\-]{0,49}$")]
+    # floatsrv: our own format (cumulative totals with revisions); rebilly-usages: one POST /usages per delta.
+    format: Literal["floatsrv", "rebilly-usages"] = "floatsrv"
+    url: Annotated[str, Field(pattern=r"^https?://[^\s]+$")]
+    token: SecretStr | None = None
+    headers: dict[str, SecretStr] = Field(default_factory=dict)
+    # rebilly-usages: which subscription a license's (or a license feature's) usage belongs to:
+    # "1001": "sub_...", or "1001/render": "sub_..." for one feature. Usage with no mapping is not sent there.
+    subscriptions: dict[str, str] = Field(default_factory=dict)
+    timeout_seconds: Annotated[float, Field(gt=0, le=600)] = 30.0
+    batch_size: Annotated[int, Field(ge=1, le=10_000)] = 500
+
+    @model_validator(mode="after")
+    def check_name(self) -> Self:
+        if self.name == "airgap":
+            raise ValueError("the name airgap is reserved for file exports")
+        return self
+
+
+class SyncConfig(_Section):
+    # How often pending usage is sent upstream (LicenseSpring syncs hourly). `floatsrv sync now` sends at once.
+    interval_seconds: Annotated[float, Field(gt=0, le=86_400)] = 3600.0
+    backoff_max_seconds: Annotated[float, Field(gt=0, le=86_400)] = 300.0
+    # On shutdown, keep trying to send what is pending for at most this long.
+    shutdown_timeout_seconds: Annotated[float, Field(ge=0, le=300)] = 10.0
+    # Names this server to upstreams; default: generated once and kept in the database.
+    server_id: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.\-]{1,100}$")] | None = None
+    upstreams: Annotated[list[UpstreamConfig], AfterValidator(lambda u: _check_unique_names(u))] = Field(
+        default_factory=list
+    )
+    # Ed25519 public key (base64 of its 32 bytes) that signs receipts for air-gapped usage reports.
+    vendor_public_key: Annotated[str, Field(pattern=r"^[A-Za-z0-9+/]{43}=$")] | None = None
+
+
+def _check_unique_names(upstreams: list[UpstreamConfig]) -> list[UpstreamConfig]:
+    names = [u.name for u in upstreams]
+    for name in names:
+        if names.count(name) > 1:
+            raise ValueError(f"upstream name {name!r} appears twice")
+    return upstreams
+
+
 def _unique(attribute: str, label: str) -> AfterValidator:
     """A list validator refusing two items with the same `attribute`."""
 
@@ -131,11 +174,17 @@ class Config(_Section):
     auth: AuthConfig = Field(default_factory=AuthConfig)
     seats: SeatsConfig = Field(default_factory=SeatsConfig)
     usage: UsageConfig = Field(default_factory=UsageConfig)
+    sync: SyncConfig = Field(default_factory=SyncConfig)
     licenses: Annotated[list[LicenseSpec], _unique("id", "license id")] = Field(default_factory=list)
 
     @property
     def db_path(self) -> Path:
         return self.storage.data_dir / "floatsrv.db"
+
+    @property
+    def signing_key_path(self) -> Path:
+        """Ed25519 key that signs air-gapped usage reports: created on first use, mode 0600."""
+        return self.storage.data_dir / "server-ed25519.pem"
 
     @property
     def token_key_path(self) -> Path:

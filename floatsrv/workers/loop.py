@@ -1,8 +1,9 @@
 """A periodic background loop that backs off on failure and stays quiet about it.
 
-`run_periodic` calls `step()` every `interval` seconds. When a step fails, the next try comes after a
-capped exponential backoff with jitter; errors are logged at most once per `error_log_every` seconds,
-and one `*_recovered` line marks the first success after failures. Cancellation is never swallowed.
+`run_periodic` calls `step()` every `interval` seconds (sooner when its `wake` event is set). When a step
+fails, the next try comes after a capped exponential backoff with jitter; errors are logged at most once
+per `error_log_every` seconds, and one `*_recovered` line marks the first success after failures.
+Cancellation is never swallowed.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ async def run_periodic(
     *,
     backoff_max: float = 300.0,
     error_log_every: float = 30.0,
+    wake: asyncio.Event | None = None,
 ) -> None:
     failures = 0
     last_logged = float("-inf")
@@ -49,7 +51,13 @@ async def run_periodic(
             if failures:
                 log.info(f"{name}_recovered", after_failures=failures)
                 failures = 0
-        await asyncio.sleep(delay)
+        if wake is None:
+            await asyncio.sleep(delay)
+        else:
+            # Someone asked for a run now: cut the wait short.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(wake.wait(), delay)
+            wake.clear()
 
 
 def periodic_context(

@@ -1,0 +1,254 @@
+"""Upstream sync, the storage side: fixed batches from the outbox, confirmations, status, air-gap files.
+
+A batch is made (records, and for delta upstreams the deltas) and committed before anything is sent; it is
+re-sent unchanged until the upstream confirms it, so a batch id always means the same thing. Confirmation
+moves a channel's delivered revision forward only; a permanent refusal parks the batch (visible, retried on
+request) instead of retrying forever. Nothing here speaks HTTP: `workers.sync` does, through `upstream`.
+"""
+
+from __future__ import annotations
+
+import secrets
+import sqlite3
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+
+from floatsrv.clock import Clock
+from floatsrv.db import audit
+from floatsrv.db import sync as db
+from floatsrv.db.store import Store
+from floatsrv.db.sync import BatchRecord as BatchRecord  # re-exported for the worker and the API
+from floatsrv.db.sync import BatchRow as BatchRow
+from floatsrv.errors import InvalidRequest, NotFound
+from floatsrv.quantity import milli_to_str
+from floatsrv.times import iso_us, to_us
+
+AIRGAP = "airgap"
+_SERVER_ID = "server_id"
+
+
+@dataclass(frozen=True, slots=True)
+class Batch:
+    row: BatchRow
+    records: list[BatchRecord]
+
+    @property
+    def id(self) -> str:
+        return self.row.id
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelStatus:
+    channel: str
+    pending_records: int
+    oldest_pending_at: int | None
+    parked_batches: int
+    open_batch: BatchRow | None
+    last_success_at: int | None
+    last_error_at: int | None
+    last_error: str | None
+    consecutive_failures: int
+    requests: int
+
+
+async def server_id(store: Store, configured: str | None) -> str:
+    """This server's name to upstreams: configured, or generated once and kept."""
+
+    def unit(conn: sqlite3.Connection) -> str:
+        if configured:
+            return configured
+        existing = db.setting(conn, _SERVER_ID)
+        if existing is None:
+            existing = f"fs-{uuid.uuid4().hex}"
+            db.set_setting(conn, _SERVER_ID, existing)
+        return existing
+
+    return await store.write(unit)
+
+
+async def claim(store: Store, clock: Clock, channel: str, owner: str, lease_seconds: float) -> bool:
+    def unit(conn: sqlite3.Connection) -> bool:
+        now = to_us(clock.now())
+        return db.acquire_lease(conn, channel, owner, now, now + int(lease_seconds * 1_000_000))
+
+    return await store.write(unit)
+
+
+async def release(store: Store, channel: str, owner: str) -> None:
+    await store.write(lambda conn: db.release_lease(conn, channel, owner))
+
+
+def _new_batch(conn: sqlite3.Connection, channel: str, rows: list[tuple[object, ...]], now: int, status: str) -> Batch:
+    batch_id = f"b_{now:x}_{secrets.token_hex(6)}"
+    db.insert_batch(conn, batch_id, channel, now, status)
+    for row in rows:
+        db.insert_record(conn, batch_id, row)
+    batch = db.get_batch(conn, batch_id)
+    assert batch is not None
+    return Batch(batch, db.batch_records(conn, batch_id))
+
+
+async def next_batch(store: Store, clock: Clock, channel: str, size: int) -> Batch | None:
+    """The channel's unconfirmed batch, or a new one from the outbox, or None when nothing is owed."""
+
+    def unit(conn: sqlite3.Connection) -> Batch | None:
+        existing = db.open_batch(conn, channel)
+        if existing is not None:
+            return Batch(existing, [r for r in db.batch_records(conn, existing.id) if not r.delivered])
+        rows = db.due(conn, channel, size, skip_open=True)
+        return _new_batch(conn, channel, rows, to_us(clock.now()), "pending") if rows else None
+
+    return await store.write(unit)
+
+
+async def settle(
+    store: Store,
+    clock: Clock,
+    channel: str,
+    batch: Batch,
+    confirmed: list[BatchRecord],
+    *,
+    complete: bool,
+    park: str | None = None,
+    retry: str | None = None,
+    requests: int = 1,
+) -> None:
+    """Write down what the upstream confirmed, and whether the batch is done, parked, or to be retried."""
+
+    def unit(conn: sqlite3.Connection) -> None:
+        now = to_us(clock.now())
+        for record in confirmed:
+            db.mark_record_delivered(conn, batch.id, record)
+            db.confirm(conn, channel, record, now)
+        if complete:
+            db.finish_batch(conn, batch.id, "delivered", now)
+        elif park is not None:
+            db.finish_batch(conn, batch.id, "parked", now, park)
+            audit.record(
+                conn,
+                at=now,
+                action="sync_batch_parked",
+                actor="system",
+                target=batch.id,
+                detail={"channel": channel, "error": park[:300]},
+            )
+        else:
+            db.note_attempt(conn, batch.id, now, retry)
+        db.note_result(conn, channel, now, park or retry, requests)
+
+    await store.write(unit)
+
+
+async def retry_parked(store: Store, clock: Clock, channel: str, actor: str) -> int:
+    def unit(conn: sqlite3.Connection) -> int:
+        count = db.reopen_parked(conn, channel)
+        if count:
+            audit.record(
+                conn,
+                at=to_us(clock.now()),
+                action="sync_parked_retried",
+                actor=actor,
+                target=channel,
+                detail={"batches": count},
+            )
+        return count
+
+    return await store.write(unit)
+
+
+async def status(store: Store, channels: list[str]) -> list[ChannelStatus]:
+    def unit(conn: sqlite3.Connection) -> list[ChannelStatus]:
+        out = []
+        for channel in channels:
+            pending, oldest = db.pending_count(conn, channel)
+            state = db.state(conn, channel)
+            out.append(
+                ChannelStatus(
+                    channel=channel,
+                    pending_records=pending,
+                    oldest_pending_at=oldest,
+                    parked_batches=len(db.batches(conn, channel, ("parked",))),
+                    open_batch=db.open_batch(conn, channel),
+                    last_success_at=state.last_success_at if state else None,
+                    last_error_at=state.last_error_at if state else None,
+                    last_error=state.last_error if state else None,
+                    consecutive_failures=state.consecutive_failures if state else 0,
+                    requests=state.requests if state else 0,
+                )
+            )
+        return out
+
+    return await store.read(unit)
+
+
+async def export_batch(store: Store, clock: Clock, actor: str) -> Batch | None:
+    """Every counter the vendor has not acknowledged yet, as a new exported batch (None: nothing owed)."""
+
+    def unit(conn: sqlite3.Connection) -> Batch | None:
+        rows = db.due(conn, AIRGAP, 1_000_000, skip_open=False)
+        if not rows:
+            return None
+        batch = _new_batch(conn, AIRGAP, rows, to_us(clock.now()), "exported")
+        audit.record(
+            conn,
+            at=batch.row.created_at,
+            action="usage_exported",
+            actor=actor,
+            target=batch.id,
+            detail={"records": len(batch.records)},
+        )
+        return batch
+
+    return await store.write(unit)
+
+
+async def acknowledge(store: Store, clock: Clock, actor: str, receipt: dict[str, object], server: str) -> int:
+    """Apply a verified vendor receipt: its report's records are delivered. Returns how many."""
+    report_id = receipt.get("report_id")
+    if receipt.get("server_id") != server:
+        raise InvalidRequest("this receipt is for another server")
+    if not isinstance(report_id, str):
+        raise InvalidRequest("the receipt names no report")
+
+    def unit(conn: sqlite3.Connection) -> int:
+        now = to_us(clock.now())
+        batch = db.get_batch(conn, report_id)
+        if batch is None or batch.channel != AIRGAP:
+            raise NotFound(f"no exported report {report_id!r} here")
+        records = db.batch_records(conn, report_id)
+        if receipt.get("records") != len(records):
+            raise InvalidRequest("the receipt does not match the report (record count differs)")
+        for record in records:
+            db.mark_record_delivered(conn, report_id, record)
+            db.confirm(conn, AIRGAP, record, now)
+        db.finish_batch(conn, report_id, "delivered", now)
+        db.note_result(conn, AIRGAP, now, None, 0)
+        audit.record(
+            conn, at=now, action="usage_acknowledged", actor=actor, target=report_id, detail={"records": len(records)}
+        )
+        return len(records)
+
+    return await store.write(unit)
+
+
+def lag_seconds(oldest_pending_at: int | None, now: datetime) -> float | None:
+    return None if oldest_pending_at is None else max(0.0, (to_us(now) - oldest_pending_at) / 1_000_000)
+
+
+def wire_record(record: BatchRecord) -> dict[str, object]:
+    """A counter as upstreams and air-gap reports see it: the cumulative total of its period, with a revision
+    that increases on every change. Keeping the highest revision per (license, feature, period) makes
+    re-sends harmless."""
+    lifetime = record.period_start == 0
+    period = "lifetime" if lifetime else iso_us(record.period_start)
+    return {
+        "record_id": f"{record.license_id}:{record.feature or '-'}:{period}:r{record.revision}",
+        "license_id": record.license_id,
+        "product": record.product,
+        "feature": record.feature or None,
+        "period_start": None if lifetime else iso_us(record.period_start),
+        "period_end": iso_us(record.period_end),
+        "quantity": milli_to_str(record.total_milli),
+        "revision": record.revision,
+    }

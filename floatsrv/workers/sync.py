@@ -1,0 +1,162 @@
+"""The sync worker: sends what each upstream is owed, on an interval, on demand, and once more at shutdown.
+
+Per channel it takes a lease (so a server and `floatsrv sync now` never send at once), then sends batch
+after batch until nothing is owed or something fails. A retryable failure ends the pass and the loop backs
+off; a permanent one parks that batch and the pass goes on with the rest.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import secrets
+import socket
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import aiohttp
+from aiohttp import web
+
+from floatsrv.appkeys import CONFIG, DOMAIN, SYNC
+from floatsrv.config import SyncConfig, UpstreamConfig
+from floatsrv.domain import sync
+from floatsrv.domain.context import Domain
+from floatsrv.log import get_logger
+from floatsrv.upstream import Upstream, UpstreamError, lease_for, make_upstream
+from floatsrv.workers.loop import run_periodic
+
+log = get_logger("floatsrv.sync")
+
+
+@dataclass(slots=True)
+class PassReport:
+    channel: str
+    records: int = 0
+    requests: int = 0
+    skipped: bool = False
+    error: str | None = None
+
+
+class SyncFailed(Exception):
+    """At least one channel hit a retryable failure; the periodic loop backs off."""
+
+
+class SyncWorker:
+    def __init__(self, domain: Domain, config: SyncConfig, session: aiohttp.ClientSession, server_id: str) -> None:
+        self.domain = domain
+        self.config = config
+        self.server_id = server_id
+        self.channels: list[tuple[UpstreamConfig, Upstream]] = [
+            (upstream, make_upstream(upstream, session, domain.clock)) for upstream in config.upstreams
+        ]
+        self.owner = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
+        self.wake = asyncio.Event()
+
+    async def run(self) -> list[PassReport]:
+        """One pass over every upstream. Raises SyncFailed if any had a retryable failure."""
+        reports = [await self.run_channel(upstream, client) for upstream, client in self.channels]
+        failed = [r for r in reports if r.error is not None]
+        if failed:
+            raise SyncFailed("; ".join(f"{r.channel}: {r.error}" for r in failed))
+        return reports
+
+    async def run_channel(self, config: UpstreamConfig, client: Upstream) -> PassReport:
+        store, clock = self.domain.store, self.domain.clock
+        report = PassReport(config.name)
+        if not await sync.claim(store, clock, config.name, self.owner, lease_for(config)):
+            report.skipped = True  # someone else (the CLI, another server on this data dir) is sending
+            return report
+        try:
+            while True:
+                # Renew the lease for every batch: a long catch-up must not lose it midway.
+                await sync.claim(store, clock, config.name, self.owner, lease_for(config))
+                batch = await sync.next_batch(store, clock, config.name, config.batch_size)
+                if batch is None:
+                    break
+                try:
+                    result = await client.send(batch, self.server_id) if batch.records else None
+                except UpstreamError as exc:
+                    report.requests += exc.requests
+                    report.records += len(exc.confirmed)
+                    if exc.retryable:
+                        await sync.settle(
+                            store,
+                            clock,
+                            config.name,
+                            batch,
+                            exc.confirmed,
+                            complete=False,
+                            retry=str(exc),
+                            requests=exc.requests,
+                        )
+                        report.error = str(exc)
+                        break
+                    await sync.settle(
+                        store,
+                        clock,
+                        config.name,
+                        batch,
+                        exc.confirmed,
+                        complete=False,
+                        park=str(exc),
+                        requests=exc.requests,
+                    )
+                    log.error("sync_batch_parked", channel=config.name, batch=batch.id, error=str(exc))
+                    continue
+                confirmed = result.confirmed if result else []
+                requests = result.requests if result else 0
+                await sync.settle(store, clock, config.name, batch, confirmed, complete=True, requests=requests)
+                report.records += len(confirmed)
+                report.requests += requests
+                log.info(
+                    "sync_batch_delivered",
+                    channel=config.name,
+                    batch=batch.id,
+                    records=len(confirmed),
+                    requests=requests,
+                )
+        finally:
+            with contextlib.suppress(Exception):
+                await sync.release(store, config.name, self.owner)
+        return report
+
+    async def flush(self, seconds: float) -> None:
+        """Keep trying to deliver everything for at most `seconds` (the final sync at shutdown)."""
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            try:
+                await asyncio.wait_for(self.run(), max(0.1, deadline - time.monotonic()))
+                return
+            except (SyncFailed, TimeoutError):
+                await asyncio.sleep(min(0.5, max(0.0, deadline - time.monotonic())))
+
+
+async def sync_context(app: web.Application) -> AsyncIterator[None]:
+    """cleanup_ctx entry: the worker and its loop; at shutdown, a bounded final sync before the store closes."""
+    config = app[CONFIG].sync
+    domain = app[DOMAIN]
+    server_id = await sync.server_id(domain.store, config.server_id)
+    async with aiohttp.ClientSession() as session:
+        worker = SyncWorker(domain, config, session, server_id)
+        app[SYNC] = worker
+        task = None
+        if worker.channels:
+            task = asyncio.create_task(
+                run_periodic(
+                    "sync",
+                    worker.run,
+                    config.interval_seconds,
+                    backoff_max=config.backoff_max_seconds,
+                    wake=worker.wake,
+                ),
+                name="sync",
+            )
+        yield
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            if config.shutdown_timeout_seconds > 0:
+                await worker.flush(config.shutdown_timeout_seconds)
