@@ -1,4 +1,5 @@
-"""Command-line interface: `floatsrv serve | check-config | hash-password | user | token | apikey | audit`.
+"""Command-line interface: `floatsrv serve | check-config | hash-password`, admin commands (`user`, `token`,
+`apikey`, `audit`, `sync`, `usage`, `server-key`) and `floatsrv --version`.
 
 Exit codes: 0 ok; 1 check-config found problems or a runtime failure; 2 invalid configuration or
 usage at `serve` (one line per problem on stderr, naming the YAML key path).
@@ -63,8 +64,9 @@ def check_config(config_path: Path) -> None:
 
 def _register_admin_commands() -> None:
     from floatsrv.cli_auth import apikey_group, audit_command, token_group, user_group
+    from floatsrv.cli_sync import server_key, sync_group, usage_group
 
-    for command in (user_group, token_group, apikey_group, audit_command):
+    for command in (user_group, token_group, apikey_group, audit_command, sync_group, usage_group, server_key):
         main.add_command(command)
 
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from floatsrv.api import account, addons, admin, meta, native, usage, v4
+from floatsrv.api import account, addons, admin, meta, native, sync, usage, v4
 from floatsrv.appkeys import ROUTE_ROLES
 from floatsrv.models import Role
 
@@ -65,6 +65,10 @@ ROUTES: tuple[Route, ...] = (
     Route("GET", "/v1/licenses/{license_id}/addons", addons.list_active, VIEWER),
     Route("POST", "/v1/licenses/{license_id}/addons", addons.activate, ADMIN),
     Route("DELETE", "/v1/licenses/{license_id}/addons/{addon_id}", addons.deactivate, ADMIN),
+    # Upstream sync.
+    Route("GET", "/v1/sync", sync.get_status, VIEWER),
+    Route("POST", "/v1/sync/run", sync.run_now, ADMIN),
+    Route("POST", "/v1/sync/retry", sync.retry_parked, ADMIN),
     # The caller's own account (the only routes open while a temporary password must be changed).
     Route("GET", "/v1/me", account.whoami, VIEWER),
     Route("POST", "/v1/me/password", account.change_password, VIEWER),

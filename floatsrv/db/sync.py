@@ -83,6 +83,11 @@ def acquire_lease(conn: sqlite3.Connection, channel: str, owner: str, now: int, 
     return cursor.rowcount == 1
 
 
+def lease_owner(conn: sqlite3.Connection, channel: str) -> str | None:
+    row = conn.execute("SELECT lease_owner FROM sync_state WHERE channel = ?", (channel,)).fetchone()
+    return str(row[0]) if row and row[0] is not None else None
+
+
 def release_lease(conn: sqlite3.Connection, channel: str, owner: str) -> None:
     conn.execute(
         "UPDATE sync_state SET lease_owner = NULL, lease_until = NULL WHERE channel = ? AND lease_owner = ?",
@@ -218,6 +223,13 @@ def note_attempt(conn: sqlite3.Connection, batch_id: str, now: int, error: str |
         "UPDATE sync_batches SET attempts = attempts + 1, last_attempt_at = ?, last_error = ? WHERE id = ?",
         (now, error, batch_id),
     )
+
+
+def supersede_pending(conn: sqlite3.Connection, channel: str, now: int) -> int:
+    return conn.execute(
+        "UPDATE sync_batches SET status = 'superseded', finished_at = ? WHERE channel = ? AND status = 'pending'",
+        (now, channel),
+    ).rowcount
 
 
 def reopen_parked(conn: sqlite3.Connection, channel: str) -> int:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import secrets
 import sqlite3
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -67,10 +68,27 @@ async def server_id(store: Store, configured: str | None) -> str:
     return await store.write(unit)
 
 
-async def claim(store: Store, clock: Clock, channel: str, owner: str, lease_seconds: float) -> bool:
+async def claim(
+    store: Store,
+    clock: Clock,
+    channel: str,
+    owner: str,
+    lease_seconds: float,
+    holder_is_dead: Callable[[str], bool] = lambda _: False,
+) -> bool:
+    """Take the channel's sending lease. A lease held by a process known to be dead is taken over at once
+    (a crashed server must not hold up sync until its lease runs out)."""
+
     def unit(conn: sqlite3.Connection) -> bool:
         now = to_us(clock.now())
-        return db.acquire_lease(conn, channel, owner, now, now + int(lease_seconds * 1_000_000))
+        until = now + int(lease_seconds * 1_000_000)
+        if db.acquire_lease(conn, channel, owner, now, until):
+            return True
+        holder = db.lease_owner(conn, channel)
+        if holder is not None and holder_is_dead(holder):
+            db.release_lease(conn, channel, holder)
+            return db.acquire_lease(conn, channel, owner, now, until)
+        return False
 
     return await store.write(unit)
 
@@ -89,15 +107,23 @@ def _new_batch(conn: sqlite3.Connection, channel: str, rows: list[tuple[object, 
     return Batch(batch, db.batch_records(conn, batch_id))
 
 
-async def next_batch(store: Store, clock: Clock, channel: str, size: int) -> Batch | None:
-    """The channel's unconfirmed batch, or a new one from the outbox, or None when nothing is owed."""
+async def next_batch(store: Store, clock: Clock, channel: str, size: int, cumulative: bool) -> Batch | None:
+    """The next batch for the channel, or None when nothing is owed.
+
+    Delta upstreams get their unconfirmed batch again, unchanged. Cumulative upstreams (which keep the
+    highest revision) get a fresh batch with the latest totals instead: re-sending old revisions after an
+    outage would only cost requests.
+    """
 
     def unit(conn: sqlite3.Connection) -> Batch | None:
+        now = to_us(clock.now())
         existing = db.open_batch(conn, channel)
-        if existing is not None:
+        if existing is not None and not cumulative:
             return Batch(existing, [r for r in db.batch_records(conn, existing.id) if not r.delivered])
+        if existing is not None:
+            db.supersede_pending(conn, channel, now)
         rows = db.due(conn, channel, size, skip_open=True)
-        return _new_batch(conn, channel, rows, to_us(clock.now()), "pending") if rows else None
+        return _new_batch(conn, channel, rows, now, "pending") if rows else None
 
     return await store.write(unit)
 

@@ -20,9 +20,10 @@ import aiohttp
 from aiohttp import web
 
 from floatsrv.appkeys import CONFIG, DOMAIN, SYNC
+from floatsrv.clock import Clock
 from floatsrv.config import SyncConfig, UpstreamConfig
+from floatsrv.db.store import Store
 from floatsrv.domain import sync
-from floatsrv.domain.context import Domain
 from floatsrv.log import get_logger
 from floatsrv.upstream import Upstream, UpstreamError, lease_for, make_upstream
 from floatsrv.workers.loop import run_periodic
@@ -43,13 +44,31 @@ class SyncFailed(Exception):
     """At least one channel hit a retryable failure; the periodic loop backs off."""
 
 
+def _dead_local_process(owner: str) -> bool:
+    """Whether a lease owner ("host:pid:nonce") is a process on this host that no longer runs."""
+    host, _, rest = owner.partition(":")
+    pid_text = rest.partition(":")[0]
+    if host != socket.gethostname() or not pid_text.isdigit():
+        return False
+    try:
+        os.kill(int(pid_text), 0)
+    except ProcessLookupError:
+        return True
+    except OSError:  # it exists but is not ours to signal
+        return False
+    return False
+
+
 class SyncWorker:
-    def __init__(self, domain: Domain, config: SyncConfig, session: aiohttp.ClientSession, server_id: str) -> None:
-        self.domain = domain
+    def __init__(
+        self, store: Store, clock: Clock, config: SyncConfig, session: aiohttp.ClientSession, server_id: str
+    ) -> None:
+        self.store = store
+        self.clock = clock
         self.config = config
         self.server_id = server_id
         self.channels: list[tuple[UpstreamConfig, Upstream]] = [
-            (upstream, make_upstream(upstream, session, domain.clock)) for upstream in config.upstreams
+            (upstream, make_upstream(upstream, session, clock)) for upstream in config.upstreams
         ]
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
         self.wake = asyncio.Event()
@@ -63,16 +82,18 @@ class SyncWorker:
         return reports
 
     async def run_channel(self, config: UpstreamConfig, client: Upstream) -> PassReport:
-        store, clock = self.domain.store, self.domain.clock
+        store, clock = self.store, self.clock
         report = PassReport(config.name)
-        if not await sync.claim(store, clock, config.name, self.owner, lease_for(config)):
+        if not await sync.claim(store, clock, config.name, self.owner, lease_for(config), _dead_local_process):
             report.skipped = True  # someone else (the CLI, another server on this data dir) is sending
             return report
         try:
             while True:
                 # Renew the lease for every batch: a long catch-up must not lose it midway.
                 await sync.claim(store, clock, config.name, self.owner, lease_for(config))
-                batch = await sync.next_batch(store, clock, config.name, config.batch_size)
+                batch = await sync.next_batch(
+                    store, clock, config.name, config.batch_size, cumulative=config.format == "floatsrv"
+                )
                 if batch is None:
                     break
                 try:
@@ -139,7 +160,7 @@ async def sync_context(app: web.Application) -> AsyncIterator[None]:
     domain = app[DOMAIN]
     server_id = await sync.server_id(domain.store, config.server_id)
     async with aiohttp.ClientSession() as session:
-        worker = SyncWorker(domain, config, session, server_id)
+        worker = SyncWorker(domain.store, domain.clock, config, session, server_id)
         app[SYNC] = worker
         task = None
         if worker.channels:

@@ -43,12 +43,13 @@ CREATE TABLE sync_delivered (
 ) WITHOUT ROWID;
 
 -- A batch is fixed when it is made and re-sent unchanged until it is confirmed (or parked), so the same
--- batch id always carries the same records and the same deltas.
+-- batch id always carries the same records and the same deltas. For upstreams that take cumulative totals,
+-- an unconfirmed batch may instead be superseded by a fresh one (newer revisions make the old one moot).
 CREATE TABLE sync_batches (
     id              TEXT    PRIMARY KEY,
     channel         TEXT    NOT NULL,
     created_at      INTEGER NOT NULL,
-    status          TEXT    NOT NULL CHECK (status IN ('pending', 'delivered', 'parked', 'exported')),
+    status          TEXT    NOT NULL CHECK (status IN ('pending', 'delivered', 'parked', 'exported', 'superseded')),
     attempts        INTEGER NOT NULL DEFAULT 0,
     last_attempt_at INTEGER,
     last_error      TEXT,

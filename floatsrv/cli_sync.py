@@ -1,0 +1,230 @@
+"""Sync commands: `floatsrv sync status|now|retry`, `floatsrv server-key`, and air-gapped usage files:
+`floatsrv usage export|verify|ack`, plus the vendor's side: `floatsrv usage keygen|receipt`."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import aiohttp
+import click
+
+from floatsrv.clitools import cli_actor, data_options, emit, resolve_config, run_with_store
+from floatsrv.clock import SystemClock
+from floatsrv.db.store import Store
+from floatsrv.domain import sync
+from floatsrv.domain.sync import AIRGAP, wire_record
+from floatsrv.signing import (
+    RECEIPT,
+    REPORT,
+    SignatureError,
+    load_or_create_private_key,
+    new_private_key_pem,
+    public_key,
+    public_key_text,
+    read_private_key,
+    sign,
+    verify,
+)
+from floatsrv.times import iso, iso_us
+from floatsrv.workers.sync import SyncFailed, SyncWorker
+
+CLOCK = SystemClock()
+
+
+@click.group("sync")
+def sync_group() -> None:
+    """Upstream sync: status, send now, retry parked batches."""
+
+
+@sync_group.command("status")
+@click.option("--json", "as_json", is_flag=True)
+@data_options
+def sync_status(as_json: bool, config_path: Path | None, data_dir: Path | None) -> None:
+    config = resolve_config(config_path, data_dir)
+    channels = [u.name for u in config.sync.upstreams] + [AIRGAP]
+    statuses = run_with_store(config, lambda store: sync.status(store, channels))
+    now = CLOCK.now()
+    emit(
+        [
+            {
+                "channel": s.channel,
+                "pending": s.pending_records,
+                "lag_s": sync.lag_seconds(s.oldest_pending_at, now),
+                "parked": s.parked_batches,
+                "last_success": iso_us(s.last_success_at),
+                "failures": s.consecutive_failures,
+                "last_error": s.last_error,
+            }
+            for s in statuses
+        ],
+        ["channel", "pending", "lag_s", "parked", "last_success", "failures", "last_error"],
+        as_json,
+    )
+
+
+@sync_group.command("now")
+@data_options
+def sync_now(config_path: Path | None, data_dir: Path | None) -> None:
+    """Send everything owed to every upstream now (safe while the server runs: a lease keeps one sender)."""
+    config = resolve_config(config_path, data_dir)
+    if not config.sync.upstreams:
+        click.echo("no upstreams configured (sync.upstreams)")
+        return
+
+    async def work(store: Store) -> None:
+        server = await sync.server_id(store, config.sync.server_id)
+        async with aiohttp.ClientSession() as session:
+            worker = SyncWorker(store, CLOCK, config.sync, session, server)
+            try:
+                reports = await worker.run()
+            except SyncFailed as exc:
+                click.echo(f"floatsrv: sync failed: {exc}", err=True)
+                sys.exit(1)
+        for report in reports:
+            state = (
+                "skipped (another sender holds the lease)"
+                if report.skipped
+                else f"{report.records} records in {report.requests} requests"
+            )
+            click.echo(f"{report.channel}: {state}")
+
+    run_with_store(config, work)
+
+
+@sync_group.command("retry")
+@data_options
+def sync_retry(config_path: Path | None, data_dir: Path | None) -> None:
+    """Put parked batches back in line (after fixing what the upstream refused)."""
+    config = resolve_config(config_path, data_dir)
+
+    async def work(store: Store) -> int:
+        return sum([await sync.retry_parked(store, CLOCK, u.name, cli_actor().name) for u in config.sync.upstreams])
+
+    click.echo(f"{run_with_store(config, work)} parked batches will be sent again")
+
+
+@click.command("server-key")
+@data_options
+def server_key(config_path: Path | None, data_dir: Path | None) -> None:
+    """Print this server's public key (Ed25519, base64): the vendor verifies usage reports with it."""
+    config = resolve_config(config_path, data_dir)
+    click.echo(public_key_text(load_or_create_private_key(config.signing_key_path)))
+
+
+@click.group("usage")
+def usage_group() -> None:
+    """Air-gapped usage: signed report files out, signed vendor receipts in."""
+
+
+@usage_group.command("export")
+@click.option("--out", "out_path", required=True, type=click.Path(path_type=Path, dir_okay=False))
+@data_options
+def usage_export(out_path: Path, config_path: Path | None, data_dir: Path | None) -> None:
+    """Write every counter the vendor has not acknowledged yet to a signed report."""
+    config = resolve_config(config_path, data_dir)
+    key = load_or_create_private_key(config.signing_key_path)
+
+    async def work(store: Store) -> tuple[bytes, int] | None:
+        server = await sync.server_id(store, config.sync.server_id)
+        batch = await sync.export_batch(store, CLOCK, cli_actor().name)
+        if batch is None:
+            return None
+        payload = {
+            "format": "floatsrv-usage-report/1",
+            "report_id": batch.id,
+            "server_id": server,
+            "created_at": iso(CLOCK.now()),
+            "records": [wire_record(r) for r in batch.records],
+        }
+        return sign(REPORT, payload, key), len(batch.records)
+
+    result = run_with_store(config, work)
+    if result is None:
+        click.echo("nothing to export: the vendor has acknowledged all usage")
+        return
+    document, count = result
+    _write_atomically(out_path, document)
+    click.echo(
+        f"wrote {count} records to {out_path}; give it to the vendor and import their receipt with `floatsrv usage ack`"
+    )
+
+
+@usage_group.command("verify")
+@click.argument("report", type=click.Path(path_type=Path, exists=True, dir_okay=False))
+@click.option("--public-key", "key_text", required=True, help="The server's public key (from `floatsrv server-key`).")
+def usage_verify(report: Path, key_text: str) -> None:
+    """Check a usage report's signature (exit 1 when it fails)."""
+    try:
+        payload = verify(REPORT, report.read_bytes(), public_key(key_text))
+    except SignatureError as exc:
+        click.echo(f"floatsrv: report rejected: {exc}", err=True)
+        sys.exit(1)
+    click.echo(f"valid report {payload['report_id']} from {payload['server_id']}: {len(payload['records'])} records")
+
+
+@usage_group.command("ack")
+@click.argument("receipt", type=click.Path(path_type=Path, exists=True, dir_okay=False))
+@click.option("--vendor-public-key", "key_text", help="Defaults to sync.vendor_public_key from the config.")
+@data_options
+def usage_ack(receipt: Path, key_text: str | None, config_path: Path | None, data_dir: Path | None) -> None:
+    """Import the vendor's signed receipt: its report's usage counts as delivered."""
+    config = resolve_config(config_path, data_dir)
+    key_text = key_text or config.sync.vendor_public_key
+    if not key_text:
+        raise click.UsageError("give --vendor-public-key or set sync.vendor_public_key")
+    try:
+        payload = verify(RECEIPT, receipt.read_bytes(), public_key(key_text))
+    except SignatureError as exc:
+        click.echo(f"floatsrv: receipt rejected: {exc}", err=True)
+        sys.exit(1)
+
+    async def work(store: Store) -> int:
+        server = await sync.server_id(store, config.sync.server_id)
+        return await sync.acknowledge(store, CLOCK, cli_actor().name, payload, server)
+
+    click.echo(f"acknowledged {run_with_store(config, work)} records of report {payload['report_id']}")
+
+
+@usage_group.command("keygen")
+@click.option("--out", "out_path", required=True, type=click.Path(path_type=Path, dir_okay=False))
+def usage_keygen(out_path: Path) -> None:
+    """Vendor side: make a receipt-signing key (private key to --out; prints the public key for the config)."""
+    if out_path.exists():
+        raise click.UsageError(f"{out_path} exists; refusing to overwrite a key")
+    fd = os.open(out_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(new_private_key_pem())
+    click.echo(public_key_text(read_private_key(out_path)))
+
+
+@usage_group.command("receipt")
+@click.argument("report", type=click.Path(path_type=Path, exists=True, dir_okay=False))
+@click.option("--server-public-key", "server_key_text", required=True)
+@click.option("--vendor-key", "vendor_key", required=True, type=click.Path(path_type=Path, exists=True))
+@click.option("--out", "out_path", required=True, type=click.Path(path_type=Path, dir_okay=False))
+def usage_receipt(report: Path, server_key_text: str, vendor_key: Path, out_path: Path) -> None:
+    """Vendor side: verify a customer's report and sign a receipt for it."""
+    try:
+        payload = verify(REPORT, report.read_bytes(), public_key(server_key_text))
+    except SignatureError as exc:
+        click.echo(f"floatsrv: report rejected: {exc}", err=True)
+        sys.exit(1)
+    receipt = {
+        "report_id": payload["report_id"],
+        "server_id": payload["server_id"],
+        "acknowledged_at": iso(CLOCK.now()),
+        "records": len(payload["records"]),
+    }
+    _write_atomically(out_path, sign(RECEIPT, receipt, read_private_key(vendor_key)))
+    click.echo(f"receipt for report {payload['report_id']} written to {out_path}")
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    temp = path.with_name(path.name + ".tmp")
+    with temp.open("wb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(temp, path)

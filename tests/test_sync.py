@@ -1,0 +1,231 @@
+"""Upstream sync: with a faulty upstream (errors, stored-then-failed, timeouts, dropped connections), every
+unit of consumption arrives exactly once, in both wire formats; outages catch up in few requests; permanent
+refusals park visibly."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import math
+from collections import defaultdict
+from collections.abc import AsyncIterator
+from datetime import timedelta
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestServer
+
+from floatsrv.appkeys import DOMAIN, SYNC
+from floatsrv.times import iso_us
+from tests.conftest import Api
+from tests.upstreams import Faults, FloatsrvUpstream, RebillyUpstream
+
+TOKEN = "upstream-token"
+
+
+def with_sync(url: str, fmt: str, **upstream: Any) -> Any:
+    def mutate(data: dict[str, Any]) -> None:
+        lic = data["licenses"][0]
+        lic["allow_overages"], lic["max_overages"] = True, 0  # unlimited: load is never refused
+        lic["features"] += [
+            {"code": "calls", "feature_type": "consumption", "allow_unlimited_consumptions": True},
+            {
+                "code": "tokens",
+                "feature_type": "consumption",
+                "allow_unlimited_consumptions": True,
+                "reset_consumption": True,
+                "consumption_period": "daily",
+            },
+        ]
+        data["sync"] = {
+            "interval_seconds": 0.05,
+            "backoff_max_seconds": 0.2,
+            "shutdown_timeout_seconds": 2,
+            "upstreams": [
+                {
+                    "name": "vendor",
+                    "format": fmt,
+                    "url": url,
+                    "token": TOKEN,
+                    "timeout_seconds": 0.3,
+                    "batch_size": 7,
+                    "subscriptions": {"1001": "sub_main", "1001/tokens": "sub_tokens"},
+                    **upstream,
+                }
+            ],
+        }
+
+    return mutate
+
+
+@pytest.fixture
+async def floatsrv_upstream() -> AsyncIterator[tuple[FloatsrvUpstream, str]]:
+    upstream = FloatsrvUpstream(TOKEN)
+    server = TestServer(upstream.app)
+    await server.start_server()
+    try:
+        yield upstream, str(server.make_url("/ingest"))
+    finally:
+        await server.close()
+
+
+@pytest.fixture
+async def rebilly_upstream() -> AsyncIterator[tuple[RebillyUpstream, str]]:
+    upstream = RebillyUpstream()
+    server = TestServer(upstream.app)
+    await server.start_server()
+    try:
+        yield upstream, str(server.make_url("/"))
+    finally:
+        await server.close()
+
+
+async def local_counters(api: Api) -> dict[tuple[int, str, str | None], Decimal]:
+    rows = await api.app[DOMAIN].store.read(
+        lambda c: list(c.execute("SELECT license_id, feature, period_start, total_milli FROM consumption_counters"))
+    )
+    return {
+        (lid, feature, iso_us(start) if start else None): Decimal(total) / 1000 for lid, feature, start, total in rows
+    }
+
+
+def by_subscription(counters: dict[tuple[int, str, str | None], Decimal]) -> dict[str, Decimal]:
+    out: dict[str, Decimal] = defaultdict(Decimal)
+    for (_, feature, _), total in counters.items():
+        out["sub_tokens" if feature == "tokens" else "sub_main"] += total
+    return {k: v for k, v in out.items() if v}
+
+
+_events = itertools.count()
+
+
+async def load(api: Api, rounds: int) -> None:
+    """Consumption through both APIs, on several counters and across period boundaries."""
+    for round_ in range(rounds):
+        event = next(_events)
+        calls = [
+            api.post("/api/v4/add_consumption", {"product": "demo", "user": "u", "consumptions": 3}),
+            api.post(
+                "/api/v4/add_feature_consumption",
+                {"product": "demo", "user": "u", "feature": "calls", "consumptions": 2},
+            ),
+            api.post(
+                "/v1/usage/events",
+                {"event_id": f"t-{event}", "product": "demo", "feature": "tokens", "quantity": "1.25"},
+            ),
+            api.post(
+                "/v1/usage/events", {"event_id": f"c-{event}", "product": "demo", "feature": "calls", "quantity": "0.5"}
+            ),
+        ]
+        results = await asyncio.gather(*calls)
+        assert {status for status, _ in results} == {200}, results
+        if round_ % 10 == 9:
+            api.clock.advance(timedelta(hours=9))  # new daily periods, and a monthly one along the way
+            await api.login()
+        await asyncio.sleep(0.01)
+
+
+async def wait_until(predicate: Any, seconds: float = 30) -> None:
+    deadline = asyncio.get_running_loop().time() + seconds
+    while not await predicate():
+        assert asyncio.get_running_loop().time() < deadline, "timed out waiting"
+        await asyncio.sleep(0.05)
+
+
+@pytest.mark.parametrize("fmt", ["floatsrv", "rebilly-usages"])
+async def test_faulty_upstream_ends_exactly_equal(
+    api_factory: Any, floatsrv_upstream: Any, rebilly_upstream: Any, fmt: str
+) -> None:
+    upstream, url = floatsrv_upstream if fmt == "floatsrv" else rebilly_upstream
+    upstream.faults = Faults(fail=0.2, store_then_fail=0.15, slow=0.1, drop=0.1, slow_seconds=0.6)
+    api: Api = await api_factory(with_sync(url, fmt))
+    await load(api, 60)
+    upstream.faults.off()  # the quiet period
+
+    async def equal() -> bool:
+        local = await local_counters(api)
+        if fmt == "floatsrv":
+            return upstream.totals() == {k: v for k, v in local.items() if v}
+        return upstream.totals() == by_subscription(local)
+
+    await wait_until(equal)
+    assert set(upstream.faults.injected) == {"fail", "store_then_fail", "slow", "drop"}  # every fault happened
+    if fmt == "rebilly-usages":
+        assert upstream.conflicts > 0  # re-sends of stored usages met 409 and counted once
+    status, body = await api.get("/v1/sync")
+    [vendor] = body["data"]["channels"]
+    assert (vendor["pending_records"], vendor["parked_batches"]) == (0, 0)
+    assert vendor["requests"] >= 1 and vendor["last_success_at"] is not None
+
+
+async def test_long_outage_catches_up_in_few_requests(api_factory: Any, floatsrv_upstream: Any) -> None:
+    upstream, url = floatsrv_upstream
+    upstream.faults.down = True
+    quiet = with_sync(url, "floatsrv", batch_size=500)
+
+    def no_background_runs(data: dict[str, Any]) -> None:
+        quiet(data)  # this test drives the worker itself, so it can count requests
+        data["sync"].update(interval_seconds=3600, backoff_max_seconds=3600)
+
+    api: Api = await api_factory(no_background_runs)
+    worker = api.app[SYNC]
+    for day in range(30):  # a month without the upstream: 4 counters move every day
+        await load(api, 2)
+        api.clock.advance(timedelta(days=1))
+        await api.login()
+        if day % 10 == 0:
+            with pytest.raises(Exception, match="HTTP 503"):
+                await worker.run()
+    local = await local_counters(api)
+    counters = len([v for v in local.values() if v])
+    upstream.faults.down = False
+    before = upstream.requests
+    await worker.run()
+    requests = upstream.requests - before
+    # Aggregates, not events: 240 usage reports over 30 days become one record per counter, sent in
+    # ceil(counters / batch_size) requests (here a single one).
+    assert counters > 30 and requests == math.ceil(counters / 500) == 1
+    assert upstream.totals() == {k: v for k, v in local.items() if v}
+
+
+async def test_permanent_refusal_parks_and_retry_delivers(api_factory: Any, floatsrv_upstream: Any) -> None:
+    upstream, url = floatsrv_upstream
+    upstream.faults.permanent_status = 400
+    api: Api = await api_factory(with_sync(url, "floatsrv"))
+    admin = await api.login("admin", "admin-password")
+    await load(api, 3)
+
+    async def parked() -> bool:
+        _, body = await api.get("/v1/sync", token=admin)
+        vendor = body["data"]["channels"][0]
+        return bool(vendor["parked_batches"] >= 1 and vendor["last_error"] and "HTTP 400" in vendor["last_error"])
+
+    await wait_until(parked)
+    assert upstream.counters == {}
+    requests = upstream.requests
+    await asyncio.sleep(0.5)  # parked means not retried forever
+    assert upstream.requests - requests <= 2
+    status, body = await api.get("/v1/audit", token=admin, params={"action": "sync_batch_parked"})
+    assert body["data"]["data"]
+    upstream.faults.permanent_status = None
+    status, body = await api.post("/v1/sync/retry", {}, token=admin)
+    assert status == 200 and body["data"]["reopened_batches"] >= 1
+
+    async def delivered() -> bool:
+        return upstream.totals() == {k: v for k, v in (await local_counters(api)).items() if v}
+
+    await wait_until(delivered)
+
+
+async def test_sync_now_and_status(api_factory: Any, floatsrv_upstream: Any) -> None:
+    upstream, url = floatsrv_upstream
+    api: Api = await api_factory(with_sync(url, "floatsrv", batch_size=3))
+    admin = await api.login("admin", "admin-password")
+    await load(api, 2)
+    status, body = await api.post("/v1/sync/run", {}, token=admin)
+    assert status == 200 and body["data"]["run"]["ok"] is True, body
+    assert body["data"]["channels"][0]["pending_records"] == 0
+    assert body["data"]["airgap"]["pending_records"] == 3  # three counters moved; none was ever exported
+    assert body["data"]["server_id"].startswith("fs-")
+    assert (await api.post("/v1/sync/run", {}, token=await api.login()))[0] == 403

@@ -1,0 +1,146 @@
+"""Real local HTTP servers standing in for upstream billing systems, with injectable faults.
+
+`FloatsrvUpstream` speaks floatsrv's own format (keeps the highest revision per counter); `RebillyUpstream`
+speaks Rebilly's `POST /usages` (409 for an id it has). Faults, drawn from a seeded generator: fail before
+storing (500), store and then fail (so the next delivery is a duplicate), answer too slowly (the client
+times out, after the upstream stored it), and drop the connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+from collections import defaultdict
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+from aiohttp import web
+
+
+@dataclass
+class Faults:
+    fail: float = 0.0
+    store_then_fail: float = 0.0
+    slow: float = 0.0
+    drop: float = 0.0
+    slow_seconds: float = 1.0
+    permanent_status: int | None = None  # answer every request with this (e.g. 400) while set
+    down: bool = False  # answer 503 to everything
+    seed: int = 7
+    rng: random.Random = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.rng = random.Random(self.seed)
+        self.injected: dict[str, int] = defaultdict(int)
+
+    def off(self) -> None:
+        self.fail = self.store_then_fail = self.slow = self.drop = 0.0
+        self.permanent_status = None
+        self.down = False
+
+    def draw(self) -> str:
+        roll = self.rng.random()
+        for name in ("fail", "store_then_fail", "slow", "drop"):
+            chance = getattr(self, name)
+            if roll < chance:
+                self.injected[name] += 1
+                return name
+            roll -= chance
+        return "ok"
+
+
+class _Upstream:
+    def __init__(self, faults: Faults | None = None) -> None:
+        self.faults = faults or Faults()
+        self.requests = 0
+        self.app = web.Application()
+
+    async def faulty(self, request: web.Request, store: Any) -> web.StreamResponse:
+        self.requests += 1
+        if self.faults.down:
+            return web.json_response({"error": "down"}, status=503)
+        if self.faults.permanent_status is not None:
+            return web.json_response({"error": "refused"}, status=self.faults.permanent_status)
+        fault = self.faults.draw()
+        if fault == "fail":
+            return web.json_response({"error": "boom"}, status=500)
+        if fault == "drop":
+            assert request.transport is not None
+            request.transport.close()  # the client sees the connection die without an answer
+            return web.Response(status=500)
+        response = store()
+        if fault == "store_then_fail":
+            return web.json_response({"error": "stored, then failed"}, status=500)
+        if fault == "slow":
+            await asyncio.sleep(self.faults.slow_seconds)
+        return response
+
+
+SCHEMA = json.loads((Path(__file__).resolve().parent.parent / "docs" / "sync-batch.schema.json").read_text())
+
+
+class FloatsrvUpstream(_Upstream):
+    """POST /ingest with floatsrv's sync format (checked against docs/sync-batch.schema.json). Keeps, per
+    counter, the highest revision seen."""
+
+    def __init__(self, token: str = "upstream-token", faults: Faults | None = None) -> None:
+        super().__init__(faults)
+        self.token = token
+        self.counters: dict[tuple[Any, ...], tuple[int, Decimal]] = {}
+        self.batches: set[str] = set()
+        self.app.router.add_post("/ingest", self.ingest)
+
+    async def ingest(self, request: web.Request) -> web.StreamResponse:
+        if request.headers.get("Authorization") != f"Bearer {self.token}":
+            return web.json_response({"error": "unauthorized"}, status=401)
+        body = await request.json()
+        jsonschema.validate(body, SCHEMA)  # the documented format, exactly
+        key = request.headers["Idempotency-Key"]
+
+        def store() -> web.Response:
+            self.batches.add(key)
+            for record in body["records"]:
+                counter = (body["server_id"], record["license_id"], record["feature"], record["period_start"])
+                old = self.counters.get(counter)
+                if old is None or record["revision"] > old[0]:
+                    self.counters[counter] = (record["revision"], Decimal(record["quantity"]))
+            return web.json_response({"accepted": len(body["records"])})
+
+        return await self.faulty(request, store)
+
+    def totals(self) -> dict[tuple[int, str, str | None], Decimal]:
+        return {(k[1], k[2] or "", k[3]): v[1] for k, v in self.counters.items()}
+
+
+class RebillyUpstream(_Upstream):
+    """POST /usages, one usage per request; an id it already has gets 409."""
+
+    def __init__(self, faults: Faults | None = None) -> None:
+        super().__init__(faults)
+        self.usages: dict[str, dict[str, Any]] = {}
+        self.conflicts = 0
+        self.app.router.add_post("/usages", self.usage)
+
+    async def usage(self, request: web.Request) -> web.StreamResponse:
+        body = await request.json()
+        if body["id"] in self.usages:
+            self.conflicts += 1
+            return web.json_response({"error": "exists"}, status=409)
+        if not isinstance(body["quantity"], (int, float)) or body["quantity"] < 0.001:
+            return web.json_response({"error": "quantity"}, status=422)
+
+        def store() -> web.Response:
+            self.usages[body["id"]] = body
+            return web.json_response({**body, "createdTime": "now"}, status=201)
+
+        return await self.faulty(request, store)
+
+    def totals(self) -> dict[str, Decimal]:
+        out: dict[str, Decimal] = defaultdict(Decimal)
+        for usage in self.usages.values():
+            out[usage["subscriptionId"]] += Decimal(str(usage["quantity"]))
+        return dict(out)
