@@ -229,3 +229,31 @@ async def test_sync_now_and_status(api_factory: Any, floatsrv_upstream: Any) -> 
     assert body["data"]["airgap"]["pending_records"] == 3  # three counters moved; none was ever exported
     assert body["data"]["server_id"].startswith("fs-")
     assert (await api.post("/v1/sync/run", {}, token=await api.login()))[0] == 403
+
+
+async def test_shutdown_runs_a_bounded_final_sync(tmp_path: Any, floatsrv_upstream: Any) -> None:
+    from tests.conftest import make_config, start_api
+
+    upstream, url = floatsrv_upstream
+    base = with_sync(url, "floatsrv")
+
+    def hourly(data: dict[str, Any]) -> None:
+        base(data)
+        data["sync"].update(interval_seconds=3600)
+
+    api, client = await start_api(make_config(tmp_path, hourly))
+    await api.login()
+    await asyncio.sleep(0.2)  # the first periodic pass runs at start-up, with nothing to send
+    await load(api, 3)
+    assert upstream.totals() == {}  # the next periodic pass is an hour away
+    local = await local_counters(api)
+    await client.close()  # graceful shutdown: the final sync delivers what is pending
+    assert upstream.totals() == {k: v for k, v in local.items() if v}
+
+    upstream.faults.down = True  # and when the upstream is down, shutdown still ends in bounded time
+    api, client = await start_api(make_config(tmp_path, hourly), api.clock)
+    await api.login()
+    await load(api, 1)
+    started = asyncio.get_running_loop().time()
+    await client.close()
+    assert asyncio.get_running_loop().time() - started < 5  # shutdown_timeout_seconds is 2
