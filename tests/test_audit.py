@@ -7,7 +7,6 @@ import asyncio
 import sqlite3
 import subprocess
 import sys
-import threading
 from typing import Any
 
 import jwt
@@ -93,11 +92,6 @@ async def test_each_audited_action_leaves_a_row(api: Api) -> None:
 
 async def test_audit_rows_vanish_when_their_transaction_rolls_back(api: Api) -> None:
     store = api.app[DOMAIN].store
-    gate, entered = threading.Event(), threading.Event()
-
-    def hold_the_writer(conn: sqlite3.Connection) -> None:
-        entered.set()
-        gate.wait(10)
 
     def fail_the_batch(conn: sqlite3.Connection) -> None:
         # A real storage fault in the same transaction: the database may not grow, and this write needs to.
@@ -109,18 +103,21 @@ async def test_audit_rows_vanish_when_their_transaction_rolls_back(api: Api) -> 
         finally:
             conn.execute("PRAGMA max_page_count = 1073741823")
 
-    holder = asyncio.ensure_future(store.write(hold_the_writer))
-    await asyncio.to_thread(entered.wait, 10)
-    create = asyncio.ensure_future(
-        accounts.create_user(store, api.clock, Actor("admin", "test"), "jane", Role.USER, "janes-password")
-    )
-    while store.pending_writes < 1:  # the user (and its audit row) is queued behind the held writer
-        await asyncio.sleep(0.01)
-    failing = asyncio.ensure_future(store.write(fail_the_batch))
-    while store.pending_writes < 2:
-        await asyncio.sleep(0.001)
-    gate.set()
-    await holder
+    # Another process (here: another connection) holds the write lock, so the next batch waits for it and
+    # collects both units below into one transaction.
+    other = sqlite3.connect(api.config.db_path, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    try:
+        create = asyncio.ensure_future(accounts.create_user(store, api.clock, Actor("admin", "test"), "jane",
+                                                            Role.USER, "janes-password"))
+        while store.pending_writes < 1:  # the user (with its audit row) is queued behind the lock
+            await asyncio.sleep(0.01)
+        failing = asyncio.ensure_future(store.write(fail_the_batch))
+        while store.pending_writes < 2:
+            await asyncio.sleep(0.001)
+    finally:
+        other.execute("COMMIT")
+        other.close()
     with pytest.raises(StorageUnavailable):
         await create
     with pytest.raises(StorageUnavailable):

@@ -1,16 +1,19 @@
-"""The one owner of the SQLite database: a writer thread for every change, a reader thread for queries.
+"""The one owner of the SQLite database: group-committed writes, a reader thread for queries.
 
-Write units are plain synchronous functions `unit(conn) -> result`. The writer thread takes whatever units
-are queued (group commit), opens ONE transaction with `BEGIN IMMEDIATE`, runs each unit inside its own
-SAVEPOINT (a unit that raises rolls back only its own changes and gets its exception back), commits once,
-and only then resolves the callers' futures: nothing is acknowledged before it is durable. A fault of the
-storage itself (disk full, read-only file, I/O error, lock timeout) rolls back the whole batch and every
-caller gets `StorageUnavailable`; the next batch simply tries again, so the server recovers by itself.
+Write units are plain synchronous functions `unit(conn) -> result`. Units queued while a commit is in
+flight are applied together in the next transaction (group commit): `BEGIN IMMEDIATE`, then each unit
+inside its own SAVEPOINT (a unit that raises rolls back only its own changes and gets its exception back),
+then one COMMIT, and only then are the callers' futures resolved: nothing is acknowledged before it is
+durable. A fault of the storage itself (disk full, read-only file, I/O error, lock timeout) rolls back the
+whole batch and every caller gets `StorageUnavailable`; the next batch simply tries again, so the server
+recovers by itself.
 
-Why our own threads rather than aiosqlite: aiosqlite turns every statement into a separate hop through the
-event loop, so a transaction would interleave with other coroutines and could not run whole units under
-savepoints in one commit. A unit that runs start-to-finish on the connection's own thread cannot be
-interleaved by anything, which is exactly the guarantee the seat limits and counters need.
+Where things run: the units execute on the event-loop thread, where they cannot be interleaved with
+anything (they are synchronous) and pay no thread hand-off or GIL ping-pong per statement; the only calls
+that may block, `BEGIN IMMEDIATE` (waiting for another process's lock) and `COMMIT` (fsync), run in a worker
+thread, during which new units wait in the queue for the next batch. This is why floatsrv uses the stdlib
+sqlite3 module rather than aiosqlite: aiosqlite turns every statement into a separate hop through another
+thread, so a transaction could not be a single uninterrupted run of a unit.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import contextlib
 import queue
 import sqlite3
 import threading
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -55,14 +59,8 @@ def is_storage_fault(exc: BaseException) -> bool:
 
 
 @dataclass(slots=True)
-class _Job:
-    unit: Callable[[sqlite3.Connection], Any]
-    future: asyncio.Future[Any]
-
-
-@dataclass(slots=True)
 class StoreStats:
-    """Counters kept by the writer thread (read without locking: they are only ever increased)."""
+    """Counters of the write path (for metrics and tests)."""
 
     commits: int = 0
     units: int = 0
@@ -78,186 +76,16 @@ class StoreOptions:
     max_batch: int = 256
 
 
-def connect(path: Path, options: StoreOptions, *, read_only: bool = False) -> sqlite3.Connection:
+def connect(path: Path, options: StoreOptions, *, read_only: bool = False, any_thread: bool = False
+            ) -> sqlite3.Connection:
     """Open a connection with our pragmas. isolation_level=None: Python never BEGINs on its own."""
-    conn = sqlite3.connect(path, isolation_level=None, timeout=options.busy_timeout_ms / 1000)
+    conn = sqlite3.connect(path, isolation_level=None, timeout=options.busy_timeout_ms / 1000,
+                           check_same_thread=not any_thread)
     conn.execute(f"PRAGMA busy_timeout = {int(options.busy_timeout_ms)}")
     conn.execute("PRAGMA foreign_keys = ON")
     if read_only:
         conn.execute("PRAGMA query_only = ON")
     return conn
-
-
-def _deliver(outcomes: list[tuple[asyncio.Future[Any], Any, BaseException | None]]) -> None:
-    for future, result, error in outcomes:
-        if future.done():  # the caller went away (cancelled); the change stands regardless
-            continue
-        if error is not None:
-            future.set_exception(error)
-        else:
-            future.set_result(result)
-
-
-class _Worker(threading.Thread):
-    def __init__(self, name: str, loop: asyncio.AbstractEventLoop) -> None:
-        super().__init__(name=name, daemon=True)
-        self.loop = loop
-        self.jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
-        self.ready: asyncio.Future[None] = loop.create_future()
-
-    def _signal_ready(self, error: BaseException | None) -> None:
-        def settle() -> None:
-            if not self.ready.done():
-                if error is None:
-                    self.ready.set_result(None)
-                else:
-                    self.ready.set_exception(error)
-
-        self.loop.call_soon_threadsafe(settle)
-
-    def _send(self, outcomes: list[tuple[asyncio.Future[Any], Any, BaseException | None]]) -> None:
-        if outcomes:
-            # RuntimeError: the loop closed during shutdown, so nobody is waiting any more.
-            with contextlib.suppress(RuntimeError):
-                self.loop.call_soon_threadsafe(_deliver, outcomes)
-
-
-class _Writer(_Worker):
-    def __init__(self, path: Path, options: StoreOptions, clock: Clock, loop: asyncio.AbstractEventLoop) -> None:
-        super().__init__("floatsrv-writer", loop)
-        self.path = path
-        self.options = options
-        self.clock = clock
-        self.applied: list[int] = []
-        self.stats = StoreStats()
-
-    def run(self) -> None:
-        try:
-            conn = connect(self.path, self.options)
-            try:
-                migrate.check_identity(conn, str(self.path))
-                mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
-                if str(mode).lower() != "wal":
-                    raise migrate.SchemaError(f"cannot switch {self.path} to WAL mode (got {mode})")
-                conn.execute(f"PRAGMA synchronous = {self.options.synchronous.upper()}")
-                self.applied = migrate.migrate(conn, to_us(self.clock.now()))
-            except BaseException:
-                conn.close()
-                raise
-        except BaseException as exc:  # noqa: BLE001 -- handed to open(), which raises it in the caller
-            self._signal_ready(exc)
-            return
-        self._signal_ready(None)
-        try:
-            self._serve(conn)
-        finally:
-            conn.close()
-
-    def _serve(self, conn: sqlite3.Connection) -> None:
-        while True:
-            job = self.jobs.get()
-            if job is None:
-                return
-            batch = [job]
-            stop = False
-            while len(batch) < self.options.max_batch:
-                try:
-                    more = self.jobs.get_nowait()
-                except queue.Empty:
-                    break
-                if more is None:
-                    stop = True
-                    break
-                batch.append(more)
-            self._send(self._run_batch(conn, batch))
-            if stop:
-                return
-
-    def _run_batch(
-        self, conn: sqlite3.Connection, batch: list[_Job]
-    ) -> list[tuple[asyncio.Future[Any], Any, BaseException | None]]:
-        outcomes: list[tuple[asyncio.Future[Any], Any, BaseException | None]] = []
-        fault: BaseException | None = None
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-        except sqlite3.Error as exc:
-            return [(job.future, None, _unavailable(exc)) for job in batch]
-        for job in batch:
-            try:
-                conn.execute("SAVEPOINT unit")
-            except sqlite3.Error as exc:
-                fault = exc
-                break
-            try:
-                result = job.unit(conn)
-            except BaseException as exc:  # noqa: BLE001 -- delivered to the awaiting caller
-                if is_storage_fault(exc):
-                    fault = exc
-                    break
-                try:
-                    conn.execute("ROLLBACK TO unit")
-                    conn.execute("RELEASE unit")
-                except sqlite3.Error as rollback_exc:
-                    fault = rollback_exc
-                    break
-                outcomes.append((job.future, None, exc))
-            else:
-                try:
-                    conn.execute("RELEASE unit")
-                except sqlite3.Error as exc:
-                    fault = exc
-                    break
-                outcomes.append((job.future, result, None))
-        if fault is None:
-            try:
-                conn.execute("COMMIT")
-            except sqlite3.Error as exc:
-                fault = exc
-        if fault is not None:
-            with contextlib.suppress(sqlite3.Error):  # SQLite may have rolled back already
-                conn.execute("ROLLBACK")
-            # Every unit of the batch shares its fate: none of their changes exist.
-            self.stats.failed_batches += 1
-            error = _unavailable(fault)
-            return [(job.future, None, error) for job in batch]
-        self.stats.commits += 1
-        self.stats.units += len(batch)
-        self.stats.largest_batch = max(self.stats.largest_batch, len(batch))
-        return outcomes
-
-
-class _Reader(_Worker):
-    def __init__(self, path: Path, options: StoreOptions, loop: asyncio.AbstractEventLoop) -> None:
-        super().__init__("floatsrv-reader", loop)
-        self.path = path
-        self.options = options
-
-    def run(self) -> None:
-        try:
-            conn = connect(self.path, self.options, read_only=True)
-        except BaseException as exc:  # noqa: BLE001 -- handed to open()
-            self._signal_ready(exc)
-            return
-        self._signal_ready(None)
-        try:
-            while True:
-                job = self.jobs.get()
-                if job is None:
-                    return
-                self._send([self._run_one(conn, job)])
-        finally:
-            conn.close()
-
-    def _run_one(self, conn: sqlite3.Connection, job: _Job) -> tuple[asyncio.Future[Any], Any, BaseException | None]:
-        # One read transaction per query function: all its SELECTs see the same snapshot.
-        try:
-            conn.execute("BEGIN")
-            try:
-                return (job.future, job.unit(conn), None)
-            finally:
-                conn.execute("COMMIT")
-        except BaseException as exc:  # noqa: BLE001 -- delivered to the awaiting caller
-            return (job.future, None, _unavailable(exc) if is_storage_fault(exc) else exc)
 
 
 def _unavailable(exc: BaseException) -> StorageUnavailable:
@@ -266,44 +94,97 @@ def _unavailable(exc: BaseException) -> StorageUnavailable:
     return error
 
 
+def _open_writer(path: Path, options: StoreOptions, applied_at_us: int) -> tuple[sqlite3.Connection, list[int]]:
+    """Connect, refuse foreign/newer files, switch to WAL, migrate. Runs in a worker thread."""
+    # any_thread: the connection is used by the loop thread and by worker threads, never at the same time.
+    conn = connect(path, options, any_thread=True)
+    try:
+        migrate.check_identity(conn, str(path))
+        mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+        if str(mode).lower() != "wal":
+            raise migrate.SchemaError(f"cannot switch {path} to WAL mode (got {mode})")
+        conn.execute(f"PRAGMA synchronous = {options.synchronous.upper()}")
+        applied = migrate.migrate(conn, applied_at_us)
+    except BaseException:
+        conn.close()
+        raise
+    return conn, applied
+
+
+class _Reader(threading.Thread):
+    """One thread with a read-only connection; each query function runs in one read transaction."""
+
+    def __init__(self, path: Path, options: StoreOptions, loop: asyncio.AbstractEventLoop) -> None:
+        super().__init__(name="floatsrv-reader", daemon=True)
+        self.path, self.options, self.loop = path, options, loop
+        self.jobs: queue.SimpleQueue[tuple[Callable[[sqlite3.Connection], Any], asyncio.Future[Any]] | None] = (
+            queue.SimpleQueue()
+        )
+        self.ready: asyncio.Future[None] = loop.create_future()
+
+    def _post(self, future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
+        def settle() -> None:
+            if future.done():
+                return
+            if error is not None:
+                future.set_exception(error)
+            else:
+                future.set_result(result)
+
+        with contextlib.suppress(RuntimeError):  # the loop closed during shutdown: nobody is waiting
+            self.loop.call_soon_threadsafe(settle)
+
+    def run(self) -> None:
+        try:
+            conn = connect(self.path, self.options, read_only=True)
+        except BaseException as exc:  # noqa: BLE001 -- handed to open(), which raises it in the caller
+            self._post(self.ready, None, exc)
+            return
+        self._post(self.ready, None, None)
+        try:
+            while (job := self.jobs.get()) is not None:
+                unit, future = job
+                try:
+                    conn.execute("BEGIN")  # one snapshot for all the function's SELECTs
+                    try:
+                        result = unit(conn)
+                    finally:
+                        conn.execute("COMMIT")
+                except BaseException as exc:  # noqa: BLE001 -- delivered to the awaiting caller
+                    self._post(future, None, _unavailable(exc) if is_storage_fault(exc) else exc)
+                else:
+                    self._post(future, result, None)
+        finally:
+            conn.close()
+
+
 class Store:
-    """Async facade over the writer and reader threads. Open with `await open()`, always `await close()`."""
+    """Async facade over the database. Open with `await open()`, always `await close()`."""
 
     def __init__(self, path: Path, clock: Clock, options: StoreOptions | None = None) -> None:
         self.path = path
         self.clock = clock
         self.options = options or StoreOptions()
-        self._writer: _Writer | None = None
+        self.stats = StoreStats()
+        self.applied_migrations: list[int] = []
+        self._conn: sqlite3.Connection | None = None
         self._reader: _Reader | None = None
         self._peek: sqlite3.Connection | None = None
+        self._queue: deque[tuple[Callable[[sqlite3.Connection], Any], asyncio.Future[Any]]] = deque()
+        self._flusher: asyncio.Task[None] | None = None
         self._closed = False
 
     @property
-    def stats(self) -> StoreStats:
-        return self._writer.stats if self._writer else StoreStats()
-
-    @property
     def pending_writes(self) -> int:
-        """Write units queued and not yet taken by the writer (approximate: for metrics and tests)."""
-        return self._writer.jobs.qsize() if self._writer else 0
-
-    @property
-    def applied_migrations(self) -> list[int]:
-        return self._writer.applied if self._writer else []
+        """Write units queued and not yet applied (for metrics and tests)."""
+        return len(self._queue)
 
     async def open(self) -> None:
-        """Create or open the database, refuse foreign/newer files, apply migrations, start both threads."""
-        loop = asyncio.get_running_loop()
+        """Create or open the database, refuse foreign/newer files, apply migrations, start the reader."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        writer = _Writer(self.path, self.options, self.clock, loop)
-        writer.start()
-        try:
-            await writer.ready
-        except BaseException:
-            await asyncio.to_thread(writer.join)
-            raise
-        self._writer = writer
-        reader = _Reader(self.path, self.options, loop)
+        self._conn, self.applied_migrations = await asyncio.to_thread(
+            _open_writer, self.path, self.options, to_us(self.clock.now()))
+        reader = _Reader(self.path, self.options, asyncio.get_running_loop())
         reader.start()
         await reader.ready
         self._reader = reader
@@ -326,31 +207,107 @@ class Store:
             raise
 
     async def write(self, unit: Unit[T]) -> T:
-        """Run `unit(conn)` in the writer's transaction; return once it is committed.
+        """Run `unit(conn)` in the next group transaction; return once that is committed.
 
         Raises whatever the unit raised (its changes rolled back), or StorageUnavailable.
         """
-        return await self._submit(self._writer, unit)
+        if self._conn is None or self._closed:
+            raise StorageUnavailable("the store is closed")
+        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        self._queue.append((unit, future))
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.create_task(self._flush(), name="floatsrv-commit")
+        return await future
 
     async def read(self, unit: Unit[T]) -> T:
         """Run `unit(conn)` on the reader (one consistent snapshot of committed data)."""
-        return await self._submit(self._reader, unit)
-
-    async def _submit(self, worker: _Worker | None, unit: Unit[T]) -> T:
-        if worker is None or self._closed:
+        if self._reader is None or self._closed:
             raise StorageUnavailable("the store is closed")
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        worker.jobs.put(_Job(unit, future))
+        self._reader.jobs.put((unit, future))
         return await future
 
+    async def _flush(self) -> None:
+        """Apply and commit batches until the queue is empty."""
+        assert self._conn is not None
+        conn = self._conn
+        while self._queue:
+            try:
+                await asyncio.to_thread(conn.execute, "BEGIN IMMEDIATE")  # may wait for another process
+            except sqlite3.Error as exc:
+                self._fail(self._take(), _unavailable(exc))
+                continue
+            batch = self._take()
+            outcomes, fault = self._apply(conn, batch)
+            if fault is None:
+                try:
+                    await asyncio.to_thread(conn.execute, "COMMIT")  # the fsync happens here, off the loop
+                except sqlite3.Error as exc:
+                    fault = exc
+            if fault is not None:
+                with contextlib.suppress(sqlite3.Error):  # SQLite may have rolled back already
+                    await asyncio.to_thread(conn.execute, "ROLLBACK")
+                self.stats.failed_batches += 1
+                self._fail(batch, _unavailable(fault))  # every unit shares the batch's fate
+                continue
+            self.stats.commits += 1
+            self.stats.units += len(batch)
+            self.stats.largest_batch = max(self.stats.largest_batch, len(batch))
+            for future, result, error in outcomes:
+                if future.done():  # the caller went away; the change stands regardless
+                    continue
+                if error is not None:
+                    future.set_exception(error)
+                else:
+                    future.set_result(result)
+
+    def _take(self) -> list[tuple[Callable[[sqlite3.Connection], Any], asyncio.Future[Any]]]:
+        size = min(len(self._queue), self.options.max_batch)
+        return [self._queue.popleft() for _ in range(size)]
+
+    @staticmethod
+    def _fail(batch: list[tuple[Callable[[sqlite3.Connection], Any], asyncio.Future[Any]]],
+              error: StorageUnavailable) -> None:
+        for _, future in batch:
+            if not future.done():
+                future.set_exception(error)
+
+    @staticmethod
+    def _apply(conn: sqlite3.Connection, batch: list[tuple[Callable[[sqlite3.Connection], Any], asyncio.Future[Any]]]
+               ) -> tuple[list[tuple[asyncio.Future[Any], Any, BaseException | None]], BaseException | None]:
+        """Run each unit in its own savepoint. Returns the outcomes, or the storage fault that sinks them all."""
+        outcomes: list[tuple[asyncio.Future[Any], Any, BaseException | None]] = []
+        for unit, future in batch:
+            try:
+                conn.execute("SAVEPOINT unit")
+                try:
+                    result = unit(conn)
+                except BaseException as exc:  # noqa: BLE001 -- delivered to the awaiting caller
+                    if is_storage_fault(exc):
+                        return outcomes, exc
+                    conn.execute("ROLLBACK TO unit")
+                    conn.execute("RELEASE unit")
+                    outcomes.append((future, None, exc))
+                else:
+                    conn.execute("RELEASE unit")
+                    outcomes.append((future, result, None))
+            except sqlite3.Error as exc:  # the savepoint bookkeeping itself failed: the storage is in trouble
+                return outcomes, exc
+        return outcomes, None
+
     async def close(self) -> None:
-        """Finish queued units, then stop both threads. Safe to call twice."""
+        """Finish queued writes, then stop. Safe to call twice."""
         if self._closed:
             return
         self._closed = True
+        if self._flusher is not None:
+            with contextlib.suppress(Exception):
+                await self._flusher
         if self._peek is not None:
             self._peek.close()
-        for worker in (self._reader, self._writer):
-            if worker is not None:
-                worker.jobs.put(None)
-                await asyncio.to_thread(worker.join)
+        if self._reader is not None:
+            self._reader.jobs.put(None)
+            await asyncio.to_thread(self._reader.join)
+        if self._conn is not None:
+            conn, self._conn = self._conn, None
+            await asyncio.to_thread(conn.close)
