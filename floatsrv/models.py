@@ -7,7 +7,7 @@ license object so admins and client developers see familiar names.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from decimal import ROUND_DOWN, Decimal, InvalidOperation
 from enum import StrEnum
@@ -285,6 +285,8 @@ class License:
 
     spec: LicenseSpec
     added_seq: int
+    # Values derived from the (immutable) spec, computed once and reused by every request.
+    derived: dict[Any, Any] = field(default_factory=dict, compare=False, hash=False, repr=False)
 
     @property
     def id(self) -> int:

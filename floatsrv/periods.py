@@ -28,8 +28,25 @@ def add_months(anchor: datetime, months: int) -> datetime:
     return anchor.replace(year=year, month=month, day=day)
 
 
+_recent: dict[tuple[str, datetime], tuple[datetime, datetime]] = {}
+
+
 def period_bounds(kind: PeriodKind, anchor: datetime, instant: datetime) -> tuple[datetime, datetime]:
-    """Return the `[start, end)` period of `kind` anchored at `anchor` that contains `instant`."""
+    """Return the `[start, end)` period of `kind` anchored at `anchor` that contains `instant`.
+
+    The last answer per (kind, anchor) is remembered: nearly every call asks about the current period.
+    """
+    known = _recent.get((kind, anchor))
+    if known is not None and known[0] <= instant < known[1]:
+        return known
+    bounds = _compute(kind, anchor, instant)
+    if len(_recent) > 10_000:
+        _recent.clear()
+    _recent[(kind, anchor)] = bounds
+    return bounds
+
+
+def _compute(kind: PeriodKind, anchor: datetime, instant: datetime) -> tuple[datetime, datetime]:
     fixed = _FIXED.get(kind)
     if fixed is not None:
         steps = (instant - anchor) // fixed

@@ -102,16 +102,19 @@ def soft_delete(conn: sqlite3.Connection, addon_id: str, now: int) -> None:
     conn.execute("UPDATE addons SET deleted_at = ?, updated_at = ? WHERE id = ?", (now, now, addon_id))
 
 
+_ACTIVE_ON = (
+    f"SELECT {', '.join('la.' + c.strip() for c in _ACTIVATION.split(','))}, "
+    f"{', '.join('a.' + c.strip() for c in _ADDON.split(','))} "
+    "FROM license_addons AS la JOIN addons AS a ON a.id = la.addon_id "
+    "WHERE la.license_id = ? AND la.deactivated_at IS NULL ORDER BY la.id"
+)
+_ACTIVATION_WIDTH = len(_ACTIVATION.split(","))
+
+
 def active_on(conn: sqlite3.Connection, license_id: int) -> list[tuple[ActivationRow, AddonRow]]:
     """Active add-ons of a license, with their catalog rows."""
-    rows = conn.execute(
-        f"SELECT {', '.join('la.' + c.strip() for c in _ACTIVATION.split(','))}, "
-        f"{', '.join('a.' + c.strip() for c in _ADDON.split(','))} "
-        "FROM license_addons AS la JOIN addons AS a ON a.id = la.addon_id "
-        "WHERE la.license_id = ? AND la.deactivated_at IS NULL ORDER BY la.id",
-        (license_id,),
-    )
-    width = len(_ACTIVATION.split(","))
+    rows = conn.execute(_ACTIVE_ON, (license_id,)).fetchall()
+    width = _ACTIVATION_WIDTH
     return [(ActivationRow(*row[:width]), AddonRow(*row[width:])) for row in rows]
 
 

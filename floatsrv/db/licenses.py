@@ -65,6 +65,14 @@ def set_feature_seat_limit(conn: sqlite3.Connection, license_id: int, code: str,
     )
 
 
+def feature_seat_limits(conn: sqlite3.Connection, license_id: int) -> dict[str, int]:
+    rows = conn.execute(
+        "SELECT code, floating_users FROM license_features WHERE license_id = ? AND floating_users IS NOT NULL",
+        (license_id,),
+    )
+    return dict(rows.fetchall())
+
+
 def feature_seat_limit(conn: sqlite3.Connection, license_id: int, code: str) -> int:
     row = conn.execute(
         "SELECT floating_users FROM license_features WHERE license_id = ? AND code = ?", (license_id, code)

@@ -104,6 +104,54 @@ def count_live(conn: sqlite3.Connection, license_id: int, feature: str, now: int
     return int(row[0])
 
 
+def live_counts(conn: sqlite3.Connection, license_id: int, now: int) -> dict[str, int]:
+    """Seats in use per feature of a license ('' = the license seat), in one query."""
+    rows = conn.execute(
+        "SELECT feature, COUNT(*) FROM seats WHERE license_id = ? AND ended_at IS NULL AND expires_at > ?"
+        " GROUP BY feature",
+        (license_id, now),
+    )
+    return dict(rows.fetchall())
+
+
+def renew_held(
+    conn: sqlite3.Connection,
+    *,
+    license_id: int,
+    feature: str,
+    user: str,
+    now: int,
+    timeout_us: int,
+    borrow_until: int | None,
+    client: ClientInfo,
+) -> SeatRow | None:
+    """Heartbeat in one statement: renew the user's unexpired seat, or None when they hold none."""
+    row = conn.execute(
+        f"""
+        UPDATE seats SET heartbeat_at = ?1, expires_at = MAX(?1 + ?2, COALESCE(?3, borrowed_until, 0)),
+            borrowed_until = COALESCE(?3, borrowed_until),
+            os_hostname = COALESCE(?4, os_hostname), ip_local = COALESCE(?5, ip_local),
+            user_info = COALESCE(?6, user_info), sdk_ver = COALESCE(?7, sdk_ver), app_ver = COALESCE(?8, app_ver)
+        WHERE license_id = ?9 AND feature = ?10 AND user = ?11 AND ended_at IS NULL AND expires_at > ?1
+        RETURNING {_COLUMNS}
+        """,
+        (
+            now,
+            timeout_us,
+            borrow_until,
+            client.os_hostname,
+            client.ip_local,
+            client.user_info,
+            client.sdk_ver,
+            client.app_ver,
+            license_id,
+            feature,
+            user,
+        ),
+    ).fetchone()
+    return SeatRow(*row) if row else None
+
+
 def live_feature_counts(conn: sqlite3.Connection, license_id: int, now: int) -> dict[str, int]:
     rows = conn.execute(
         "SELECT feature, COUNT(*) FROM seats WHERE license_id = ? AND feature <> '' "

@@ -76,11 +76,13 @@ class StoreOptions:
     max_batch: int = 256
 
 
-def connect(path: Path, options: StoreOptions, *, read_only: bool = False, any_thread: bool = False
-            ) -> sqlite3.Connection:
+def connect(
+    path: Path, options: StoreOptions, *, read_only: bool = False, any_thread: bool = False
+) -> sqlite3.Connection:
     """Open a connection with our pragmas. isolation_level=None: Python never BEGINs on its own."""
-    conn = sqlite3.connect(path, isolation_level=None, timeout=options.busy_timeout_ms / 1000,
-                           check_same_thread=not any_thread)
+    conn = sqlite3.connect(
+        path, isolation_level=None, timeout=options.busy_timeout_ms / 1000, check_same_thread=not any_thread
+    )
     conn.execute(f"PRAGMA busy_timeout = {int(options.busy_timeout_ms)}")
     conn.execute("PRAGMA foreign_keys = ON")
     if read_only:
@@ -183,7 +185,8 @@ class Store:
         """Create or open the database, refuse foreign/newer files, apply migrations, start the reader."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._conn, self.applied_migrations = await asyncio.to_thread(
-            _open_writer, self.path, self.options, to_us(self.clock.now()))
+            _open_writer, self.path, self.options, to_us(self.clock.now())
+        )
         reader = _Reader(self.path, self.options, asyncio.get_running_loop())
         reader.start()
         await reader.ready
@@ -266,15 +269,17 @@ class Store:
         return [self._queue.popleft() for _ in range(size)]
 
     @staticmethod
-    def _fail(batch: list[tuple[Callable[[sqlite3.Connection], Any], asyncio.Future[Any]]],
-              error: StorageUnavailable) -> None:
+    def _fail(
+        batch: list[tuple[Callable[[sqlite3.Connection], Any], asyncio.Future[Any]]], error: StorageUnavailable
+    ) -> None:
         for _, future in batch:
             if not future.done():
                 future.set_exception(error)
 
     @staticmethod
-    def _apply(conn: sqlite3.Connection, batch: list[tuple[Callable[[sqlite3.Connection], Any], asyncio.Future[Any]]]
-               ) -> tuple[list[tuple[asyncio.Future[Any], Any, BaseException | None]], BaseException | None]:
+    def _apply(
+        conn: sqlite3.Connection, batch: list[tuple[Callable[[sqlite3.Connection], Any], asyncio.Future[Any]]]
+    ) -> tuple[list[tuple[asyncio.Future[Any], Any, BaseException | None]], BaseException | None]:
         """Run each unit in its own savepoint. Returns the outcomes, or the storage fault that sinks them all."""
         outcomes: list[tuple[asyncio.Future[Any], Any, BaseException | None]] = []
         for unit, future in batch:

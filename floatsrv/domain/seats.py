@@ -70,13 +70,18 @@ def _claim(
     borrow_until: int | None = None,
 ) -> tuple[SeatRow, bool]:
     """Renew the user's held seat, or take a free one. Raises SeatsExhausted when none is free."""
-    held = db_seats.held(conn, license_id, feature, request.user)
-    if held is not None and held.expires_at > now:
-        borrowed = borrow_until if borrow_until is not None else held.borrowed_until
-        expires = max(now + timeout_us, borrowed or 0)
-        return db_seats.renew(
-            conn, held.id, now=now, expires_at=expires, borrowed_until=borrowed, client=request.client
-        ), False
+    renewed = db_seats.renew_held(
+        conn,
+        license_id=license_id,
+        feature=feature,
+        user=request.user,
+        now=now,
+        timeout_us=timeout_us,
+        borrow_until=borrow_until,
+        client=request.client,
+    )
+    if renewed is not None:  # the heartbeat: one statement
+        return renewed, False
     # Expired seats (the user's own included) are ended here, with their real reason, before counting.
     db_seats.end_expired(conn, now, license_id, feature)
     in_use = db_seats.count_live(conn, license_id, feature, now)

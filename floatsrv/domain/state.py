@@ -84,53 +84,108 @@ def counter_key(spec: LicenseSpec, feature: FeatureSpec | None, at: datetime) ->
     return CounterKey(spec.id, feature.code if feature else db_seats.LICENSE_SEAT, start), period
 
 
+def allowance(license: License, feature: FeatureSpec, addons: list[AddonRow], seat_limit: int | None) -> Allowance:
+    """The feature's allowance, computed once per (license, feature, add-ons, seat limit) and then reused."""
+    key = ("allowance", feature.code, tuple((a.id, a.updated_at) for a in addons), seat_limit)
+    found: Allowance | None = license.derived.get(key)
+    if found is None:
+        if len(license.derived) > 1000:
+            license.derived.clear()
+        found = license.derived[key] = allowance_of(license.spec, feature, addons, seat_limit)
+    return found
+
+
+def _credit_balances(conn: sqlite3.Connection, spec: LicenseSpec, at: datetime, used: int) -> tuple[Balances, Period]:
+    credits_period = bounds(spec, spec.credits_period, at)
+    plan_used = db_credits.plan_used(conn, spec.id, to_us(credits_period.start))
+    return Balances(used, plan_used, db_credits.purchased(conn, spec.id)), credits_period
+
+
 def feature_state(
     conn: sqlite3.Connection,
-    spec: LicenseSpec,
+    license: License,
     feature: FeatureSpec,
     at: datetime,
     now: datetime,
     addons: list[AddonRow],
     feature_id: int | None,
-    seats_in_use: int | None = None,
 ) -> FeatureState:
     """One feature's allowance and balances for the period containing `at` (usage may be late)."""
-    seat_limit = None
+    spec = license.spec
+    seats_in_use, seat_limit = 0, None
     if feature.is_floating:
         seat_limit = db_licenses.feature_seat_limit(conn, spec.id, feature.code)
-        if seats_in_use is None:
-            seats_in_use = db_seats.count_live(conn, spec.id, feature.code, to_us(now))
-    allowance = allowance_of(spec, feature, addons, seat_limit)
-    total, period, credits_period = 0, None, None
-    balances = Balances(0)
+        seats_in_use = db_seats.count_live(conn, spec.id, feature.code, to_us(now))
+    total, period = 0, None
     if feature.is_consumption:
         key, period = counter_key(spec, feature, at)
         total = db_consumption.total(conn, key)
-        balances = Balances(total)
-        if feature.model == "credits":
-            credits_period = bounds(spec, spec.credits_period, at)
-            balances = Balances(
-                total,
-                db_credits.plan_used(conn, spec.id, to_us(credits_period.start)),
-                db_credits.purchased(conn, spec.id),
-            )
+    return _assemble(conn, license, feature, at, addons, feature_id, seats_in_use, seat_limit, total, period)
+
+
+def _assemble(
+    conn: sqlite3.Connection,
+    license: License,
+    feature: FeatureSpec,
+    at: datetime,
+    addons: list[AddonRow],
+    feature_id: int | None,
+    seats_in_use: int,
+    seat_limit: int | None,
+    total: int,
+    period: Period | None,
+) -> FeatureState:
+    balances, credits_period = Balances(total), None
+    if feature.model == "credits":
+        balances, credits_period = _credit_balances(conn, license.spec, at, total)
     elif feature.model == "seats":
-        balances = Balances((seats_in_use or 0) * MILLI)
-    return FeatureState(feature, feature_id, seats_in_use or 0, total, period, allowance, balances, credits_period)
+        balances = Balances(seats_in_use * MILLI)
+    return FeatureState(
+        feature,
+        feature_id,
+        seats_in_use,
+        total,
+        period,
+        allowance(license, feature, addons, seat_limit),
+        balances,
+        credits_period,
+    )
 
 
 def read_state(conn: sqlite3.Connection, license: License, now: datetime, feature_ids: dict[str, int]) -> LicenseState:
+    """Everything a client sees of a license right now, in a handful of queries."""
     spec = license.spec
-    t = to_us(now)
-    in_use = db_seats.live_feature_counts(conn, spec.id, t) if any(f.is_floating for f in spec.features) else {}
-    addons = [addon for _, addon in db_addons.active_on(conn, spec.id)]
+    in_use = db_seats.live_counts(conn, spec.id, to_us(now))
+    floating = any(f.is_floating for f in spec.features)
+    limits = db_licenses.feature_seat_limits(conn, spec.id) if floating else {}
+    addons = [addon for _, addon in db_addons.active_on(conn, spec.id)] if spec.features else []
+    keys: dict[str, tuple[CounterKey, Period | None]] = {}
+    if spec.is_consumption:
+        keys[db_seats.LICENSE_SEAT] = counter_key(spec, None, now)
+    for feature in spec.features:
+        if feature.is_consumption:
+            keys[feature.code] = counter_key(spec, feature, now)
+    totals = db_consumption.totals(conn, spec.id, [(k.feature, k.period_start) for k, _ in keys.values()])
+
+    def total_of(code: str) -> tuple[int, Period | None]:
+        if code not in keys:
+            return 0, None
+        key, period = keys[code]
+        return totals.get((key.feature, key.period_start), 0), period
+
     features = tuple(
-        feature_state(conn, spec, feature, now, now, addons, feature_ids.get(feature.code), in_use.get(feature.code, 0))
+        _assemble(
+            conn,
+            license,
+            feature,
+            now,
+            addons,
+            feature_ids.get(feature.code),
+            in_use.get(feature.code, 0),
+            limits.get(feature.code),
+            *total_of(feature.code),
+        )
         for feature in spec.features
     )
-    total, period = 0, None
-    if spec.is_consumption:
-        key, period = counter_key(spec, None, now)
-        total = db_consumption.total(conn, key)
-    seats_in_use = db_seats.count_live(conn, spec.id, db_seats.LICENSE_SEAT, t)
-    return LicenseState(license, now, seats_in_use, total, period, features)
+    total, period = total_of(db_seats.LICENSE_SEAT)
+    return LicenseState(license, now, in_use.get(db_seats.LICENSE_SEAT, 0), total, period, features)

@@ -124,7 +124,7 @@ def consume(
             f"feature {feature.code!r} does not allow negative quantities", param="quantity"
         )
     addons = [addon for _, addon in db_addons.active_on(conn, spec.id)]
-    state = feature_state(conn, spec, feature, at, now, addons, feature_id)
+    state = feature_state(conn, license, feature, at, now, addons, feature_id)
     decision = decide(state.allowance, state.balances, max(request.quantity_milli, 0))
     accepted = request.quantity_milli
     if request.quantity_milli > 0 and not decision.allowed:
@@ -264,7 +264,7 @@ async def check(domain: Domain, target: Target, code: str, quantity_milli: int) 
         now = domain.clock.now()
         feature = metered_feature(license, code, now)
         addons = [addon for _, addon in db_addons.active_on(conn, license.id)]
-        state = feature_state(conn, license.spec, feature, now, now, addons, feature_ids.get(code))
+        state = feature_state(conn, license, feature, now, now, addons, feature_ids.get(code))
         unusable = None
         try:
             check_usable(license.spec, now)
