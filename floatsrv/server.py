@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import socket
 import ssl
 import sys
+from collections.abc import AsyncIterator
 
 from aiohttp import web
 
@@ -12,7 +15,7 @@ from floatsrv import __version__
 from floatsrv.app import create_app
 from floatsrv.config import Config, ConfigError
 from floatsrv.db.migrate import SchemaError
-from floatsrv.log import configure_logging, get_logger
+from floatsrv.log import configure_logging, drain, get_logger
 
 log = get_logger("floatsrv")
 
@@ -60,7 +63,21 @@ def run(config: Config) -> int:
     async def announce(app: web.Application) -> None:
         log.info("server_started", url=f"{scheme}://{host}:{port}/")
 
+    async def log_flusher(app: web.Application) -> AsyncIterator[None]:
+        async def loop() -> None:
+            while True:
+                await asyncio.sleep(0.2)
+                drain()
+
+        task = asyncio.create_task(loop(), name="log-flush")
+        yield
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        drain()
+
     app.on_startup.append(announce)
+    app.cleanup_ctx.insert(0, log_flusher)
     try:
         web.run_app(app, sock=sock, ssl_context=context, access_log=None, print=None, shutdown_timeout=10.0)
     except ConfigError as exc:
@@ -74,4 +91,5 @@ def run(config: Config) -> int:
         log.exception("server_failed")
         return 1
     log.info("server_stopped")
+    drain()
     return 0

@@ -8,11 +8,13 @@ with its traceback and never leaks internals to the client.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import re
+import secrets
 import time
-import uuid
 from typing import Any
 
+import orjson
 import structlog
 from aiohttp import web
 from aiohttp.typedefs import Handler
@@ -33,7 +35,22 @@ def surface_of(request: web.Request) -> Surface:
 
 
 def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
-    return web.json_response(body, status=status, headers=headers)
+    # orjson: several times faster than the stdlib on the hot path; non-str keys/Decimals never reach here.
+    return web.Response(body=orjson.dumps(body), status=status, headers=headers, content_type="application/json")
+
+
+class _RequestIds:
+    """Cheap unique request ids: a random per-process prefix and a counter (no entropy read per request)."""
+
+    def __init__(self) -> None:
+        self.prefix = secrets.token_hex(4)
+        self.counter = itertools.count(1)
+
+    def next(self) -> str:
+        return f"{self.prefix}-{next(self.counter):x}"
+
+
+_ids = _RequestIds()
 
 
 def _error_response(request: web.Request, error: errors.FloatsrvError) -> web.Response:
@@ -76,7 +93,7 @@ def _authorize(request: web.Request, route: tuple[str, str], required: Role) -> 
 async def pipeline(request: web.Request, handler: Handler) -> web.StreamResponse:
     started = time.perf_counter()
     incoming = request.headers.get("X-Request-Id", "")
-    request_id = incoming if _REQUEST_ID.match(incoming) else uuid.uuid4().hex[:16]
+    request_id = incoming if incoming and _REQUEST_ID.match(incoming) else _ids.next()
     structlog.contextvars.clear_contextvars()
     structlog.contextvars.bind_contextvars(request_id=request_id)
     route = request.match_info.route

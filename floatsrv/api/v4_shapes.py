@@ -5,18 +5,22 @@ every other top-level key is overlaid on the SDK's cached license, so live value
 crashes on a missing `is_floating`, `floating_timeout`, `validity_period`, `id` or
 `product_details.short_code`, and does integer maths on the consumption fields, so they are always present.
 We never send Go's zero time: an unborrowed seat has `borrowed_until: null`.
+
+The parts of these objects that follow from the license definition alone are built once per license and
+copied; only live values (seats, totals, borrow) are filled in per request.
 """
 
 from __future__ import annotations
 
-import json
 from typing import Any
+
+import orjson
 
 from floatsrv.domain.consumption import ConsumeResult
 from floatsrv.domain.metering import decide
 from floatsrv.domain.seats import SeatResult, SeatRow
 from floatsrv.domain.state import FeatureState, LicenseState, Period
-from floatsrv.models import ConsumptionLimits, LicenseSpec
+from floatsrv.models import ConsumptionLimits, FeatureSpec, License, LicenseSpec
 from floatsrv.times import iso, iso_us
 
 MILLI = 1000
@@ -52,11 +56,9 @@ def _borrow(seat: SeatRow | None) -> tuple[bool, str | None]:
     return True, iso_us(seat.borrowed_until)
 
 
-def feature_object(spec: LicenseSpec, feature: FeatureState, seat: SeatRow | None = None) -> dict[str, Any]:
-    f = feature.spec
-    is_borrowed, _ = _borrow(seat)
+def _static_feature(spec: LicenseSpec, f: FeatureSpec, feature_id: int | None) -> dict[str, Any]:
     out: dict[str, Any] = {
-        "id": feature.feature_id,
+        "id": feature_id,
         "code": f.code,
         "name": f.display_name,
         "feature_type": f.feature_type,
@@ -64,24 +66,36 @@ def feature_object(spec: LicenseSpec, feature: FeatureState, seat: SeatRow | Non
         "metadata": f.metadata,
         "is_floating": f.is_floating,
         "is_floating_cloud": False,
-        # Effective seats: the configured ones plus active seat add-ons.
-        "floating_users": feature.allowance.included_milli // MILLI if f.is_floating else None,
+        "floating_users": None,
         "floating_timeout": spec.feature_timeout(f) if f.is_floating else None,
-        "floating_in_use_devices": feature.seats_in_use,
+        "floating_in_use_devices": 0,
         "can_borrow": spec.can_borrow if f.is_floating else None,
         "max_borrow_time": spec.max_borrow_time if f.is_floating else None,
-        "is_borrowed": is_borrowed,
+        "is_borrowed": False,
         "license_id": spec.id,
     }
     if f.is_consumption:
         out.update(_limits(f))
+    return out
+
+
+def feature_object(license: License, feature: FeatureState, seat: SeatRow | None = None) -> dict[str, Any]:
+    f = feature.spec
+    key = ("v4_feature", f.code, feature.feature_id)
+    base = license.derived.get(key)
+    if base is None:
+        base = license.derived[key] = _static_feature(license.spec, f, feature.feature_id)
+    out = dict(base)
+    out["floating_in_use_devices"] = feature.seats_in_use
+    out["is_borrowed"] = _borrow(seat)[0]
+    if f.is_floating:
+        # Effective seats: the configured ones plus active seat add-ons.
+        out["floating_users"] = feature.allowance.included_milli // MILLI
+    if f.is_consumption:
         maximum = _effective_maximum(feature, out)
-        out.update(
-            max_consumption=maximum,  # the SDK's feature schema uses the singular
-            max_consumptions=maximum,
-            total_consumptions=_units(feature.total_milli),
-            **_period(feature.period),
-        )
+        out["max_consumption"] = out["max_consumptions"] = maximum  # the SDK's feature schema uses the singular
+        out["total_consumptions"] = _units(feature.total_milli)
+        out.update(_period(feature.period))
     return out
 
 
@@ -101,16 +115,14 @@ def _effective_maximum(feature: FeatureState, out: dict[str, Any]) -> int:
     return (feature.total_milli + (room or 0)) // MILLI
 
 
-def license_object(state: LicenseState, seat: SeatRow | None = None) -> dict[str, Any]:
-    spec = state.license.spec
-    is_borrowed, borrowed_until = _borrow(seat)
+def _static_license(spec: LicenseSpec) -> dict[str, Any]:
     out: dict[str, Any] = {
         "id": spec.id,
         "license_key": spec.license_key,
         "license_type": spec.license_type,
         "license_active": spec.active,
         "license_enabled": spec.enabled,
-        "is_expired": spec.validity_period is not None and spec.validity_period <= state.now,
+        "is_expired": False,
         "is_trial": False,
         "trial_days": 0,
         "is_air_gapped": False,
@@ -124,18 +136,18 @@ def license_object(state: LicenseState, seat: SeatRow | None = None) -> dict[str
         "grace_period": 0,
         "max_activations": spec.floating_users,
         "allow_unlimited_activations": False,
-        "times_activated": state.seats_in_use,
+        "times_activated": 0,
         "transfer_count": 0,
         "max_transfers": 0,
         "is_floating": True,
         "is_floating_cloud": False,
         "floating_timeout": spec.floating_timeout,
         "floating_users": spec.floating_users,
-        "floating_in_use_devices": state.seats_in_use,
+        "floating_in_use_devices": 0,
         "can_borrow": spec.can_borrow,
         "max_borrow_time": spec.max_borrow_time,
-        "is_borrowed": is_borrowed,
-        "borrowed_until": borrowed_until,
+        "is_borrowed": False,
+        "borrowed_until": None,
         "order_store_id": "",
         "metadata": spec.metadata,
         "customer": spec.customer,
@@ -147,15 +159,29 @@ def license_object(state: LicenseState, seat: SeatRow | None = None) -> dict[str
             "authorization_method": "license-key",
             "metadata": {},
         },
-        "product_features": [feature_object(spec, feature) for feature in state.features],
+        "product_features": [],
     }
     if spec.is_consumption:
         out.update(_limits(spec))
-        out.update(
-            max_consumptions=spec.max_consumptions,
-            total_consumptions=_units(state.total_milli),
-            **_period(state.period),
-        )
+        out["max_consumptions"] = spec.max_consumptions
+    return out
+
+
+def license_object(state: LicenseState, seat: SeatRow | None = None) -> dict[str, Any]:
+    license = state.license
+    spec = license.spec
+    base = license.derived.get("v4_license")
+    if base is None:
+        base = license.derived["v4_license"] = _static_license(spec)
+    out = dict(base)
+    is_borrowed, borrowed_until = _borrow(seat)
+    out["is_expired"] = spec.validity_period is not None and spec.validity_period <= state.now
+    out["times_activated"] = out["floating_in_use_devices"] = state.seats_in_use
+    out["is_borrowed"], out["borrowed_until"] = is_borrowed, borrowed_until
+    out["product_features"] = [feature_object(license, feature) for feature in state.features]
+    if spec.is_consumption:
+        out["total_consumptions"] = _units(state.total_milli)
+        out.update(_period(state.period))
     return out
 
 
@@ -164,7 +190,7 @@ def register_response(result: SeatResult) -> dict[str, Any]:
     license = license_object(state, result.seat)
     out: dict[str, Any] = {
         "floating_slots_in_use": state.seats_in_use,
-        "license_json": json.dumps(license, separators=(",", ":")),
+        "license_json": orjson.dumps(license).decode(),
         "license_id": spec.id,
         "floating_in_use_devices": state.seats_in_use,
         "floating_users": spec.floating_users,
@@ -194,7 +220,7 @@ def borrow_response(result: SeatResult) -> dict[str, Any]:
 
 def feature_register_response(result: SeatResult) -> dict[str, Any]:
     code = result.seat.feature
-    return feature_object(result.state.license.spec, result.state.feature(code), result.seat)
+    return feature_object(result.state.license, result.state.feature(code), result.seat)
 
 
 def consumption_response(result: ConsumeResult) -> dict[str, Any]:
@@ -208,5 +234,4 @@ def consumption_response(result: ConsumeResult) -> dict[str, Any]:
             **_limits(spec),
             **_period(result.state.period),
         }
-    feature = result.state.feature(result.feature.code)
-    return feature_object(spec, feature)
+    return feature_object(result.state.license, result.state.feature(result.feature.code))
