@@ -65,7 +65,9 @@ def create_app(
 
     async def store_context(app: web.Application) -> AsyncIterator[None]:
         options = store_options or StoreOptions(
-            synchronous=config.storage.synchronous, busy_timeout_ms=config.storage.busy_timeout_ms
+            synchronous=config.storage.synchronous,
+            busy_timeout_ms=config.storage.busy_timeout_ms,
+            max_batch=config.storage.max_batch_units,
         )
         store = Store(config.db_path, clock, options)
         await store.open()

@@ -54,6 +54,11 @@ class StorageConfig(_Section):
     # FULL survives power loss; NORMAL (WAL) may lose the last commits on power loss, never on a crash.
     synchronous: Literal["full", "normal"] = "full"
     busy_timeout_ms: Annotated[int, Field(ge=0, le=600_000)] = 5000
+    # Most requests one commit carries (group commit). 1: one commit per request, for benchmarks only.
+    max_batch_units: Annotated[int, Field(ge=1, le=10_000)] = 256
+    # Raw usage events older than this are compacted into their counters (0: keep them all). Counters, their
+    # sync and event-id deduplication are unaffected.
+    event_retention_days: Annotated[int, Field(ge=0, le=36_500)] = 90
 
 
 class LogConfig(_Section):

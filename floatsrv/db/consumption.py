@@ -101,3 +101,10 @@ def remember_event(
         " received_at) VALUES (?, ?, ?, ?, ?, ?)",
         (license_id, event_id, request_hash, outcome, usage_event_id, now),
     )
+
+
+def compact(conn: sqlite3.Connection, before: int, limit: int) -> int:
+    """Delete up to `limit` raw events received before `before` (a trigger folds them into their counters)."""
+    return conn.execute(
+        "DELETE FROM usage_events WHERE id IN (SELECT id FROM usage_events WHERE received_at < ?"
+        " ORDER BY received_at LIMIT ?)", (before, limit)).rowcount

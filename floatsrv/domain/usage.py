@@ -284,3 +284,18 @@ def outcome_period(outcome: Outcome) -> tuple[datetime, datetime] | None:
     if outcome.period_start is None or outcome.period_end is None:
         return None
     return from_us(outcome.period_start), from_us(outcome.period_end)
+
+
+async def compact_events(domain: Domain, retention_days: int, chunk: int = 2000) -> int:
+    """Compact raw usage events older than the retention period into their counters, a chunk per
+    transaction (each chunk runs on the event loop, so it stays short). Counters, their sync and event-id
+    deduplication are untouched: only the per-event audit trail goes. Returns how many went."""
+    if retention_days <= 0:
+        return 0
+    before = to_us(domain.clock.now()) - retention_days * 86_400_000_000
+    removed = 0
+    while True:
+        count = await domain.store.write(lambda conn: db_consumption.compact(conn, before, chunk))
+        removed += count
+        if count < chunk:
+            return removed

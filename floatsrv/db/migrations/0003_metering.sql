@@ -11,7 +11,8 @@ CREATE TABLE usage_event_ids (
     event_id       TEXT    NOT NULL CHECK (length(event_id) BETWEEN 1 AND 200),
     request_hash   BLOB    NOT NULL CHECK (length(request_hash) = 32),
     outcome        TEXT    NOT NULL CHECK (json_valid(outcome)),
-    usage_event_id INTEGER NOT NULL UNIQUE REFERENCES usage_events (id),
+    -- The accepted event's row (raw events may be compacted away later; this record stays).
+    usage_event_id INTEGER NOT NULL,
     received_at    INTEGER NOT NULL,
     PRIMARY KEY (license_id, event_id)
 ) WITHOUT ROWID;
@@ -26,7 +27,7 @@ CREATE TABLE credit_ledger (
     amount_milli   INTEGER NOT NULL,
     period_start   INTEGER,
     feature        TEXT,
-    usage_event_id INTEGER REFERENCES usage_events (id),
+    usage_event_id INTEGER,
     actor          TEXT,
     note           TEXT CHECK (note IS NULL OR length(note) <= 500),
     CHECK ((kind = 'purchase' AND pool = 'purchased' AND amount_milli > 0) OR (kind = 'spend' AND amount_milli < 0)),
