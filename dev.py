@@ -3,6 +3,7 @@
 
     python3 dev.py serve [floatsrv serve flags...]   start the server on config.example.yaml
     python3 dev.py test  [pytest args...]            ruff + mypy + the whole test suite
+    python3 dev.py bench [--quick]                   the benchmark (bench/run.py; needs wrk)
 
 The first run creates `.venv/` and installs floatsrv with pinned dependencies (constraints.txt); later runs
 reinstall only when pyproject.toml or constraints.txt change.
@@ -49,11 +50,13 @@ def run(*argv: str) -> int:
 
 
 def main() -> int:
-    if len(sys.argv) < 2 or sys.argv[1] not in ("serve", "test"):
+    if len(sys.argv) < 2 or sys.argv[1] not in ("serve", "test", "bench"):
         print(__doc__, file=sys.stderr)
         return 2
     command, extra = sys.argv[1], sys.argv[2:]
     ensure_venv()
+    if command == "bench":
+        return run(PYTHON, ROOT / "bench" / "run.py", *extra)
     if command == "serve":
         floatsrv = BIN / "floatsrv"
         os.execv(str(floatsrv), [str(floatsrv), "serve", "--config", str(ROOT / "config.example.yaml"), *extra])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import socket
 import ssl
 import sys
@@ -61,6 +62,11 @@ def run(config: Config) -> int:
     app = create_app(config)
 
     async def announce(app: web.Application) -> None:
+        # Everything loaded at start-up lives until shutdown: move it out of the collector's way, and collect
+        # young objects less often, so collections do not show up as latency spikes under load.
+        gc.collect()
+        gc.freeze()
+        gc.set_threshold(50_000, 20, 100)
         log.info("server_started", url=f"{scheme}://{host}:{port}/")
 
     async def log_flusher(app: web.Application) -> AsyncIterator[None]:

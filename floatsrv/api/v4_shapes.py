@@ -185,12 +185,24 @@ def license_object(state: LicenseState, seat: SeatRow | None = None) -> dict[str
     return out
 
 
+def _license_json(state: LicenseState, seat: SeatRow) -> tuple[dict[str, Any], str]:
+    """The license object and its JSON text; for unborrowed seats built once per shared state."""
+    if _borrow(seat)[0]:
+        license = license_object(state, seat)
+        return license, orjson.dumps(license).decode()
+    cached: tuple[dict[str, Any], str] | None = state.derived.get("v4_license_json")
+    if cached is None:
+        license = license_object(state, None)
+        cached = state.derived["v4_license_json"] = (license, orjson.dumps(license).decode())
+    return cached
+
+
 def register_response(result: SeatResult) -> dict[str, Any]:
     state, spec = result.state, result.state.license.spec
-    license = license_object(state, result.seat)
+    license, text = _license_json(state, result.seat)
     out: dict[str, Any] = {
         "floating_slots_in_use": state.seats_in_use,
-        "license_json": orjson.dumps(license).decode(),
+        "license_json": text,
         "license_id": spec.id,
         "floating_in_use_devices": state.seats_in_use,
         "floating_users": spec.floating_users,

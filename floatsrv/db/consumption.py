@@ -107,4 +107,6 @@ def compact(conn: sqlite3.Connection, before: int, limit: int) -> int:
     """Delete up to `limit` raw events received before `before` (a trigger folds them into their counters)."""
     return conn.execute(
         "DELETE FROM usage_events WHERE id IN (SELECT id FROM usage_events WHERE received_at < ?"
-        " ORDER BY received_at LIMIT ?)", (before, limit)).rowcount
+        " ORDER BY received_at LIMIT ?)",
+        (before, limit),
+    ).rowcount

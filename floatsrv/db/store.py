@@ -24,10 +24,10 @@ import queue
 import sqlite3
 import threading
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, Generic, Literal, TypeVar
 
 from floatsrv.clock import Clock
 from floatsrv.db import migrate
@@ -56,6 +56,20 @@ _STORAGE_FAULTS = (
 def is_storage_fault(exc: BaseException) -> bool:
     name = getattr(exc, "sqlite_errorname", None) or ""
     return isinstance(exc, sqlite3.DatabaseError) and name.startswith(_STORAGE_FAULTS)
+
+
+@dataclass(frozen=True, slots=True)
+class AfterBatch(Generic[T]):
+    """A unit's result that wants a view of the batch's final state (e.g. a license's live counts).
+
+    `read(conn)` runs once per `key` after every unit of the batch has run, inside the same transaction,
+    and `finish(view)` turns that shared view into this unit's result. Fifty heartbeats on one license in
+    one batch then cost one state read, and each answer shows exactly what the batch commits.
+    """
+
+    key: Hashable
+    read: Callable[[sqlite3.Connection], Any]
+    finish: Callable[[Any], T]
 
 
 @dataclass(slots=True)
@@ -209,6 +223,10 @@ class Store:
                 raise _unavailable(exc) from exc
             raise
 
+    async def write_then_read(self, unit: Callable[[sqlite3.Connection], AfterBatch[T]]) -> T:
+        """Like `write`, for a unit whose result is completed from the batch's final state (AfterBatch)."""
+        return await self.write(unit)  # type: ignore[arg-type]
+
     async def write(self, unit: Unit[T]) -> T:
         """Run `unit(conn)` in the next group transaction; return once that is committed.
 
@@ -298,6 +316,18 @@ class Store:
                     outcomes.append((future, result, None))
             except sqlite3.Error as exc:  # the savepoint bookkeeping itself failed: the storage is in trouble
                 return outcomes, exc
+        views: dict[Hashable, Any] = {}
+        for index, (future, result, error) in enumerate(outcomes):
+            if not isinstance(result, AfterBatch):
+                continue
+            try:
+                if result.key not in views:
+                    views[result.key] = result.read(conn)
+                outcomes[index] = (future, result.finish(views[result.key]), error)
+            except BaseException as exc:  # noqa: BLE001 -- a failed read fails only the units that wanted it
+                if is_storage_fault(exc):
+                    return outcomes, exc
+                outcomes[index] = (future, None, exc)
         return outcomes, None
 
     async def close(self) -> None:

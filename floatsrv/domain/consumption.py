@@ -13,11 +13,13 @@ import sqlite3
 from dataclasses import dataclass
 from datetime import datetime
 
+from floatsrv.clock import Clock
 from floatsrv.db import consumption as db_consumption
+from floatsrv.db.store import AfterBatch
 from floatsrv.domain import usage
 from floatsrv.domain.context import Domain
 from floatsrv.domain.seats import Target
-from floatsrv.domain.state import LicenseState, check_usable, counter_key, read_state
+from floatsrv.domain.state import LicenseState, check_usable, counter_key, state_after_batch
 from floatsrv.domain.usage import metered_feature
 from floatsrv.errors import (
     ConsumptionBelowZero,
@@ -67,8 +69,13 @@ def _narrowed(limits: ConsumptionLimits, allow: bool | None, max_overages: int |
 
 
 def _feature(
-    conn: sqlite3.Connection, license: License, request: ConsumeRequest, now: datetime, feature_ids: dict[str, int]
-) -> ConsumeResult:
+    conn: sqlite3.Connection,
+    license: License,
+    request: ConsumeRequest,
+    now: datetime,
+    feature_ids: dict[str, int],
+    clock: Clock,
+) -> AfterBatch[ConsumeResult]:
     """LicenseSpring feature consumption: the native metering rules, refused whole (no partial writes)."""
     assert request.feature is not None
     feature = metered_feature(license, request.feature, now)
@@ -89,7 +96,13 @@ def _feature(
         now,
         feature_ids.get(feature.code),
     )
-    return ConsumeResult(read_state(conn, license, now, feature_ids), feature, feature, outcome.current_milli)
+    del outcome  # the answer shows the counter as the whole batch leaves it
+    return state_after_batch(
+        license,
+        clock,
+        feature_ids,
+        lambda state: ConsumeResult(state, feature, feature, state.feature(feature.code).total_milli),
+    )
 
 
 async def add_consumption(domain: Domain, request: ConsumeRequest) -> ConsumeResult:
@@ -98,11 +111,11 @@ async def add_consumption(domain: Domain, request: ConsumeRequest) -> ConsumeRes
     spec = license.spec
     feature_ids = domain.feature_ids(license)
 
-    def unit(conn: sqlite3.Connection) -> ConsumeResult:
+    def unit(conn: sqlite3.Connection) -> AfterBatch[ConsumeResult]:
         now = domain.clock.now()
         check_usable(spec, now)
         if request.feature is not None:
-            return _feature(conn, license, request, now, feature_ids)
+            return _feature(conn, license, request, now, feature_ids, domain.clock)
         if not spec.is_consumption:
             raise LicenseNotConsumption(f"license {spec.id} is a {spec.license_type} license", license_id=spec.id)
         limits = _narrowed(spec, request.allow_overages, request.max_overages)
@@ -132,6 +145,8 @@ async def add_consumption(domain: Domain, request: ConsumeRequest) -> ConsumeRes
                 source=request.source,
                 now=to_us(now),
             )
-        return ConsumeResult(read_state(conn, license, now, feature_ids), None, limits, wanted)
+        return state_after_batch(
+            license, domain.clock, feature_ids, lambda state: ConsumeResult(state, None, limits, state.total_milli)
+        )
 
-    return await domain.store.write(unit)
+    return await domain.store.write_then_read(unit)

@@ -16,8 +16,9 @@ from floatsrv.db import licenses as db_licenses
 from floatsrv.db import seats as db_seats
 from floatsrv.db.seats import LICENSE_SEAT
 from floatsrv.db.seats import SeatRow as SeatRow  # re-exported for the API layer
+from floatsrv.db.store import AfterBatch
 from floatsrv.domain.context import Domain
-from floatsrv.domain.state import LicenseState, check_usable, read_state
+from floatsrv.domain.state import LicenseState, check_usable, state_after_batch
 from floatsrv.errors import (
     BorrowUntilNotValid,
     FeatureExpired,
@@ -135,7 +136,7 @@ async def register(
     spec = license.spec
     feature_ids = domain.feature_ids(license)
 
-    def unit(conn: sqlite3.Connection) -> SeatResult:
+    def unit(conn: sqlite3.Connection) -> AfterBatch[SeatResult]:
         now = domain.clock.now()
         check_usable(spec, now)
         until = _borrow_end(spec, borrowed_until, now) if borrow else None
@@ -149,9 +150,9 @@ async def register(
             now=to_us(now),
             borrow_until=until,
         )
-        return SeatResult(read_state(conn, license, now, feature_ids), seat, created)
+        return state_after_batch(license, domain.clock, feature_ids, lambda state: SeatResult(state, seat, created))
 
-    return await domain.store.write(unit)
+    return await domain.store.write_then_read(unit)
 
 
 async def unregister(domain: Domain, target: Target, user: str) -> int:
@@ -220,7 +221,7 @@ async def register_feature(
     spec = license.spec
     feature_ids = domain.feature_ids(license)
 
-    def unit(conn: sqlite3.Connection) -> SeatResult:
+    def unit(conn: sqlite3.Connection) -> AfterBatch[SeatResult]:
         now = domain.clock.now()
         t = to_us(now)
         check_usable(spec, now)
@@ -243,9 +244,9 @@ async def register_feature(
             now=t,
             borrow_until=until,
         )
-        return SeatResult(read_state(conn, license, now, feature_ids), seat, created)
+        return state_after_batch(license, domain.clock, feature_ids, lambda state: SeatResult(state, seat, created))
 
-    return await domain.store.write(unit)
+    return await domain.store.write_then_read(unit)
 
 
 async def release_feature(domain: Domain, target: Target, user: str, code: str) -> None:

@@ -8,9 +8,12 @@ reader (for listings).
 from __future__ import annotations
 
 import sqlite3
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any, TypeVar
 
+from floatsrv.clock import Clock
 from floatsrv.db import addons as db_addons
 from floatsrv.db import consumption as db_consumption
 from floatsrv.db import credits as db_credits
@@ -18,12 +21,15 @@ from floatsrv.db import licenses as db_licenses
 from floatsrv.db import seats as db_seats
 from floatsrv.db.addons import AddonRow
 from floatsrv.db.consumption import CounterKey
+from floatsrv.db.store import AfterBatch
 from floatsrv.domain.metering import Allowance, Balances, allowance_of
 from floatsrv.errors import LicenseExpired, LicenseNotActive, LicenseNotEnabled
 from floatsrv.models import ConsumptionLimits, FeatureSpec, License, LicenseSpec
 from floatsrv.periods import PeriodKind, period_bounds
 from floatsrv.quantity import MILLI
 from floatsrv.times import to_us
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +58,8 @@ class LicenseState:
     total_milli: int
     period: Period | None
     features: tuple[FeatureState, ...]
+    # Shapes built from this state by the API layer, reused by every answer that shares the state.
+    derived: dict[Any, Any] = field(default_factory=dict, compare=False, hash=False, repr=False)
 
     def feature(self, code: str) -> FeatureState:
         return next(state for state in self.features if state.spec.code == code)
@@ -149,6 +157,17 @@ def _assemble(
         allowance(license, feature, addons, seat_limit),
         balances,
         credits_period,
+    )
+
+
+def state_after_batch(
+    license: License, clock: Clock, feature_ids: dict[str, int], finish: Callable[[LicenseState], T]
+) -> AfterBatch[T]:
+    """A unit result completed with the license's state as the whole batch leaves it (read once per batch)."""
+    return AfterBatch(
+        ("license_state", license.id, license.added_seq),
+        lambda conn: read_state(conn, license, clock.now(), feature_ids),
+        finish,
     )
 
 
