@@ -98,7 +98,7 @@ def create_app(
             log.info("declared_users_removed", usernames=removed)
         key_path = config.token_key_path
         issuer = TokenIssuer(load_or_create_key(key_path), clock, timedelta(hours=config.auth.token_lifetime_hours))
-        app[GUARD] = Guard(domain.store, clock, issuer, key_path, config.auth.enabled)
+        app[GUARD] = Guard(domain.store, clock, issuer, key_path, config.auth.enabled, config.auth_stamp_path)
         limits = config.auth.login_throttle
         app[THROTTLE] = LoginThrottle(
             clock,

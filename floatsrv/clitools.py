@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 
 import click
 
+from floatsrv.auth.guard import touch_stamp
 from floatsrv.clock import SystemClock
 from floatsrv.config import Config, ConfigError, load_config, parse_config
 from floatsrv.db.migrate import SchemaError
@@ -76,6 +77,8 @@ def run_with_store(config: Config, work: Callable[[Store], Awaitable[T]], *, cre
             return await work(store)
         finally:
             await store.close()
+            # Whatever the command changed, a running server re-reads credentials on its next request.
+            touch_stamp(config.auth_stamp_path)
 
     try:
         return asyncio.run(main())

@@ -192,6 +192,11 @@ class Config(_Section):
         return self.storage.data_dir / "server-ed25519.pem"
 
     @property
+    def auth_stamp_path(self) -> Path:
+        """Replaced by the admin CLI after credential changes, so running servers notice at once."""
+        return self.storage.data_dir / "auth.stamp"
+
+    @property
     def token_key_path(self) -> Path:
         """The bearer-token signing key: created on first start, mode 0600, never in the YAML."""
         return self.storage.data_dir / "token-signing.key"

@@ -100,6 +100,7 @@ async def pipeline(request: web.Request, handler: Handler) -> web.StreamResponse
     resource = route.resource
     route_name = resource.canonical if resource is not None else "-"
     user = "-"
+    required = None
     response: web.StreamResponse
     try:
         if request.match_info.http_exception is None:
@@ -109,6 +110,9 @@ async def pipeline(request: web.Request, handler: Handler) -> web.StreamResponse
                 request[PRINCIPAL] = principal
                 user = principal.username
         response = await handler(request)
+        if required is Role.ADMIN or route_name == "/v1/me/password":
+            # Admin writes and password changes may change credentials: re-read them for the next request.
+            request.app[GUARD].note_change()
     except errors.FloatsrvError as exc:
         response = _error_response(request, exc)
         structlog.contextvars.bind_contextvars(error_code=exc.code)

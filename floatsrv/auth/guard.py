@@ -1,16 +1,20 @@
 """Authenticating requests: bearer JWTs and API keys, checked against the current credential state.
 
 The state (users, revoked tokens, API keys, signing-key generation) is held in memory and refreshed when
-the database's auth version moves; that version is read on every authenticated request with one tiny
-indexed query on a connection owned by the event-loop thread, so changes made by another process (the
-admin CLI) apply on the very next request. Verified JWT signatures are cached (the HMAC and JSON work
-is the expensive part); time, revocation and user checks run on every request regardless.
+the database's auth version moves. Reading that version costs a read transaction, so it is read only when
+something may have changed: this process's admin endpoints say so (`note_change`), another process (the
+admin CLI) replaces the stamp file `auth.stamp` after committing (one `stat` per request notices it), and
+as a safety net the version is read at least once a second anyway. Changes therefore apply on the very
+next request. Verified JWT signatures are cached (the HMAC and JSON work is the expensive part); time,
+revocation and user checks run on every request regardless.
 """
 
 from __future__ import annotations
 
 import hmac
+import os
 import sqlite3
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,6 +27,24 @@ from floatsrv.db.store import Store
 from floatsrv.errors import InvalidToken, Unauthenticated
 from floatsrv.models import Principal, Role
 from floatsrv.times import to_us
+
+_RECHECK_SECONDS = 1.0
+
+
+def touch_stamp(path: Path) -> None:
+    """Tell running servers that credentials changed: replace the stamp file (a new inode each time)."""
+    temp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    temp.write_bytes(os.urandom(8))
+    os.replace(temp, path)
+
+
+def _stamp_of(path: Path) -> tuple[int, int]:
+    try:
+        status = os.stat(path)
+    except FileNotFoundError:
+        return (0, 0)
+    return status.st_ino, status.st_mtime_ns
+
 
 # With auth switched off, callers without credentials act as this principal (never as an admin).
 ANONYMOUS = Principal("anonymous", Role.USER, credential="none")
@@ -52,17 +74,32 @@ def load_snapshot(conn: sqlite3.Connection, now: int) -> Snapshot:
 
 
 class Guard:
-    def __init__(self, store: Store, clock: Clock, issuer: TokenIssuer, key_path: Path, enabled: bool) -> None:
+    def __init__(self, store: Store, clock: Clock, issuer: TokenIssuer, key_path: Path, enabled: bool,
+                 stamp_path: Path) -> None:
         self._store = store
         self._clock = clock
         self.issuer = issuer
         self._key_path = key_path
         self.enabled = enabled
+        self._stamp_path = stamp_path
+        touch_stamp(stamp_path)
+        self._stamp = _stamp_of(stamp_path)
+        self._checked = time.monotonic()
+        self._dirty = False
         self._snapshot = store.peek(lambda conn: load_snapshot(conn, to_us(clock.now())))
         self._verified: dict[str, TokenClaims] = {}
 
+    def note_change(self) -> None:
+        """This process changed credentials: re-read them before the next request is authenticated."""
+        self._dirty = True
+
     def current(self) -> Snapshot:
-        """The credential state, reloaded when the database says it changed."""
+        """The credential state, re-read when it may have changed (see the module docstring)."""
+        stamp = _stamp_of(self._stamp_path)
+        now = time.monotonic()
+        if stamp == self._stamp and not self._dirty and now - self._checked < _RECHECK_SECONDS:
+            return self._snapshot
+        self._stamp, self._dirty, self._checked = stamp, False, now
         version, generation = self._store.peek(db.auth_version)
         if version != self._snapshot.version:
             snapshot = self._store.peek(lambda conn: load_snapshot(conn, to_us(self._clock.now())))
