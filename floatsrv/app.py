@@ -89,6 +89,15 @@ def create_app(
             yield
         finally:
             await store.close()
+            stats = store.stats
+            log.info(
+                "database_closed",
+                commits=stats.commits,
+                units=stats.units,
+                mean_batch=round(stats.units / stats.commits, 1) if stats.commits else 0,
+                largest_batch=stats.largest_batch,
+                failed_batches=stats.failed_batches,
+            )
 
     async def auth_context(app: web.Application) -> AsyncIterator[None]:
         domain = app[DOMAIN]

@@ -7,6 +7,7 @@ usage at `serve` (one line per problem on stderr, naming the YAML key path).
 
 from __future__ import annotations
 
+import gc
 import sys
 from pathlib import Path
 
@@ -40,6 +41,9 @@ def main() -> None:
 @click.option("--data-dir", type=click.Path(path_type=Path), help="Data directory (overrides storage.data_dir).")
 def serve(config_path: Path, host: str | None, port: int | None, data_dir: Path | None) -> None:
     """Run the server until SIGINT/SIGTERM."""
+    # Start-up builds large acyclic trees (a config with thousands of licenses): cyclic collections during
+    # it cost more than the parsing itself. The server re-enables the collector once it is listening.
+    gc.disable()
     config = _load(config_path).with_overrides(host=host, port=port, data_dir=data_dir)
     from floatsrv.server import run
 

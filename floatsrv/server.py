@@ -67,6 +67,7 @@ def run(config: Config) -> int:
         gc.collect()
         gc.freeze()
         gc.set_threshold(50_000, 20, 100)
+        gc.enable()  # `serve` disabled it for start-up
         log.info("server_started", url=f"{scheme}://{host}:{port}/")
 
     async def log_flusher(app: web.Application) -> AsyncIterator[None]:

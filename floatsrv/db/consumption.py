@@ -58,9 +58,11 @@ def add(
         "VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
         (key.license_id, key.feature, key.period_start, period_end, now),
     )
-    row = conn.execute(
+    # lastrowid, not RETURNING (which SQLite runs through a temporary table); it is the outer INSERT's
+    # row even though the trigger writes other tables.
+    cursor = conn.execute(
         "INSERT INTO usage_events (license_id, feature, period_start, quantity_milli, user, principal, source,"
-        " received_at, occurred_at, event_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+        " received_at, occurred_at, event_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (
             key.license_id,
             key.feature,
@@ -73,8 +75,9 @@ def add(
             occurred_at if occurred_at is not None else now,
             event_id,
         ),
-    ).fetchone()
-    return int(row[0])
+    )
+    assert cursor.lastrowid is not None
+    return cursor.lastrowid
 
 
 def seen_event(conn: sqlite3.Connection, license_id: int, event_id: str) -> tuple[bytes, str] | None:

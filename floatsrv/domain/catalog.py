@@ -80,43 +80,55 @@ async def sync_catalog(store: Store, specs: list[LicenseSpec], clock: Clock) -> 
     def unit(conn: sqlite3.Connection) -> tuple[Catalog, SyncReport]:
         now = to_us(clock.now())
         before = {row.id: row for row in db_licenses.all_licenses(conn)}
-        known_features = {(lid, code) for lid, code, _, removed in db_licenses.feature_rows(conn) if removed is None}
+        known_features: dict[int, set[str]] = {}
+        for lid, code, _, removed_at in db_licenses.feature_rows(conn):
+            if removed_at is None:
+                known_features.setdefault(lid, set()).add(code)
         wanted = {spec.id for spec in specs}
         added, removed, ended = [], [], 0
         for spec in specs:
-            if spec.id not in before or before[spec.id].removed_at is not None:
+            stored = before.get(spec.id)
+            definition = spec.model_dump_json(exclude_defaults=True)
+            codes = {feature.code for feature in spec.features}
+            if (
+                stored is not None
+                and stored.removed_at is None
+                and stored.definition == definition
+                and known_features.get(spec.id, set()) == codes
+            ):
+                continue  # unchanged since the last start: nothing to write (start-up with 10k licenses)
+            if stored is None or stored.removed_at is not None:
                 added.append(spec.id)
             db_licenses.upsert_license(
                 conn,
                 license_id=spec.id,
                 product=spec.product,
                 floating_users=spec.floating_users,
-                definition=spec.model_dump_json(exclude_defaults=True),
+                definition=definition,
                 now=now,
             )
-            codes = {feature.code for feature in spec.features}
             for feature in spec.features:
                 db_licenses.upsert_feature(
                     conn, license_id=spec.id, code=feature.code, floating_users=feature.floating_users
                 )
             sync_seat_limits(conn, spec)
-            for lid, code in known_features:
-                if lid == spec.id and code not in codes:
-                    db_licenses.mark_feature_removed(conn, lid, code, now)
-                    ended += db_seats.end_all(conn, [lid], now, "license_removed", feature=code)
+            for code in sorted(known_features.get(spec.id, set()) - codes):
+                db_licenses.mark_feature_removed(conn, spec.id, code, now)
+                ended += db_seats.end_all(conn, [spec.id], now, "license_removed", feature=code)
         for row in before.values():
             if row.id not in wanted and row.removed_at is None:
                 db_licenses.mark_removed(conn, row.id, now)
                 ended += db_seats.end_all(conn, [row.id], now, "license_removed")
                 removed.append(row.id)
-        return _load(conn), SyncReport(added, removed, ended)
+        return _load(conn, {spec.id: spec for spec in specs}), SyncReport(added, removed, ended)
 
     return await store.write(unit)
 
 
-def _load(conn: sqlite3.Connection) -> Catalog:
+def _load(conn: sqlite3.Connection, specs: Mapping[int, LicenseSpec]) -> Catalog:
+    """The catalog of the licenses now in the database (`specs`: the ones just validated, to avoid re-parsing)."""
     licenses = [
-        License(spec=LicenseSpec.model_validate_json(row.definition), added_seq=row.added_seq)
+        License(spec=specs.get(row.id) or LicenseSpec.model_validate_json(row.definition), added_seq=row.added_seq)
         for row in db_licenses.all_licenses(conn)
         if row.removed_at is None
     ]
