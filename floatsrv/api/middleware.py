@@ -22,7 +22,7 @@ from aiohttp.typedefs import Handler
 from floatsrv import errors
 from floatsrv.api.errors import Surface, error_body, render
 from floatsrv.appkeys import GUARD, PRINCIPAL, ROUTE_ROLES
-from floatsrv.log import get_logger
+from floatsrv.log import get_logger, request_completed
 from floatsrv.models import Principal, Role
 
 log = get_logger("floatsrv.http")
@@ -100,6 +100,7 @@ async def pipeline(request: web.Request, handler: Handler) -> web.StreamResponse
     resource = route.resource
     route_name = resource.canonical if resource is not None else "-"
     user = "-"
+    error_code = ""
     required = None
     response: web.StreamResponse
     try:
@@ -115,7 +116,7 @@ async def pipeline(request: web.Request, handler: Handler) -> web.StreamResponse
             request.app[GUARD].note_change()
     except errors.FloatsrvError as exc:
         response = _error_response(request, exc)
-        structlog.contextvars.bind_contextvars(error_code=exc.code)
+        error_code = exc.code
     except web.HTTPException as exc:
         response = _http_error_response(request, exc)
     except asyncio.CancelledError:
@@ -131,13 +132,14 @@ async def pipeline(request: web.Request, handler: Handler) -> web.StreamResponse
         )
         response = json_response(body, status=500)
     response.headers["X-Request-Id"] = request_id
-    log.info(
-        "request_completed",
+    request_completed(
         method=request.method,
         route=route_name,
         status=response.status,
         duration_ms=round((time.perf_counter() - started) * 1000, 2),
         user=user,
         peer=request.remote,
+        request_id=request_id,
+        **({"error_code": error_code} if error_code else {}),
     )
     return response

@@ -38,7 +38,7 @@ def touch_stamp(path: Path) -> None:
     os.replace(temp, path)
 
 
-def _stamp_of(path: Path) -> tuple[int, int]:
+def _stamp_of(path: str | Path) -> tuple[int, int]:
     try:
         status = os.stat(path)
     except FileNotFoundError:
@@ -81,13 +81,15 @@ class Guard:
         self.issuer = issuer
         self._key_path = key_path
         self.enabled = enabled
-        self._stamp_path = stamp_path
+        self._stamp_path = str(stamp_path)  # a str: os.stat converts a Path on every call
         touch_stamp(stamp_path)
         self._stamp = _stamp_of(stamp_path)
         self._checked = time.monotonic()
         self._dirty = False
         self._snapshot = store.peek(lambda conn: load_snapshot(conn, to_us(clock.now())))
         self._verified: dict[str, TokenClaims] = {}
+        # Principals of tokens already checked against the current snapshot (cleared when it changes).
+        self._principals: dict[str, tuple[TokenClaims, Principal]] = {}
 
     def note_change(self) -> None:
         """This process changed credentials: re-read them before the next request is authenticated."""
@@ -107,6 +109,7 @@ class Guard:
                 self.issuer.key = read_key(self._key_path)
                 self._verified.clear()
             self._snapshot = snapshot
+            self._principals.clear()
         return self._snapshot
 
     def user(self, username: str) -> UserRow | None:
@@ -136,6 +139,10 @@ class Guard:
         return Principal(f"apikey:{row.name}", Role(row.role), credential=f"api_key:{row.id}")
 
     def _token(self, snapshot: Snapshot, token: str) -> Principal:
+        known = self._principals.get(token)
+        if known is not None:  # same token, same credential state: only time can have made it invalid
+            self.issuer.check_time(known[0])
+            return known[1]
         claims = self._verified.get(token)
         if claims is None:
             claims = self.issuer.decode(token)
@@ -150,4 +157,8 @@ class Guard:
         user = snapshot.users.get(claims.username)
         if user is None or user.disabled:
             raise InvalidToken("the token's user no longer exists or is disabled", reason="user")
-        return Principal(user.username, Role(user.role), user.must_change_password, f"token:{claims.token_id}")
+        principal = Principal(user.username, Role(user.role), user.must_change_password, f"token:{claims.token_id}")
+        if len(self._principals) >= _CACHE_LIMIT:
+            self._principals.clear()
+        self._principals[token] = (claims, principal)
+        return principal
