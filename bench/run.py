@@ -1,17 +1,19 @@
 #!/usr/bin/env python3
 """floatsrv benchmark: throughput and latency beside a bare aiohttp JSON echo measured in the same run.
 
-    python3 dev.py bench                 # everything (about 4 minutes; the scale data takes a while to build)
-    python3 dev.py bench --quick         # shorter runs, no scale phase
+    python3 dev.py bench                 # everything (about 8 minutes, 2 of them building the scale data)
+    python3 dev.py bench --quick         # one round of 3 s runs, no scale phase
 
-The server runs pinned to CPU 0 and the load generator (wrk, with Lua scripts) to CPU 1, each on its own
-core. Phases:
-  1. ceiling: bare aiohttp echo handler (parse JSON, return JSON), same load.
-  2. floatsrv, group commit, small database: register heartbeats, add_feature_consumption, /v1 usage events
-     and checks, GET /api/v4/license; with auth on, durable commits (synchronous=full), info logging on.
-  3. the naive variant (storage.max_batch_units: 1, one commit per request) for the durable writes.
-  4. scale: 10k licenses, 100k held registrations, 1M stored usage events: start-up time, then phase 2 again.
-Prints a table with ratios and the targets, and writes bench/results/latest.json.
+Servers run pinned to CPU 0 and the load generator (wrk, with a Lua script) to CPU 1. Servers:
+  echo   the ceiling: a bare aiohttp handler that parses a JSON body and returns JSON.
+  small  floatsrv with group commit on a fresh database: auth on, durable commits (synchronous=full),
+         info logging on (one JSON line per request).
+  naive  the same with storage.max_batch_units: 1, i.e. one commit per request (the baseline to beat).
+  scale  floatsrv on 10k licenses, 100k held registrations and 1M stored usage events (start-up timed 3x).
+Scenarios: register heartbeats, add_feature_consumption, /v1 usage events and checks, GET /api/v4/license.
+All servers stay up; each round runs every scenario on each server back to back and the echo before and
+after, so that the machine's slow spells hit compared figures alike. Medians over rounds are printed with
+the targets, and everything is written to bench/results/latest.json.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import os
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -39,25 +42,50 @@ LUA = HERE / "lua" / "post.lua"
 CONNECTIONS = 64
 
 BENCH_LICENSE = {
-    "id": 1, "product": "bench", "license_type": "consumption", "floating_users": 1000, "floating_timeout": 30,
-    "max_consumptions": 0, "allow_unlimited_consumptions": True,
+    "id": 1,
+    "product": "bench",
+    "license_type": "consumption",
+    "floating_users": 1000,
+    "floating_timeout": 30,
+    "max_consumptions": 0,
+    "allow_unlimited_consumptions": True,
     "features": [
-        {"code": "meter", "feature_type": "consumption", "allow_unlimited_consumptions": True,
-         "reset_consumption": True, "consumption_period": "monthly"},
+        {
+            "code": "meter",
+            "feature_type": "consumption",
+            "allow_unlimited_consumptions": True,
+            "reset_consumption": True,
+            "consumption_period": "monthly",
+        },
         {"code": "seat", "floating_users": 100},
     ],
 }
 
 SCENARIOS: list[dict[str, Any]] = [
-    {"name": "register heartbeat", "path": "/api/v4/register", "body": '{"product":"bench","user":"u%d"}',
-     "modulo": CONNECTIONS, "target": True},
-    {"name": "add_feature_consumption", "path": "/api/v4/add_feature_consumption",
-     "body": '{"product":"bench","user":"u%d","feature":"meter","consumptions":1}', "modulo": CONNECTIONS,
-     "target": True},
-    {"name": "usage event (/v1)", "path": "/v1/usage/events",
-     "body": '{"event_id":"e%t-%d","product":"bench","feature":"meter","quantity":"1.5"}'},
-    {"name": "usage check (/v1)", "path": "/v1/usage/check",
-     "body": '{"product":"bench","feature":"meter","quantity":"2"}'},
+    {
+        "name": "register heartbeat",
+        "path": "/api/v4/register",
+        "body": '{"product":"bench","user":"u%d"}',
+        "modulo": CONNECTIONS,
+        "target": True,
+    },
+    {
+        "name": "add_feature_consumption",
+        "path": "/api/v4/add_feature_consumption",
+        "body": '{"product":"bench","user":"u%d","feature":"meter","consumptions":1}',
+        "modulo": CONNECTIONS,
+        "target": True,
+    },
+    {
+        "name": "usage event (/v1)",
+        "path": "/v1/usage/events",
+        "body": '{"event_id":"e%t-%d","product":"bench","feature":"meter","quantity":"1.5"}',
+    },
+    {
+        "name": "usage check (/v1)",
+        "path": "/v1/usage/check",
+        "body": '{"product":"bench","feature":"meter","quantity":"2"}',
+    },
     {"name": "license list", "path": "/api/v4/license?product=bench", "body": "", "method": "GET"},
 ]
 
@@ -91,12 +119,24 @@ def peak_rss_mib(pid: int) -> float:
 
 
 def wrk(port: int, scenario: dict[str, Any], seconds: int, token: str | None) -> dict[str, Any]:
-    env = {**os.environ, "BODY": scenario.get("body", ""), "MODULO": str(scenario.get("modulo", 0)),
-           "METHOD": scenario.get("method", "POST")}
+    env = {
+        **os.environ,
+        "BODY": scenario.get("body", ""),
+        "MODULO": str(scenario.get("modulo", 0)),
+        "METHOD": scenario.get("method", "POST"),
+    }
     if token:
         env["TOKEN"] = token
-    command = [*pin("1"), "wrk", "-t1", f"-c{CONNECTIONS}", f"-d{seconds}s", "-s", str(LUA),
-               f"http://127.0.0.1:{port}{scenario['path']}"]
+    command = [
+        *pin("1"),
+        "wrk",
+        "-t1",
+        f"-c{CONNECTIONS}",
+        f"-d{seconds}s",
+        "-s",
+        str(LUA),
+        f"http://127.0.0.1:{port}{scenario['path']}",
+    ]
     out = subprocess.run(command, env=env, capture_output=True, text=True, check=True).stdout
     data: dict[str, Any] = json.loads(next(line[5:] for line in out.splitlines() if line.startswith("JSON ")))
     data["rps"] = data["requests"] / (data["duration_us"] / 1e6)
@@ -150,15 +190,6 @@ def login(port: int) -> str:
         return token
 
 
-def run_scenarios(server: Server, scenarios: list[dict[str, Any]], seconds: int) -> dict[str, dict[str, Any]]:
-    token = login(server.port)
-    results = {}
-    for scenario in scenarios:
-        wrk(server.port, {**scenario, "modulo": scenario.get("modulo", 0)}, 1, token)  # warm-up
-        results[scenario["name"]] = wrk(server.port, scenario, seconds, token)
-    return results
-
-
 def populate(data_dir: Path, licenses: int, registrations: int, events: int) -> None:
     """Fill a database the server created: held registrations and stored usage events (direct SQL, fast)."""
     import sqlite3
@@ -171,15 +202,20 @@ def populate(data_dir: Path, licenses: int, registrations: int, events: int) -> 
     conn.executemany(
         "INSERT INTO seats (license_id, feature, user, slot, registered_at, heartbeat_at, expires_at)"
         " VALUES (?, '', ?, ?, ?, ?, ?)",
-        ((1000 + i // per_license, f"r{i}", i % per_license + 1, now, now, now + 86_400_000_000 * 365)
-         for i in range(registrations)))
+        (
+            (1000 + i // per_license, f"r{i}", i % per_license + 1, now, now, now + 86_400_000_000 * 365)
+            for i in range(registrations)
+        ),
+    )
     conn.executemany(
         "INSERT INTO consumption_counters (license_id, feature, period_start, updated_at) VALUES (?, 'meter', 0, ?)",
-        ((1000 + i, now) for i in range(licenses)))
+        ((1000 + i, now) for i in range(licenses)),
+    )
     conn.executemany(
         "INSERT INTO usage_events (license_id, feature, period_start, quantity_milli, source, received_at,"
         " occurred_at) VALUES (?, 'meter', 0, 1000, 'bench', ?, ?)",
-        ((1000 + i % licenses, now - i, now - i) for i in range(events)))
+        ((1000 + i % licenses, now - i, now - i) for i in range(events)),
+    )
     conn.execute("COMMIT")
     conn.close()
 
@@ -189,58 +225,95 @@ def table(rows: list[tuple[str, ...]]) -> str:
     return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)) for row in rows)
 
 
+def median(values: list[float]) -> float:
+    return statistics.median(values) if values else float("nan")
+
+
+def start_scale(workdir: Path) -> tuple[Path, Path, list[float]]:
+    """Build the scale database, then time three start-ups of a server on it (returns config, data, times)."""
+    many = [BENCH_LICENSE] + [
+        {
+            "id": 1000 + i,
+            "product": f"p{i}",
+            "license_type": "consumption",
+            "floating_users": 20,
+            "allow_unlimited_consumptions": True,
+            "features": [{"code": "meter", "feature_type": "consumption", "allow_unlimited_consumptions": True}],
+        }
+        for i in range(10_000)
+    ]
+    config, data_dir = floatsrv(workdir, "scale", many)
+    start_floatsrv(config, workdir, "scale-create").stop()
+    print("bench: building the scale database (10k licenses, 100k registrations, 1M usage events)", flush=True)
+    populate(data_dir, 10_000, 100_000, 1_000_000)
+    startups = []
+    for _ in range(3):
+        server = start_floatsrv(config, workdir, "scale-startup")
+        startups.append(server.startup)
+        server.stop()
+    return config, data_dir, startups
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="5 s runs, no scale phase")
-    parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--quick", action="store_true", help="one round of 3 s runs, no scale phase")
+    parser.add_argument("--seconds", type=int, default=5, help="length of each measured run (default 5)")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds; medians are reported")
     parser.add_argument("--no-scale", action="store_true")
     args = parser.parse_args()
     if not shutil.which("wrk"):
         print("bench: needs wrk (Debian/Ubuntu: apt-get install wrk)", file=sys.stderr)
         return 2
-    seconds = 5 if args.quick else args.seconds
+    seconds, rounds = (3, 1) if args.quick else (args.seconds, args.rounds)
+    scale = not (args.quick or args.no_scale)
     workdir = Path(tempfile.mkdtemp(prefix="floatsrv-bench-"))
-    results: dict[str, Any] = {"machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]},
-                               "seconds": seconds, "connections": CONNECTIONS}
+    results: dict[str, Any] = {
+        "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]},
+        "seconds": seconds,
+        "rounds": rounds,
+        "connections": CONNECTIONS,
+    }
+    servers: dict[str, Server] = {}
+    runs: dict[str, dict[str, list[dict[str, Any]]]] = {"echo": {"echo": []}, "small": {}, "naive": {}, "scale": {}}
     try:
-        print(f"bench: {seconds} s per run, {CONNECTIONS} connections, server on CPU 0, wrk on CPU 1", flush=True)
+        print(
+            f"bench: {rounds} round(s) of {seconds} s runs, {CONNECTIONS} connections, server on CPU 0, wrk on CPU 1",
+            flush=True,
+        )
+        if scale:
+            scale_config, scale_dir, startups = start_scale(workdir)
+            results["scale_startup_s"] = startups
+            results["scale_db_mib"] = (scale_dir / "floatsrv.db").stat().st_size / 2**20
         echo_port = free_port()
-        echo = Server([sys.executable, str(HERE / "echo.py"), str(echo_port)], echo_port, "/echo",
-                      workdir / "echo.log")
-        echo_body = {"name": "echo", "path": "/echo", "body": SCENARIOS[0]["body"], "modulo": CONNECTIONS}
-        wrk(echo_port, echo_body, 1, None)
-        results["echo"] = wrk(echo_port, echo_body, seconds, None)
-        results["echo"]["rss_mib"] = echo.stop()
-
+        servers["echo"] = Server(
+            [sys.executable, str(HERE / "echo.py"), str(echo_port)], echo_port, "/echo", workdir / "echo.log"
+        )
         config, _ = floatsrv(workdir, "small", [BENCH_LICENSE])
-        server = start_floatsrv(config, workdir, "small")
-        results["small"] = run_scenarios(server, SCENARIOS, seconds)
-        results["small_rss_mib"] = server.stop()
-        results["small_log_lines"] = sum(1 for _ in (workdir / "small.log").open("rb"))
-
+        servers["small"] = start_floatsrv(config, workdir, "small")
         config, _ = floatsrv(workdir, "naive", [BENCH_LICENSE], batch=1)
-        server = start_floatsrv(config, workdir, "naive")
-        results["naive"] = run_scenarios(server, [s for s in SCENARIOS if s.get("target")], seconds)
-        server.stop()
-
-        if not (args.quick or args.no_scale):
-            many = [BENCH_LICENSE] + [
-                {"id": 1000 + i, "product": f"p{i}", "license_type": "consumption", "floating_users": 20,
-                 "allow_unlimited_consumptions": True,
-                 "features": [{"code": "meter", "feature_type": "consumption", "allow_unlimited_consumptions": True}]}
-                for i in range(10_000)]
-            config, data_dir = floatsrv(workdir, "scale", many)
-            first = start_floatsrv(config, workdir, "scale-create")
-            first.stop()
-            print("bench: building the scale database (100k registrations, 1M usage events)", flush=True)
-            populate(data_dir, 10_000, 100_000, 1_000_000)
-            server = start_floatsrv(config, workdir, "scale")
-            results["scale_startup_s"] = server.startup
-            results["scale_db_mib"] = (data_dir / "floatsrv.db").stat().st_size / 2**20
-            results["scale"] = run_scenarios(server, SCENARIOS, seconds)
-            results["scale_rss_mib"] = server.stop()
+        servers["naive"] = start_floatsrv(config, workdir, "naive")
+        if scale:
+            servers["scale"] = start_floatsrv(scale_config, workdir, "scale")
+        tokens = {name: login(server.port) for name, server in servers.items() if name != "echo"}
+        echo = {"name": "echo", "path": "/echo", "body": SCENARIOS[0]["body"], "modulo": CONNECTIONS}
+        for number in range(rounds):
+            print(f"bench: round {number + 1}/{rounds}", flush=True)
+            # Every scenario runs on each server back to back, so a slow spell of the machine hits the
+            # figures being compared alike; the echo ceiling is measured at the start and end of each round.
+            runs["echo"]["echo"].append(measure(servers["echo"], echo, seconds, None))
+            for scenario in SCENARIOS:
+                for phase in ("small", "naive", "scale"):
+                    if phase in servers and (phase != "naive" or scenario.get("target")):
+                        result = measure(servers[phase], scenario, seconds, tokens[phase])
+                        runs[phase].setdefault(scenario["name"], []).append(result)
+            runs["echo"]["echo"].append(measure(servers["echo"], echo, seconds, None))
     finally:
+        for name, server in servers.items():
+            results[f"{name}_rss_mib"] = server.stop()
+        if (workdir / "small.log").exists():
+            results["small_log_lines"] = sum(1 for _ in (workdir / "small.log").open("rb"))
         shutil.rmtree(workdir, ignore_errors=True)
+    results["runs"] = runs
     report(results)
     out = HERE / "results"
     out.mkdir(exist_ok=True)
@@ -248,37 +321,88 @@ def main() -> int:
     return 0
 
 
+def measure(server: Server, scenario: dict[str, Any], seconds: int, token: str | None) -> dict[str, Any]:
+    wrk(server.port, {**scenario, "modulo": scenario.get("modulo", 0)}, 1, token)  # warm-up
+    return wrk(server.port, scenario, seconds, token)
+
+
 def report(results: dict[str, Any]) -> None:
-    echo = results["echo"]
+    runs = results["runs"]
+    echoes = runs["echo"]["echo"]
+    rounds = results["rounds"]
+    # Per round: the ceiling is the mean of the echo runs that bracket it.
+    ceiling = [(echoes[2 * i]["rps"] + echoes[2 * i + 1]["rps"]) / 2 for i in range(rounds)]
+
+    def ratio(phase: str, name: str, to: list[float]) -> float:
+        return median([run["rps"] / base for run, base in zip(runs[phase][name], to, strict=True)])
+
+    def stat(phase: str, name: str, key: str) -> float:
+        return median([run[key] for run in runs[phase][name]])
+
     rows = [("scenario", "phase", "req/s", "p50 ms", "p99 ms", "x echo", "x naive", "errors")]
-    rows.append(("bare aiohttp echo (ceiling)", "-", f"{echo['rps']:.0f}", f"{echo['p50_us'] / 1000:.2f}",
-                 f"{echo['p99_us'] / 1000:.2f}", "1.00", "", str(echo["errors"] + echo["non2xx"])))
+    rows.append(
+        (
+            "bare aiohttp echo (ceiling)",
+            "-",
+            f"{median([e['rps'] for e in echoes]):.0f}",
+            f"{median([e['p50_us'] for e in echoes]) / 1000:.2f}",
+            f"{median([e['p99_us'] for e in echoes]) / 1000:.2f}",
+            "1.00",
+            "",
+            str(sum(e["errors"] + e["non2xx"] for e in echoes)),
+        )
+    )
     for phase in ("small", "naive", "scale"):
-        for name, data in results.get(phase, {}).items():
-            naive = results.get("naive", {}).get(name)
-            rows.append((name, phase, f"{data['rps']:.0f}", f"{data['p50_us'] / 1000:.2f}", f"{data['p99_us'] / 1000:.2f}",
-                         f"{data['rps'] / echo['rps']:.2f}",
-                         f"{data['rps'] / naive['rps']:.1f}" if naive and phase != "naive" else "",
-                         str(data["errors"] + data["non2xx"])))
+        for name, data in runs[phase].items():
+            naive = runs["naive"].get(name)
+            rows.append(
+                (
+                    name,
+                    phase,
+                    f"{stat(phase, name, 'rps'):.0f}",
+                    f"{stat(phase, name, 'p50_us') / 1000:.2f}",
+                    f"{stat(phase, name, 'p99_us') / 1000:.2f}",
+                    f"{ratio(phase, name, ceiling):.2f}",
+                    f"{ratio(phase, name, [r['rps'] for r in naive]):.1f}" if naive and phase != "naive" else "",
+                    str(sum(r["errors"] + r["non2xx"] for r in data)),
+                )
+            )
     print()
+    print(f"medians of {rounds} interleaved round(s); ratios are taken within each round, then the median")
     print(table(rows))
     print()
-    print(f"peak RSS: echo {echo['rss_mib']:.0f} MiB, floatsrv small {results['small_rss_mib']:.0f} MiB"
-          + (f", scale {results['scale_rss_mib']:.0f} MiB" if "scale_rss_mib" in results else ""))
-    print(f"log lines written in the small phase (info level, one per request): {results['small_log_lines']}")
+    rss = ", ".join(
+        f"{name} {results[f'{name}_rss_mib']:.0f} MiB"
+        for name in ("echo", "small", "naive", "scale")
+        if f"{name}_rss_mib" in results
+    )
+    print(f"peak RSS: {rss}")
+    print(f"log lines written by the small server (info level, one per request): {results.get('small_log_lines')}")
+    if "scale_startup_s" in results:
+        print(
+            f"scale database: {results['scale_db_mib']:.0f} MiB; start-up to ready: "
+            + ", ".join(f"{t:.2f} s" for t in results["scale_startup_s"])
+        )
     checks = []
     for name in ("register heartbeat", "add_feature_consumption"):
-        data, naive = results["small"][name], results["naive"][name]
-        checks.append((f"{name}: >= 0.5 x echo", data["rps"] / echo["rps"] >= 0.5, f"{data['rps'] / echo['rps']:.2f}"))
-        checks.append((f"{name}: p99 <= 25 ms", data["p99_us"] <= 25_000, f"{data['p99_us'] / 1000:.1f} ms"))
-        checks.append((f"{name}: >= 2 x naive", data["rps"] / naive["rps"] >= 2, f"{data['rps'] / naive['rps']:.1f}"))
-    if "scale" in results:
-        checks.append(("scale start-up < 2 s", results["scale_startup_s"] < 2, f"{results['scale_startup_s']:.2f} s"))
-        for name, small in results["small"].items():
-            scaled = results["scale"][name]
-            drop = 1 - scaled["rps"] / small["rps"]
-            checks.append((f"scale: {name} within 10%", drop <= 0.10, f"{-drop * 100:+.1f}% req/s, p99 "
-                           f"{small['p99_us'] / 1000:.1f} -> {scaled['p99_us'] / 1000:.1f} ms"))
+        to_echo, to_naive = ratio("small", name, ceiling), ratio("small", name, [r["rps"] for r in runs["naive"][name]])
+        p99 = stat("small", name, "p99_us")
+        checks.append((f"{name}: >= 0.5 x echo", to_echo >= 0.5, f"{to_echo:.2f}"))
+        checks.append((f"{name}: p99 <= 25 ms", p99 <= 25_000, f"{p99 / 1000:.1f} ms"))
+        checks.append((f"{name}: >= 2 x naive", to_naive >= 2, f"{to_naive:.1f}"))
+    if runs["scale"]:
+        startup = median(results["scale_startup_s"])
+        checks.append(("scale start-up < 2 s (median of 3)", startup < 2, f"{startup:.2f} s"))
+        for name in runs["small"]:
+            change = ratio("scale", name, [r["rps"] for r in runs["small"][name]]) - 1
+            checks.append(
+                (
+                    f"scale: {name} within 10%",
+                    change >= -0.10,
+                    f"{change * 100:+.1f}% req/s, p99 {stat('small', name, 'p99_us') / 1000:.1f} -> "
+                    f"{stat('scale', name, 'p99_us') / 1000:.1f} ms",
+                )
+            )
     width = max(len(c[0]) for c in checks)
     for label, ok, value in checks:
         print(f"  [{'PASS' if ok else 'FAIL'}] {label.ljust(width)}  {value}")
