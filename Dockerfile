@@ -1,0 +1,57 @@
+# floatsrv container image. Build and run: docs/install.md ("In Docker").
+#
+#   docker build -t floatsrv .
+#   docker run -d --name floatsrv -p 8080:8080 -v floatsrv-data:/var/lib/floatsrv \
+#       -v /srv/floatsrv/config.yaml:/etc/floatsrv/config.yaml:ro --stop-timeout 60 floatsrv
+#
+# Both stages must use the same base image: the virtualenv copied from the first one links to its Python.
+ARG PYTHON_IMAGE=python:3.11-slim
+
+# --- build: floatsrv and its dependencies (pinned by constraints.txt) in a virtualenv without pip ---
+FROM ${PYTHON_IMAGE} AS build
+ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1
+RUN python -m venv --without-pip /opt/floatsrv
+WORKDIR /src
+# Dependencies first, in their own layer: editing floatsrv does not reinstall them.
+COPY pyproject.toml constraints.txt ./
+RUN python -c "import tomllib; print(*tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies'], sep='\n')" \
+        > requirements.txt \
+ && pip --python /opt/floatsrv/bin/python install -r requirements.txt -c constraints.txt
+COPY README.md ./
+COPY floatsrv ./floatsrv
+RUN pip --python /opt/floatsrv/bin/python install --no-deps .
+# The example config, listening on all interfaces, with its data in the volume. Mount your own over it.
+COPY config.example.yaml ./
+RUN mkdir -p /etc/floatsrv \
+ && sed -e 's|^\(  host: \)127\.0\.0\.1  |\10.0.0.0    |' \
+        -e 's|^\(  data_dir: \)floatsrv-data|\1/var/lib/floatsrv|' \
+        config.example.yaml > /etc/floatsrv/config.yaml \
+ && grep -q '^  host: 0\.0\.0\.0 ' /etc/floatsrv/config.yaml \
+ && grep -q '^  data_dir: /var/lib/floatsrv ' /etc/floatsrv/config.yaml \
+ && /opt/floatsrv/bin/floatsrv check-config --config /etc/floatsrv/config.yaml
+
+# --- runtime ---
+FROM ${PYTHON_IMAGE}
+# A fixed numeric UID/GID, so volumes and `runAsNonRoot` (Kubernetes) can rely on it.
+RUN groupadd --system --gid 10001 floatsrv \
+ && useradd --system --uid 10001 --gid floatsrv --home-dir /var/lib/floatsrv --no-create-home \
+        --shell /usr/sbin/nologin floatsrv \
+ && install -d -o floatsrv -g floatsrv -m 0700 /var/lib/floatsrv
+COPY --from=build /opt/floatsrv /opt/floatsrv
+COPY --from=build /etc/floatsrv/config.yaml /etc/floatsrv/config.yaml
+# FLOATSRV_CONFIG: admin commands find the database by themselves (`docker exec floatsrv floatsrv user list`).
+ENV PATH=/opt/floatsrv/bin:$PATH \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    FLOATSRV_CONFIG=/etc/floatsrv/config.yaml
+USER 10001:10001
+VOLUME /var/lib/floatsrv
+EXPOSE 8080
+# No curl in slim images: Python's urllib. Any non-2xx answer or no answer makes the check fail.
+# It assumes port 8080: change it too if your config listens elsewhere.
+HEALTHCHECK --interval=30s --timeout=5s --start-period=30s --retries=3 \
+    CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8080/healthz', timeout=4)"]
+# SIGTERM: floatsrv drains requests (up to 10 s) and delivers pending usage (sync.shutdown_timeout_seconds,
+# default 10 s) before it exits. Docker's default stop timeout is 10 s: run with --stop-timeout 60.
+STOPSIGNAL SIGTERM
+CMD ["floatsrv", "serve", "--config", "/etc/floatsrv/config.yaml", "--host", "0.0.0.0", "--data-dir", "/var/lib/floatsrv"]
