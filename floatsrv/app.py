@@ -7,25 +7,30 @@ sync (which flushes at shutdown, before the store closes).
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from datetime import timedelta
 
 from aiohttp import web
 
+from floatsrv.api.metrics import Metrics
 from floatsrv.api.middleware import pipeline
 from floatsrv.api.routes import setup_routes
-from floatsrv.appkeys import CONFIG, DOMAIN, GUARD, THROTTLE
+from floatsrv.appkeys import CONFIG, DOMAIN, GUARD, LIVE, METRICS, THROTTLE
 from floatsrv.auth.guard import Guard
 from floatsrv.auth.throttle import LoginThrottle, ThrottleRule
 from floatsrv.auth.tokens import TokenIssuer, load_or_create_key
-from floatsrv.clock import Clock, SystemClock
-from floatsrv.config import DEMO_PASSWORDS, Config, ConfigError, bootstrap_admin
+from floatsrv.clock import Clock, ClockJump, SteadyClock, SystemClock
+from floatsrv.config import DEMO_PASSWORDS, Config, ConfigError, LiveConfig, bootstrap_admin
 from floatsrv.db.store import Store, StoreOptions
 from floatsrv.domain.accounts import DeclaredUser, sync_declared_users
 from floatsrv.domain.catalog import sync_catalog
 from floatsrv.domain.context import Domain, UsageWindows
+from floatsrv.domain.health import remember_time, time_floor
+from floatsrv.errors import StorageUnavailable
 from floatsrv.log import get_logger
+from floatsrv.reload import reload_on_sighup
 from floatsrv.workers.sweeper import sweeper_context
 from floatsrv.workers.sync import sync_context
 
@@ -58,10 +63,28 @@ def create_app(
     clock: Clock | None = None,
     store_options: StoreOptions | None = None,
     environ: Mapping[str, str] | None = None,
+    reload_config: Callable[[], Config] | None = None,
 ) -> web.Application:
-    clock = clock or SystemClock()
+    """The application. `reload_config` (re-reading the config file) enables reloading on SIGHUP."""
+
+    def clock_jumped(jump: ClockJump) -> None:
+        log.warning(
+            "clock_jumped_backwards",
+            seconds=round(jump.seconds, 3),
+            server_time=jump.at.isoformat(),
+            wall_clock=jump.wall.isoformat(),
+            message="the system clock stepped back; floatsrv keeps its own time moving forward until it catches up",
+        )
+
+    if not isinstance(clock, SteadyClock):  # tests may pass their own, with a fake monotonic clock
+        clock = SteadyClock(
+            clock or SystemClock(), tolerance=timedelta(seconds=config.server.clock_jump_tolerance_seconds)
+        )
+    clock.on_jump = clock.on_jump or clock_jumped
     app = web.Application(middlewares=[pipeline], client_max_size=config.server.max_body_bytes)
     app[CONFIG] = config
+    app[LIVE] = LiveConfig(config)
+    app[METRICS] = Metrics()
 
     async def store_context(app: web.Application) -> AsyncIterator[None]:
         options = store_options or StoreOptions(
@@ -72,6 +95,9 @@ def create_app(
         store = Store(config.db_path, clock, options)
         await store.open()
         try:
+            floor = await time_floor(store)
+            if floor is not None:
+                clock.floor(floor)  # never hand out a time before one this database has already seen
             if store.applied_migrations:
                 log.info("database_migrated", path=str(config.db_path), versions=store.applied_migrations)
             catalog, report = await sync_catalog(store, list(config.licenses), clock)
@@ -85,8 +111,10 @@ def create_app(
             windows = UsageWindows(
                 timedelta(seconds=config.usage.max_future_skew_seconds), timedelta(days=config.usage.max_lateness_days)
             )
-            app[DOMAIN] = Domain(store=store, clock=clock, catalog=catalog, usage=windows)
+            app[DOMAIN] = domain = Domain(store=store, clock=clock, catalog=catalog, usage=windows)
             yield
+            with contextlib.suppress(StorageUnavailable):
+                await remember_time(domain)
         finally:
             await store.close()
             stats = store.stats
@@ -134,5 +162,8 @@ def create_app(
     app.cleanup_ctx.append(auth_context)
     app.cleanup_ctx.append(sweeper_context)
     app.cleanup_ctx.append(sync_context)
+    if reload_config is not None:
+        env = os.environ if environ is None else environ
+        app.cleanup_ctx.append(reload_on_sighup(reload_config, lambda new: declared_users(new, env)))
     setup_routes(app)
     return app

@@ -47,7 +47,10 @@ def serve(config_path: Path, host: str | None, port: int | None, data_dir: Path 
     config = _load(config_path).with_overrides(host=host, port=port, data_dir=data_dir)
     from floatsrv.server import run
 
-    sys.exit(run(config))
+    def reload_config() -> Config:  # SIGHUP: the same file and the same command-line overrides
+        return load_config(config_path).with_overrides(host=host, port=port, data_dir=data_dir)
+
+    sys.exit(run(config, reload_config))
 
 
 @main.command("check-config")
@@ -67,10 +70,24 @@ def check_config(config_path: Path) -> None:
 
 
 def _register_admin_commands() -> None:
+    from floatsrv.cli_admin import db_group, licenses_group, seats_group, status_command, usage_show
     from floatsrv.cli_auth import apikey_group, audit_command, token_group, user_group
     from floatsrv.cli_sync import server_key, sync_group, usage_group
 
-    for command in (user_group, token_group, apikey_group, audit_command, sync_group, usage_group, server_key):
+    usage_group.add_command(usage_show)
+    for command in (
+        status_command,
+        licenses_group,
+        seats_group,
+        user_group,
+        token_group,
+        apikey_group,
+        audit_command,
+        sync_group,
+        usage_group,
+        server_key,
+        db_group,
+    ):
         main.add_command(command)
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import getpass
 import json
+import os
 import sys
 from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
@@ -69,6 +70,7 @@ def run_with_store(config: Config, work: Callable[[Store], Awaitable[T]], *, cre
     if not create and not config.db_path.exists():
         click.echo(f"floatsrv: no database at {config.db_path} (start the server once, or check --data-dir)", err=True)
         sys.exit(1)
+    warn_if_not_owner(config.storage.data_dir)
 
     async def main() -> T:
         store = Store(config.db_path, SystemClock(), StoreOptions(busy_timeout_ms=config.storage.busy_timeout_ms))
@@ -88,6 +90,21 @@ def run_with_store(config: Config, work: Callable[[Store], Awaitable[T]], *, cre
     except SchemaError as exc:
         click.echo(f"floatsrv: {exc}", err=True)
         sys.exit(1)
+
+
+def warn_if_not_owner(data_dir: Path) -> None:
+    """Files a command creates in the data directory belong to whoever runs it: as root, the server (running
+    as its own user) may then fail to open them. Say so before anything is created."""
+    try:
+        owner = data_dir.stat().st_uid
+    except OSError:
+        return
+    if hasattr(os, "geteuid") and os.geteuid() != owner:
+        click.echo(
+            f"floatsrv: warning: {data_dir} belongs to uid {owner} and you are uid {os.geteuid()}; run admin "
+            "commands as the server's user (e.g. sudo -u floatsrv floatsrv ...)",
+            err=True,
+        )
 
 
 def emit(rows: list[dict[str, Any]], columns: Iterable[str], as_json: bool) -> None:

@@ -38,6 +38,12 @@ class ServerConfig(_Section):
     host: Annotated[str, Field(min_length=1)] = "127.0.0.1"
     port: Annotated[int, Field(ge=0, le=65535)] = 8080
     max_body_bytes: Annotated[int, Field(ge=1024, le=16 * 1024 * 1024)] = 64 * 1024
+    # An idle keep-alive connection (or one that never completes its request headers) is closed after this.
+    idle_timeout_seconds: Annotated[float, Field(gt=0, le=3600)] = 60.0
+    # A request body must arrive within this many seconds (slow or stalled clients get 408).
+    request_timeout_seconds: Annotated[float, Field(gt=0, le=600)] = 30.0
+    # A backward step of the system clock larger than this is logged and shown by /readyz.
+    clock_jump_tolerance_seconds: Annotated[int, Field(ge=0, le=86_400)] = 5
     # Optional TLS: PEM certificate (chain) and private key. Both or neither.
     tls_cert: Path | None = None
     tls_key: Path | None = None
@@ -172,6 +178,11 @@ class SeatsConfig(_Section):
     sweep_interval_seconds: Annotated[float, Field(gt=0, le=3600)] = 30.0
 
 
+class MetricsConfig(_Section):
+    # A bearer token that may read /metrics only (for Prometheus), besides any viewer login. None: logins only.
+    token: Annotated[SecretStr, Field(min_length=16)] | None = None
+
+
 class Config(_Section):
     server: ServerConfig = Field(default_factory=ServerConfig)
     storage: StorageConfig = Field(default_factory=StorageConfig)
@@ -180,6 +191,7 @@ class Config(_Section):
     seats: SeatsConfig = Field(default_factory=SeatsConfig)
     usage: UsageConfig = Field(default_factory=UsageConfig)
     sync: SyncConfig = Field(default_factory=SyncConfig)
+    metrics: MetricsConfig = Field(default_factory=MetricsConfig)
     licenses: Annotated[list[LicenseSpec], _unique("id", "license id")] = Field(default_factory=list)
 
     @property
@@ -335,3 +347,11 @@ def _describe(error: Any) -> str:
     else:
         message = _MESSAGES.get(kind, str(error["msg"]).lower())
     return f"{format_path(loc)}: {message}"
+
+
+class LiveConfig:
+    """The config as last (re)loaded by SIGHUP. Code reads the settings that may change while serving
+    (`floatsrv.reload.LIVE_KEYS`) from here; everything else from the start-up config."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config

@@ -6,6 +6,7 @@
     │   ├── InvalidJson                   invalid_json
     │   ├── UnsupportedMediaType          unsupported_media_type
     │   ├── PayloadTooLarge               payload_too_large
+    │   ├── RequestTimeout                request_timeout
     │   ├── BorrowUntilNotValid           borrow_until_not_valid
     │   ├── NegativeConsumptionsNotAllowed negative_consumptions_not_allowed
     │   ├── WeakPassword                  weak_password
@@ -59,6 +60,7 @@
     │   └── Forbidden                     forbidden
     │       └── PasswordChangeRequired    password_change_required
     └── StorageUnavailable                storage_unavailable
+        └── StorageFull                   storage_full
 
 Codes are stable: clients (and the LicenseSpring SDK, which upper-cases some of them) match on them.
 Messages are for humans and may change. `detail` carries machine-readable context (never secrets).
@@ -102,6 +104,11 @@ class UnsupportedMediaType(InvalidRequest):
 class PayloadTooLarge(InvalidRequest):
     code = "payload_too_large"
     default_message = "the request body is too large"
+
+
+class RequestTimeout(InvalidRequest):
+    code = "request_timeout"
+    default_message = "the request body did not arrive in time"
 
 
 class BorrowUntilNotValid(InvalidRequest):
@@ -363,3 +370,8 @@ class PasswordChangeRequired(Forbidden):
 class StorageUnavailable(FloatsrvError):
     code = "storage_unavailable"
     default_message = "the database is not available; nothing was changed, retry later"
+
+
+class StorageFull(StorageUnavailable):
+    code = "storage_full"
+    default_message = "the disk holding the database is full; nothing was changed, retry later"

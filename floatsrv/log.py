@@ -122,7 +122,8 @@ def configure_logging(level: str = "info", fmt: Literal["auto", "json", "console
         processors=[*shared, structlog.processors.format_exc_info, renderer],
         wrapper_class=structlog.make_filtering_bound_logger(numeric),
         logger_factory=factory,
-        cache_logger_on_first_use=True,
+        # Not cached: SIGHUP may change the level. The per-request line does not go through structlog.
+        cache_logger_on_first_use=False,
     )
     # Route stdlib records (aiohttp, asyncio) through the same renderer, as text lines.
     handler = logging.StreamHandler(sys.stdout)

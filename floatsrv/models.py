@@ -53,6 +53,8 @@ def _exact_decimal(places: int) -> Any:
             raise ValueError('must be a decimal number, e.g. "0.25"') from None
         if not number.is_finite() or number < 0:
             raise ValueError("must be a finite number, zero or more")
+        if number.adjusted() >= 18:  # quantize() would overflow the decimal context (28 digits) from here on
+            raise ValueError("must be less than 10^18")
         if number != number.quantize(Decimal(1).scaleb(-places), rounding=ROUND_DOWN):
             raise ValueError(f"may have at most {places} decimal places")
         return number

@@ -5,10 +5,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import os
 import socket
 import ssl
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 from aiohttp import web
 
@@ -35,7 +36,33 @@ def tls_context(config: Config) -> ssl.SSLContext | None:
     return context
 
 
-def run(config: Config) -> int:
+# Exit codes a service manager can act on: 2 = the config is unusable, 3 = the data directory or database is
+# (foreign, corrupt, newer than this floatsrv, not writable). Restarting cannot fix either; 1 = anything else.
+EXIT_BAD_CONFIG = 2
+EXIT_BAD_DATA = 3
+
+
+def data_dir_problem(config: Config) -> str | None:
+    """Why the data directory cannot be used by this process, or None. Checked before anything starts, so
+    that a wrong owner (e.g. files created by root, server running as a service user) is one clear line."""
+    data_dir = config.storage.data_dir
+    try:
+        data_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        return f"cannot create the data directory {data_dir}: {exc.strerror}"
+    db = config.db_path
+    for path in (data_dir, db, db.with_name(db.name + "-wal"), db.with_name(db.name + "-shm")):
+        if path.exists() and not os.access(path, os.W_OK):
+            return (
+                f"{path} is not writable by this process (uid {os.getuid()}); give the data directory and its "
+                "files to the user floatsrv runs as (e.g. chown -R floatsrv: on it)"
+            )
+    if config.token_key_path.exists() and not os.access(config.token_key_path, os.R_OK):
+        return f"{config.token_key_path} is not readable by this process (uid {os.getuid()})"
+    return None
+
+
+def run(config: Config, reload_config: Callable[[], Config] | None = None) -> int:
     """Serve until SIGINT/SIGTERM; returns the process exit code (2: unusable configuration)."""
     configure_logging(config.log.level, config.log.format)
     try:
@@ -43,7 +70,12 @@ def run(config: Config) -> int:
     except ConfigError as exc:
         for line in exc.lines:
             print(f"floatsrv: config error: {line}", file=sys.stderr)
-        return 2
+        return EXIT_BAD_CONFIG
+    problem = data_dir_problem(config)
+    if problem is not None:
+        log.error("data_dir_unusable", error=problem)
+        print(f"floatsrv: {problem}", file=sys.stderr)
+        return EXIT_BAD_DATA
     try:
         sock = socket.create_server((config.server.host, config.server.port), reuse_port=False, backlog=1024)
     except OSError as exc:
@@ -59,7 +91,7 @@ def run(config: Config) -> int:
         tls=context is not None,
         data_dir=str(config.storage.data_dir),
     )
-    app = create_app(config)
+    app = create_app(config, reload_config=reload_config)
 
     async def announce(app: web.Application) -> None:
         # Everything loaded at start-up lives until shutdown: move it out of the collector's way, and collect
@@ -86,14 +118,23 @@ def run(config: Config) -> int:
     app.on_startup.append(announce)
     app.cleanup_ctx.insert(0, log_flusher)
     try:
-        web.run_app(app, sock=sock, ssl_context=context, access_log=None, print=None, shutdown_timeout=10.0)
+        web.run_app(
+            app,
+            sock=sock,
+            ssl_context=context,
+            access_log=None,
+            print=None,
+            shutdown_timeout=10.0,
+            keepalive_timeout=config.server.idle_timeout_seconds,
+        )
     except ConfigError as exc:
         for line in exc.lines:
             print(f"floatsrv: config error: {line}", file=sys.stderr)
-        return 2
+        return EXIT_BAD_CONFIG
     except SchemaError as exc:
         log.error("database_refused", error=str(exc))
-        return 1
+        print(f"floatsrv: {exc}", file=sys.stderr)
+        return EXIT_BAD_DATA
     except Exception:
         log.exception("server_failed")
         return 1

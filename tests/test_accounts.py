@@ -3,6 +3,7 @@ declared users (config/env) that only their file can change."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from tests.conftest import Api, make_config, start_api
@@ -154,7 +155,12 @@ async def test_declared_users_follow_the_config_and_environment(tmp_path) -> Non
         await client.close()
 
 
-def cli(api: Api, *args: str, stdin: str | None = None) -> Any:
+async def cli(api: Api, *args: str, **kwargs: Any) -> Any:
+    """Run the CLI in a thread: the server under test shares this event loop and must keep running."""
+    return await asyncio.to_thread(_cli, api, *args, **kwargs)
+
+
+def _cli(api: Api, *args: str, stdin: str | None = None) -> Any:
     import subprocess
     import sys
 
@@ -174,12 +180,12 @@ def temporary_of(output: str) -> str:
 async def test_user_commands_against_a_running_server(api: Api) -> None:
     import json
 
-    added = cli(api, "user", "add", "lee", "--role", "user")
+    added = await cli(api, "user", "add", "lee", "--role", "user")
     assert added.returncode == 0, added.stderr
     token = await api.login("lee", temporary_of(added.stdout))
     assert (await api.get("/v1/licenses", token=token))[1]["error"]["code"] == "password_change_required"
 
-    reset = cli(api, "user", "passwd", "lee")
+    reset = await cli(api, "user", "passwd", "lee")
     assert reset.returncode == 0
     assert (await api.get("/v1/me", token=token))[0] == 401  # the reset revoked the old session
     token = await api.login("lee", temporary_of(reset.stdout))
@@ -190,22 +196,22 @@ async def test_user_commands_against_a_running_server(api: Api) -> None:
     )
     assert (await api.get("/v1/licenses", token=token))[0] == 200
 
-    assert cli(api, "user", "set", "lee", "--role", "viewer").returncode == 0
+    assert (await cli(api, "user", "set", "lee", "--role", "viewer")).returncode == 0
     assert (await api.post("/api/v4/register", {"product": "demo", "user": "l"}, token=token))[0] == 403
 
-    listed = json.loads(cli(api, "user", "list", "--json").stdout)
+    listed = json.loads((await cli(api, "user", "list", "--json")).stdout)
     assert {u["username"]: (u["role"], u["source"]) for u in listed} == {
         "admin": ("admin", "config"),
         "demo": ("user", "config"),
         "lee": ("viewer", "local"),
     }
-    assert cli(api, "user", "passwd", "demo").stderr.startswith("floatsrv: user_managed_by_config")
-    missing = cli(api, "user", "rm", "nobody")
+    assert (await cli(api, "user", "passwd", "demo")).stderr.startswith("floatsrv: user_managed_by_config")
+    missing = await cli(api, "user", "rm", "nobody")
     assert missing.returncode == 1 and "user_not_found" in missing.stderr
 
-    assert cli(api, "user", "rm", "lee").returncode == 0
+    assert (await cli(api, "user", "rm", "lee")).returncode == 0
     assert (await api.get("/v1/me", token=token))[0] == 401
 
-    chosen = cli(api, "user", "add", "mia", "--password-stdin", stdin="mias-chosen-password\n")
+    chosen = await cli(api, "user", "add", "mia", "--password-stdin", stdin="mias-chosen-password\n")
     assert chosen.returncode == 0 and "temporary password" not in chosen.stdout
     assert await api.login("mia", "mias-chosen-password")

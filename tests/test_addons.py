@@ -70,10 +70,10 @@ async def test_activation_turns_a_refusal_into_an_allowance_with_exact_proration
 @pytest.mark.parametrize(
     ("at", "charge"),
     [
-        (datetime(2026, 1, 1, tzinfo=UTC), "31.00"),
-        (datetime(2026, 1, 31, tzinfo=UTC), "1.00"),
-        (datetime(2026, 1, 31, 23, 59, 59, tzinfo=UTC), "0.00"),
-        (datetime(2026, 1, 11, 8, tzinfo=UTC), "20.67"),
+        (datetime(2026, 3, 1, tzinfo=UTC), "31.00"),
+        (datetime(2026, 3, 31, tzinfo=UTC), "1.00"),
+        (datetime(2026, 3, 31, 23, 59, 59, tzinfo=UTC), "0.00"),
+        (datetime(2026, 3, 11, 8, tzinfo=UTC), "20.67"),
     ],
 )
 async def test_proration_to_the_cent(admin: Api, at: datetime, charge: str) -> None:

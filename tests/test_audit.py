@@ -105,11 +105,13 @@ async def test_audit_rows_vanish_when_their_transaction_rolls_back(api: Api) -> 
 
     # Another process (here: another connection) holds the write lock, so the next batch waits for it and
     # collects both units below into one transaction.
-    other = sqlite3.connect(api.config.db_path, isolation_level=None)
-    other.execute("BEGIN IMMEDIATE")
+    other = sqlite3.connect(api.config.db_path, isolation_level=None, check_same_thread=False)
+    # In a thread: the server (on this event loop) may be holding the lock for a moment itself.
+    await asyncio.to_thread(other.execute, "BEGIN IMMEDIATE")
     try:
-        create = asyncio.ensure_future(accounts.create_user(store, api.clock, Actor("admin", "test"), "jane",
-                                                            Role.USER, "janes-password"))
+        create = asyncio.ensure_future(
+            accounts.create_user(store, api.clock, Actor("admin", "test"), "jane", Role.USER, "janes-password")
+        )
         while store.pending_writes < 1:  # the user (with its audit row) is queued behind the lock
             await asyncio.sleep(0.01)
         failing = asyncio.ensure_future(store.write(fail_the_batch))
@@ -138,7 +140,8 @@ async def test_the_audit_log_is_append_only(api: Api) -> None:
 
 
 async def test_cli_audit(api: Api) -> None:
-    created = subprocess.run(
+    created = await asyncio.to_thread(
+        subprocess.run,
         [
             sys.executable,
             "-m",
@@ -156,7 +159,8 @@ async def test_cli_audit(api: Api) -> None:
     )
     assert created.returncode == 0, created.stderr
     assert "temporary password (shown once):" in created.stdout
-    shown = subprocess.run(
+    shown = await asyncio.to_thread(
+        subprocess.run,
         [
             sys.executable,
             "-m",
@@ -176,7 +180,8 @@ async def test_cli_audit(api: Api) -> None:
 
     [row] = [r for r in json.loads(shown.stdout) if r["target"] == "kim"]
     assert row["actor"].startswith("cli:") and row["detail"] == {"role": "viewer", "source": "local"}
-    table = subprocess.run(
+    table = await asyncio.to_thread(
+        subprocess.run,
         [sys.executable, "-m", "floatsrv", "audit", "--data-dir", str(api.config.storage.data_dir)],
         capture_output=True,
         text=True,

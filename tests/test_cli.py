@@ -56,8 +56,8 @@ def test_serve_refuses_a_foreign_database(tmp_path: Path) -> None:
     with sqlite3.connect(data / "floatsrv.db") as conn:
         conn.execute("CREATE TABLE something_else (x)")
     result = floatsrv("serve", "--config", str(EXAMPLE), "--data-dir", str(data), "--port", "0")
-    assert result.returncode == 1
-    assert "not a floatsrv database" in result.stdout
+    assert result.returncode == 3  # the data is unusable: a service manager should not retry
+    assert "not a floatsrv database" in result.stdout and "not a floatsrv database" in result.stderr
 
 
 def test_hash_password_makes_a_usable_hash(tmp_path: Path) -> None:
@@ -122,3 +122,35 @@ def test_tls(tmp_path: Path) -> None:
     (tmp_path / "broken.yaml").write_text(__import__("yaml").safe_dump(broken))
     result = floatsrv("serve", "--config", str(tmp_path / "broken.yaml"), "--port", "0")
     assert result.returncode == 2 and "server.tls_cert/server.tls_key: cannot load" in result.stderr
+
+
+def test_serve_refuses_a_data_dir_it_cannot_write(tmp_path: Path) -> None:
+    """Files left by root (say, an admin who ran the server by hand once) and a service running as another
+    user: one clear line and exit 1, not a traceback."""
+    import os
+    import shutil
+    import tempfile
+
+    if os.geteuid() != 0 or shutil.which("setpriv") is None:
+        pytest.skip("needs root and setpriv to run the server as another user")
+    shared = Path(tempfile.mkdtemp(prefix="floatsrv-perm-"))  # tmp_path's parents are closed to other users
+    try:
+        shared.chmod(0o755)
+        from tests.procs import ServerProcess
+
+        first = ServerProcess(shared)  # as root: creates the data directory and the database
+        first.start()
+        assert first.stop() == 0
+        data = first.data_dir
+        result = subprocess.run(
+            ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", sys.executable, "-m", "floatsrv"]
+            + ["serve", "--config", str(EXAMPLE), "--data-dir", str(data), "--port", "0"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert result.returncode == 3
+        assert f"{data} is not writable by this process (uid 65534)" in result.stderr
+        assert "Traceback" not in result.stdout + result.stderr
+    finally:
+        shutil.rmtree(shared)

@@ -8,9 +8,13 @@ from typing import Any
 import pytest
 from openapi_spec_validator import validate
 
+from floatsrv import errors
 from floatsrv.api.meta import openapi_document
 from floatsrv.api.routes import ROUTES
 from tests.conftest import Api
+
+# The v4 document also describes the login and the home page, which LicenseSpring's SDK calls.
+OUTSIDE_PREFIX = {"v1": set(), "v4": {("get", "/auth"), ("get", "/")}}
 
 
 def routes_under(prefix: str) -> set[tuple[str, str]]:
@@ -22,11 +26,11 @@ def documented(document: dict[str, Any]) -> set[tuple[str, str]]:
     return {(method, path) for path, item in document["paths"].items() for method in item if method in methods}
 
 
-@pytest.mark.parametrize(("name", "prefix"), [("v1", "/v1/")])
+@pytest.mark.parametrize(("name", "prefix"), [("v1", "/v1/"), ("v4", "/api/v4/")])
 def test_document_is_valid_and_complete(name: str, prefix: str) -> None:
     document = openapi_document(name)
     validate(document)
-    assert documented(document) == routes_under(prefix)
+    assert documented(document) == routes_under(prefix) | OUTSIDE_PREFIX[name]
     # Every route with a role says which role in its summary, so readers see the rule the server applies.
     for route in ROUTES:
         if route.path.startswith(prefix) and route.role is not None:
@@ -39,3 +43,28 @@ async def test_served_at_v1_openapi_json(api: Api) -> None:
         assert resp.status == 200
         document = await resp.json()
     assert document["openapi"] == "3.1.0" and "/v1/usage/events" in document["paths"]
+
+
+def _error_classes(cls: type[errors.FloatsrvError]) -> list[type[errors.FloatsrvError]]:
+    return [cls, *(sub for child in cls.__subclasses__() for sub in _error_classes(child))]
+
+
+def test_v4_error_codes_are_real() -> None:
+    """Every error code the v4 document promises is one the server has (docs/errors.md lists them)."""
+    document = openapi_document("v4")
+    promised: set[str] = set(document["components"]["schemas"]["BadRequestCode"]["enum"])
+    for response in document["components"]["responses"].values():
+        for part in response.get("content", {}).get("application/json", {}).get("schema", {}).get("allOf", []):
+            code = part.get("properties", {}).get("code", {})
+            promised |= set(code.get("enum", [])) | ({code["const"]} if "const" in code else set())
+    known = {cls.code for cls in _error_classes(errors.FloatsrvError)}
+    assert promised and promised <= known, promised - known
+    assert "/api/v5/ping" not in document["paths"]  # served as 404, so the SDK stays on /api/v4
+
+
+async def test_served_at_api_v4_openapi_json(api: Api) -> None:
+    async with api.client.get("/api/v4/openapi.json") as resp:  # public: no token
+        assert resp.status == 200 and resp.content_type == "application/json"
+        document = await resp.json()
+    assert document["openapi"] == "3.1.0" and "/api/v4/register" in document["paths"]
+    assert document == openapi_document("v4")

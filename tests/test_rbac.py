@@ -12,7 +12,14 @@ from floatsrv.auth.passwords import hash_password
 from floatsrv.models import Role
 from tests.conftest import Api
 
-PUBLIC = {("GET", "/"), ("GET", "/auth"), ("GET", "/v1/openapi.json")}
+PUBLIC = {
+    ("GET", "/"),
+    ("GET", "/auth"),
+    ("GET", "/v1/openapi.json"),
+    ("GET", "/api/v4/openapi.json"),
+    ("GET", "/healthz"),
+    ("GET", "/readyz"),
+}
 PARAMS = {
     "license_id": "1001",
     "username": "nobody",

@@ -3,8 +3,10 @@ the very next request, whether revoked through the admin API or by the CLI from 
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import sys
+from typing import Any
 
 import jwt
 
@@ -83,7 +85,12 @@ async def test_api_keys(api: Api) -> None:
     assert await works(api, tampered) == 401
 
 
-def cli(api: Api, *args: str) -> subprocess.CompletedProcess[str]:
+async def cli(api: Api, *args: str, **kwargs: Any) -> Any:
+    """Run the CLI in a thread: the server under test shares this event loop and must keep running."""
+    return await asyncio.to_thread(_cli, api, *args, **kwargs)
+
+
+def _cli(api: Api, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "floatsrv", *args, "--data-dir", str(api.config.storage.data_dir)],
         capture_output=True,
@@ -95,20 +102,20 @@ def cli(api: Api, *args: str) -> subprocess.CompletedProcess[str]:
 async def test_cli_revocation_reaches_the_running_server_on_the_next_request(api: Api) -> None:
     token = api.token or ""
     assert await works(api, token) == 200
-    listed = cli(api, "token", "list", "--user", "demo", "--json")
+    listed = await cli(api, "token", "list", "--user", "demo", "--json")
     assert listed.returncode == 0, listed.stderr
     assert jti(token) in listed.stdout
-    result = cli(api, "token", "revoke", jti(token))
+    result = await cli(api, "token", "revoke", jti(token))
     assert result.returncode == 0, result.stderr
     assert await works(api, token) == 401
 
-    created = cli(api, "apikey", "create", "ci-runner", "--role", "user")
+    created = await cli(api, "apikey", "create", "ci-runner", "--role", "user")
     key = created.stdout.strip().splitlines()[-1].split()[-1]
     assert await works(api, key) == 200
     key_id = key.split("_")[1]
-    assert cli(api, "apikey", "revoke", key_id).returncode == 0
+    assert (await cli(api, "apikey", "revoke", key_id)).returncode == 0
     assert await works(api, key) == 401
 
     fresh = await api.login()
-    assert cli(api, "token", "rotate-key").returncode == 0
+    assert (await cli(api, "token", "rotate-key")).returncode == 0
     assert await works(api, fresh) == 401

@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 from floatsrv.api.account import actor
 from floatsrv.api.body import read_json_object
@@ -37,7 +37,7 @@ class NewUser(_Body):
 
 class UserChange(_Body):
     role: Role | None = None
-    disabled: bool | None = None
+    disabled: StrictBool | None = None  # strict: 0, 1, "yes" or "off" are not booleans
 
 
 class PasswordReset(_Body):
@@ -245,10 +245,10 @@ async def audit_log(request: web.Request) -> web.Response:
 
 async def revoke_seat(request: web.Request) -> web.Response:
     domain = request.app[DOMAIN]
-    try:
-        seat_id = int(request.match_info["seat_id"])
-    except ValueError:
-        seat_id = 0
+    raw = request.match_info["seat_id"]
+    # Seat ids are positive SQLite integers: anything else (a sign, "1_0", other scripts' digits, 2**64) is a
+    # seat that does not exist, not an int() for SQLite to overflow on.
+    seat_id = int(raw) if raw.isascii() and raw.isdigit() and len(raw) <= 18 else 0
     who = actor(request)
     seat = await seats.revoke_seat(domain, seat_id, who.name, who.peer)
     return ok(seat_view(await queries.seat_view(domain, seat.id)))

@@ -1,19 +1,22 @@
 """Reading request bodies: JSON objects only, strictly parsed, with clear errors.
 
 Rejected before any handler logic runs: other content types (415), bodies over the configured size (413),
-invalid UTF-8, invalid JSON, NaN/Infinity, duplicate keys, absurd nesting, and non-object bodies.
+invalid UTF-8, invalid JSON, NaN/Infinity, duplicate keys, absurd nesting, lone UTF-16 surrogates
+(`"\\ud800"`: no valid text, and SQLite cannot store them), and non-object bodies.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
+import re
 from decimal import Decimal
 from typing import Any, NoReturn
 
 from aiohttp import web
 
-from floatsrv.appkeys import CONFIG
-from floatsrv.errors import InvalidJson, PayloadTooLarge, UnsupportedMediaType
+from floatsrv.appkeys import CONFIG, LIVE
+from floatsrv.errors import InvalidJson, PayloadTooLarge, RequestTimeout, UnsupportedMediaType
 
 
 def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -27,6 +30,27 @@ def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 
 def _no_constants(name: str) -> NoReturn:
     raise InvalidJson(f"{name} is not a valid JSON number")
+
+
+# A surrogate can only come from a `\uD800`-`\uDFFF` escape (UTF-8 input cannot encode one); a valid pair
+# decodes to one character, so any surrogate left in a decoded string is a lone one.
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _has_lone_surrogate(value: Any) -> bool:
+    pending = [value]  # iterative: a body may nest as deeply as the JSON parser allows
+    while pending:
+        item = pending.pop()
+        if isinstance(item, str):
+            if _SURROGATE.search(item) is not None:
+                return True
+        elif isinstance(item, dict):
+            pending.extend(item.keys())
+            pending.extend(item.values())
+        elif isinstance(item, list):
+            pending.extend(item)
+    return False
 
 
 def _check_content_type(request: web.Request) -> None:
@@ -58,13 +82,25 @@ def decode_json_object(raw: bytes) -> dict[str, Any]:
         raise InvalidJson(f"the request body is not valid JSON ({str(exc).split(':')[0]})") from None
     if not isinstance(value, dict):
         raise InvalidJson("the request body must be a JSON object")
+    # Cheap test first: only bodies with a surrogate escape in their text are walked.
+    if _SURROGATE_ESCAPE.search(text) is not None and _has_lone_surrogate(value):
+        raise InvalidJson("the request body has a lone UTF-16 surrogate (\\ud800-\\udfff) in a string")
     return value
 
 
 async def read_json_object(request: web.Request) -> dict[str, Any]:
     _check_content_type(request)
+    server = request.app[LIVE].config.server
     try:
-        raw = await request.read()
+        # A client that sends its headers and then trickles (or withholds) the body must not hold a
+        # connection and a handler forever.
+        async with asyncio.timeout(server.request_timeout_seconds):
+            raw = await request.read()
+    except TimeoutError:
+        limit = server.request_timeout_seconds
+        raise RequestTimeout(
+            f"the request body did not arrive within {limit} s (server.request_timeout_seconds)"
+        ) from None
     except web.HTTPRequestEntityTooLarge:
         limit = request.app[CONFIG].server.max_body_bytes
         raise PayloadTooLarge(f"the request body is larger than {limit} bytes (server.max_body_bytes)") from None

@@ -19,6 +19,7 @@ DOC_URL = "docs/errors.md"
 
 _V4_STATUS: dict[type[e.FloatsrvError], int] = {
     e.PayloadTooLarge: 413,
+    e.RequestTimeout: 408,
     e.UnsupportedMediaType: 415,
     e.AuthError: 401,
     e.TooManyRequests: 429,
@@ -36,6 +37,7 @@ _V4_CODE: dict[type[e.FloatsrvError], str] = {
 
 _NATIVE: dict[type[e.FloatsrvError], tuple[int, str]] = {
     e.PayloadTooLarge: (413, "validation_error"),
+    e.RequestTimeout: (408, "invalid_request_error"),
     e.UnsupportedMediaType: (415, "validation_error"),
     e.InvalidRequest: (400, "validation_error"),
     e.NotFound: (404, "not_found"),

@@ -96,6 +96,10 @@ async def openapi_v1(request: web.Request) -> web.Response:
     return json_response(openapi_document("v1"))
 
 
+async def openapi_v4(request: web.Request) -> web.Response:
+    return json_response(openapi_document("v4"))
+
+
 async def health(request: web.Request) -> web.Response:
     domain = request.app[DOMAIN]
     return json_response(

@@ -8,6 +8,7 @@ with its traceback and never leaks internals to the client.
 from __future__ import annotations
 
 import asyncio
+import hmac
 import itertools
 import re
 import secrets
@@ -21,7 +22,7 @@ from aiohttp.typedefs import Handler
 
 from floatsrv import errors
 from floatsrv.api.errors import Surface, error_body, render
-from floatsrv.appkeys import GUARD, PRINCIPAL, ROUTE_ROLES
+from floatsrv.appkeys import GUARD, LIVE, METRICS, PRINCIPAL, ROUTE_ROLES
 from floatsrv.log import get_logger, request_completed
 from floatsrv.models import Principal, Role
 
@@ -60,6 +61,8 @@ def _error_response(request: web.Request, error: errors.FloatsrvError) -> web.Re
         headers["WWW-Authenticate"] = 'Bearer realm="floatsrv"'
     if isinstance(error, errors.TooManyRequests):
         headers["Retry-After"] = str(error.detail.get("retry_after", 60))
+    if isinstance(error, errors.StorageUnavailable):
+        headers["Retry-After"] = "5"  # storage faults clear by themselves or not at all: retry soon
     return json_response(body, status=status, headers=headers or None)
 
 
@@ -75,13 +78,27 @@ def _http_error_response(request: web.Request, exc: web.HTTPException) -> web.Re
     return json_response(body, status=exc.status, headers=headers)
 
 
+def _is_metrics_token(request: web.Request, header: str) -> bool:
+    token = request.app[LIVE].config.metrics.token
+    if token is None or not header.startswith("Bearer "):
+        return False
+    return hmac.compare_digest(header[7:].strip().encode(), token.get_secret_value().encode())
+
+
 # Routes a user with a temporary password may still call: to see who they are and to change it.
 PASSWORD_CHANGE_ROUTES = frozenset({("GET", "/v1/me"), ("POST", "/v1/me/password")})
 
 
+METRICS_ROUTE = ("GET", "/metrics")
+METRICS_PRINCIPAL = Principal("metrics", Role.VIEWER, credential="metrics_token")
+
+
 def _authorize(request: web.Request, route: tuple[str, str], required: Role) -> Principal:
     """Authenticate the caller and check the route's role. Raises AuthError subclasses."""
-    principal = request.app[GUARD].authenticate(request.headers.get("Authorization", ""))
+    header = request.headers.get("Authorization", "")
+    if route == METRICS_ROUTE and _is_metrics_token(request, header):
+        return METRICS_PRINCIPAL
+    principal = request.app[GUARD].authenticate(header)
     if principal.must_change_password and route not in PASSWORD_CHANGE_ROUTES:
         raise errors.PasswordChangeRequired()
     if not principal.role.allows(required):
@@ -117,6 +134,10 @@ async def pipeline(request: web.Request, handler: Handler) -> web.StreamResponse
     except errors.FloatsrvError as exc:
         response = _error_response(request, exc)
         error_code = exc.code
+        if isinstance(exc, errors.AuthError):
+            request.app[METRICS].auth_failure(exc.code)
+        elif isinstance(exc, errors.SeatsExhausted):
+            request.app[METRICS].seat_denial(exc.detail.get("license_id"), exc.detail.get("feature"))
     except web.HTTPException as exc:
         response = _http_error_response(request, exc)
     except asyncio.CancelledError:
@@ -132,11 +153,13 @@ async def pipeline(request: web.Request, handler: Handler) -> web.StreamResponse
         )
         response = json_response(body, status=500)
     response.headers["X-Request-Id"] = request_id
+    elapsed = time.perf_counter() - started
+    request.app[METRICS].request(route_name, request.method, response.status, elapsed)
     request_completed(
         method=request.method,
         route=route_name,
         status=response.status,
-        duration_ms=round((time.perf_counter() - started) * 1000, 2),
+        duration_ms=round(elapsed * 1000, 2),
         user=user,
         peer=request.remote,
         request_id=request_id,

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from floatsrv.api import account, addons, admin, meta, native, sync, usage, v4
+from floatsrv.api import account, addons, admin, meta, metrics, native, ops, sync, usage, v4
 from floatsrv.appkeys import ROUTE_ROLES
 from floatsrv.models import Role
 
@@ -29,6 +29,11 @@ ROUTES: tuple[Route, ...] = (
     Route("GET", "/", meta.home, None),
     Route("GET", "/auth", meta.login, None),
     Route("GET", "/api/v4/health", meta.health, VIEWER),
+    # Operations: probes are public (service managers call them bare); metrics need a viewer or the metrics token.
+    Route("GET", "/healthz", ops.healthz, None),
+    Route("GET", "/readyz", ops.readyz, None),
+    Route("GET", "/metrics", metrics.metrics, VIEWER),
+    Route("GET", "/api/v4/openapi.json", meta.openapi_v4, None),
     # LicenseSpring Floating Server v1 (spec §1.4-1.6).
     Route("POST", "/api/v4/register", v4.register, USER),
     Route("POST", "/api/v4/unregister", v4.unregister, USER),

@@ -20,7 +20,8 @@ from floatsrv.times import is_zero_time, parse_instant
 
 M = TypeVar("M", bound=BaseModel)
 
-_INT = re.compile(r"^\s*[+-]?\d{1,19}\s*$")
+# ASCII only: int() would also read other scripts' digits ("١٠٠١" as 1001).
+_INT = re.compile(r"^\s*[+-]?\d{1,19}\s*$", re.ASCII)
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 

@@ -74,8 +74,9 @@ def load_snapshot(conn: sqlite3.Connection, now: int) -> Snapshot:
 
 
 class Guard:
-    def __init__(self, store: Store, clock: Clock, issuer: TokenIssuer, key_path: Path, enabled: bool,
-                 stamp_path: Path) -> None:
+    def __init__(
+        self, store: Store, clock: Clock, issuer: TokenIssuer, key_path: Path, enabled: bool, stamp_path: Path
+    ) -> None:
         self._store = store
         self._clock = clock
         self.issuer = issuer
@@ -126,6 +127,8 @@ class Guard:
         credential = credential.strip()
         if scheme.lower() != "bearer" or not credential:
             raise InvalidToken("the Authorization header must be 'Bearer <token>'", reason="scheme")
+        if not credential.isascii():  # tokens and API keys are ASCII; raw bytes arrive as surrogates
+            raise InvalidToken("token is malformed", reason="malformed")
         snapshot = self.current()
         key = apikeys.split(credential)
         if key is not None:

@@ -73,8 +73,11 @@ def check_identity(conn: sqlite3.Connection, path: str) -> None:
     )
 
 
-def migrate(conn: sqlite3.Connection, applied_at_us: int) -> list[int]:
-    """Apply pending migrations; return the versions applied. Raises SchemaError for a newer database."""
+def migrate(conn: sqlite3.Connection, applied_at_us: int, upto: int | None = None) -> list[int]:
+    """Apply pending migrations (up to version `upto`, default all); return the versions applied.
+
+    Raises SchemaError for a database newer than this floatsrv.
+    """
     migrations = available()
     current = conn.execute("PRAGMA user_version").fetchone()[0]
     newest = migrations[-1].version
@@ -85,7 +88,7 @@ def migrate(conn: sqlite3.Connection, applied_at_us: int) -> list[int]:
         )
     applied = []
     for migration in migrations:
-        if migration.version <= current:
+        if migration.version <= current or (upto is not None and migration.version > upto):
             continue
         conn.execute("BEGIN IMMEDIATE")
         try:

@@ -20,9 +20,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import queue
 import sqlite3
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
@@ -31,8 +33,11 @@ from typing import Any, Generic, Literal, TypeVar
 
 from floatsrv.clock import Clock
 from floatsrv.db import migrate
-from floatsrv.errors import StorageUnavailable
+from floatsrv.errors import StorageFull, StorageUnavailable
+from floatsrv.log import get_logger
 from floatsrv.times import to_us
+
+log = get_logger("floatsrv.store")
 
 T = TypeVar("T")
 Unit = Callable[[sqlite3.Connection], T]
@@ -74,12 +79,16 @@ class AfterBatch(Generic[T]):
 
 @dataclass(slots=True)
 class StoreStats:
-    """Counters of the write path (for metrics and tests)."""
+    """Counters and state of the write path (for health, metrics and tests)."""
 
     commits: int = 0
     units: int = 0
     failed_batches: int = 0
     largest_batch: int = 0
+    # The storage fault the last batch hit (an SQLite error name), None once a commit succeeds again.
+    fault: str | None = None
+    fault_since: float | None = None  # time.time() of the first failure of the current fault
+    last_commit: float | None = None  # time.time() of the last successful commit
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,13 +114,19 @@ def connect(
 
 
 def _unavailable(exc: BaseException) -> StorageUnavailable:
-    error = StorageUnavailable(reason=getattr(exc, "sqlite_errorname", None) or type(exc).__name__)
+    reason = getattr(exc, "sqlite_errorname", None) or type(exc).__name__
+    kind = StorageFull if reason == "SQLITE_FULL" else StorageUnavailable
+    error = kind(reason=reason)
     error.__cause__ = exc
     return error
 
 
 def _open_writer(path: Path, options: StoreOptions, applied_at_us: int) -> tuple[sqlite3.Connection, list[int]]:
     """Connect, refuse foreign/newer files, switch to WAL, migrate. Runs in a worker thread."""
+    if not path.exists():
+        # Created private whatever the umask: it holds password hashes and usage. SQLite gives the -wal and
+        # -shm files the database file's permissions.
+        os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
     # any_thread: the connection is used by the loop thread and by worker threads, never at the same time.
     conn = connect(path, options, any_thread=True)
     try:
@@ -256,6 +271,7 @@ class Store:
             try:
                 await asyncio.to_thread(conn.execute, "BEGIN IMMEDIATE")  # may wait for another process
             except sqlite3.Error as exc:
+                self._note_fault(exc)
                 self._fail(self._take(), _unavailable(exc))
                 continue
             batch = self._take()
@@ -268,9 +284,10 @@ class Store:
             if fault is not None:
                 with contextlib.suppress(sqlite3.Error):  # SQLite may have rolled back already
                     await asyncio.to_thread(conn.execute, "ROLLBACK")
-                self.stats.failed_batches += 1
+                self._note_fault(fault)
                 self._fail(batch, _unavailable(fault))  # every unit shares the batch's fate
                 continue
+            self._note_commit()
             self.stats.commits += 1
             self.stats.units += len(batch)
             self.stats.largest_batch = max(self.stats.largest_batch, len(batch))
@@ -281,6 +298,26 @@ class Store:
                     future.set_exception(error)
                 else:
                     future.set_result(result)
+
+    def _note_fault(self, exc: BaseException) -> None:
+        stats = self.stats
+        stats.failed_batches += 1
+        reason = getattr(exc, "sqlite_errorname", None) or type(exc).__name__
+        if stats.fault is None:
+            stats.fault_since = time.time()
+            log.error("storage_failed", reason=reason, error=str(exc), path=str(self.path))
+        elif stats.fault != reason:
+            log.error("storage_failed", reason=reason, error=str(exc), path=str(self.path))
+        stats.fault = reason
+
+    def _note_commit(self) -> None:
+        stats = self.stats
+        stats.last_commit = time.time()
+        if stats.fault is not None:
+            log.info(
+                "storage_recovered", reason=stats.fault, failed_for_s=round(time.time() - (stats.fault_since or 0), 1)
+            )
+            stats.fault = stats.fault_since = None
 
     def _take(self) -> list[tuple[Callable[[sqlite3.Connection], Any], asyncio.Future[Any]]]:
         size = min(len(self._queue), self.options.max_batch)

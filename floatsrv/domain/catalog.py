@@ -125,6 +125,12 @@ async def sync_catalog(store: Store, specs: list[LicenseSpec], clock: Clock) -> 
     return await store.write(unit)
 
 
+async def load_catalog(store: Store) -> Catalog:
+    """The catalog as the server last synced it into the database (for admin commands, which may run
+    without the server's config)."""
+    return await store.read(lambda conn: _load(conn, {}))
+
+
 def _load(conn: sqlite3.Connection, specs: Mapping[int, LicenseSpec]) -> Catalog:
     """The catalog of the licenses now in the database (`specs`: the ones just validated, to avoid re-parsing)."""
     licenses = [

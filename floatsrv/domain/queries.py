@@ -6,7 +6,9 @@ import sqlite3
 from dataclasses import dataclass
 from typing import Literal
 
+from floatsrv.db import inspect as db_inspect
 from floatsrv.db import seats as db_seats
+from floatsrv.db.inspect import CounterRow
 from floatsrv.db.seats import SeatRow
 from floatsrv.domain.context import Domain
 from floatsrv.domain.state import LicenseState, read_state
@@ -81,3 +83,8 @@ def _view(domain: Domain, row: SeatRow, now: int) -> SeatView:
         return SeatView(row, license, True, None, None)
     borrow_ended = row.borrowed_until is not None and row.borrowed_until >= row.expires_at
     return SeatView(row, license, False, row.expires_at, "borrow_ended" if borrow_ended else "expired")
+
+
+async def counters(domain: Domain, license_id: int | None = None, limit: int = 100) -> list[CounterRow]:
+    """Consumption counters, newest period first, with what each sync channel has confirmed."""
+    return await domain.store.read(lambda conn: db_inspect.counters(conn, license_id, limit))

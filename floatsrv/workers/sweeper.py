@@ -1,13 +1,15 @@
 """Seat sweeper: marks expired seats ended with their reason. Counting never waits for it: an expired
 seat stops counting the moment it expires; the sweep only writes the history row's end. It also forgets
-bearer tokens that expired more than 30 days ago, and compacts raw usage events past their retention."""
+bearer tokens that expired more than 30 days ago, compacts raw usage events past their retention, and writes
+down the server's time (the floor of its clock after a restart)."""
 
 from __future__ import annotations
 
 from aiohttp import web
 
-from floatsrv.appkeys import CONFIG, DOMAIN
+from floatsrv.appkeys import CONFIG, DOMAIN, LIVE
 from floatsrv.domain.credentials import prune_expired_tokens
+from floatsrv.domain.health import remember_time
 from floatsrv.domain.seats import sweep_expired
 from floatsrv.domain.usage import compact_events
 from floatsrv.log import get_logger
@@ -25,9 +27,10 @@ async def sweep_once(app: web.Application) -> int:
     pruned = await prune_expired_tokens(domain.store, domain.clock)
     if pruned:
         log.info("expired_tokens_pruned", count=pruned)
-    compacted = await compact_events(domain, app[CONFIG].storage.event_retention_days)
+    compacted = await compact_events(domain, app[LIVE].config.storage.event_retention_days)
     if compacted:
         log.info("usage_events_compacted", count=compacted)
+    await remember_time(domain)
     return ended
 
 

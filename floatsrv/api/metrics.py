@@ -1,0 +1,162 @@
+"""Prometheus metrics: request counters and latencies recorded as requests finish, and the state of seats,
+consumption, sync, storage and the clock read fresh from the database at each scrape (`GET /metrics`).
+
+Each application has its own registry (tests run several apps in one process). Recording a request costs
+two dictionary lookups and two increments: the labelled children are cached per (route, method, status).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from aiohttp import web
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4, generate_latest
+from prometheus_client.registry import Collector
+
+from floatsrv import __version__
+from floatsrv.appkeys import CONFIG, DOMAIN, METRICS
+from floatsrv.clock import SteadyClock
+from floatsrv.domain import queries, sync
+from floatsrv.domain.context import Domain
+from floatsrv.domain.state import LicenseState
+from floatsrv.domain.sync import AIRGAP
+from floatsrv.quantity import MILLI
+
+# Request latency buckets (seconds): floatsrv answers in milliseconds; anything past 1 s is an incident.
+_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0)
+
+
+class Metrics:
+    """The counters the request pipeline feeds."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self._requests = Counter(
+            "floatsrv_http_requests",
+            "HTTP requests answered, by route, method and status.",
+            ["route", "method", "status"],
+            registry=self.registry,
+        )
+        self._latency = Histogram(
+            "floatsrv_http_request_duration_seconds",
+            "Time from a request's arrival at the handler pipeline to its response, by route.",
+            ["route"],
+            buckets=_BUCKETS,
+            registry=self.registry,
+        )
+        self._auth_failures = Counter(
+            "floatsrv_auth_failures",
+            "Refused logins and credentials, by error code (unauthorized, invalid_token, forbidden, ...).",
+            ["code"],
+            registry=self.registry,
+        )
+        self._seat_denials = Counter(
+            "floatsrv_seat_denials",
+            "Seat requests refused because every seat was taken, by license and feature ('' = the license seat).",
+            ["license_id", "feature"],
+            registry=self.registry,
+        )
+        self._request_children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+
+    def request(self, route: str, method: str, status: int, seconds: float) -> None:
+        children = self._request_children.get((route, method, status))
+        if children is None:
+            children = (self._requests.labels(route, method, str(status)), self._latency.labels(route))
+            self._request_children[(route, method, status)] = children
+        children[0].inc()
+        children[1].observe(seconds)
+
+    def auth_failure(self, code: str) -> None:
+        self._auth_failures.labels(code).inc()
+
+    def seat_denial(self, license_id: object, feature: object) -> None:
+        self._seat_denials.labels(str(license_id), str(feature or "")).inc()
+
+
+class _Snapshot(Collector):
+    """The database-derived metrics of one scrape (gathered before rendering, off the event loop)."""
+
+    def __init__(self, domain: Domain, states: list[LicenseState], channels: list[sync.ChannelStatus]) -> None:
+        self.domain, self.states, self.channels = domain, states, channels
+
+    def collect(self) -> Iterator[Metric]:
+        labels = ["license_id", "product", "feature"]
+        in_use = GaugeMetricFamily(
+            "floatsrv_seats_in_use", "Seats held now ('' feature = the license seat).", labels=labels
+        )
+        limit = GaugeMetricFamily("floatsrv_seats_limit", "Seat limit ('' feature = the license seat).", labels=labels)
+        used = GaugeMetricFamily(
+            "floatsrv_consumption_period_total",
+            "Consumption in the current period (units; '' feature = license-level consumption).",
+            labels=labels,
+        )
+        for state in self.states:
+            spec = state.license.spec
+            key = [str(spec.id), spec.product, ""]
+            in_use.add_metric(key, state.seats_in_use)
+            limit.add_metric(key, spec.floating_users)
+            if spec.is_consumption:
+                used.add_metric(key, state.total_milli / MILLI)
+            for feature in state.features:
+                fkey = [str(spec.id), spec.product, feature.spec.code]
+                if feature.spec.is_floating:
+                    in_use.add_metric(fkey, feature.seats_in_use)
+                    limit.add_metric(fkey, feature.allowance.included_milli // MILLI)
+                if feature.spec.is_consumption:
+                    used.add_metric(fkey, feature.total_milli / MILLI)
+        yield from (in_use, limit, used)
+
+        now = self.domain.clock.now()
+        pending = GaugeMetricFamily(
+            "floatsrv_sync_pending_records", "Counters changed and not yet delivered.", labels=["channel"]
+        )
+        lag = GaugeMetricFamily(
+            "floatsrv_sync_lag_seconds", "Age of the oldest undelivered change (0: none).", labels=["channel"]
+        )
+        parked = GaugeMetricFamily(
+            "floatsrv_sync_parked_batches", "Batches an upstream refused for good.", labels=["channel"]
+        )
+        failures = GaugeMetricFamily(
+            "floatsrv_sync_consecutive_failures", "Failed sync attempts in a row.", labels=["channel"]
+        )
+        for status in self.channels:
+            pending.add_metric([status.channel], status.pending_records)
+            lag.add_metric([status.channel], sync.lag_seconds(status.oldest_pending_at, now) or 0.0)
+            parked.add_metric([status.channel], status.parked_batches)
+            failures.add_metric([status.channel], status.consecutive_failures)
+        yield from (pending, lag, parked, failures)
+
+        stats = self.domain.store.stats
+        yield CounterMetricFamily("floatsrv_db_commits", "Group commits.", value=stats.commits)
+        yield CounterMetricFamily(
+            "floatsrv_db_write_units", "Write units (requests' changes) committed.", value=stats.units
+        )
+        yield CounterMetricFamily(
+            "floatsrv_db_failed_batches", "Batches lost to a storage fault.", value=stats.failed_batches
+        )
+        yield GaugeMetricFamily(
+            "floatsrv_db_storage_fault", "1 while the database refuses writes.", value=int(bool(stats.fault))
+        )
+        clock = self.domain.clock
+        jumps = len(clock.jumps) if isinstance(clock, SteadyClock) else 0
+        yield CounterMetricFamily("floatsrv_clock_backward_jumps", "Backward steps of the system clock.", value=jumps)
+        yield GaugeMetricFamily("floatsrv_licenses", "Licenses served.", value=len(self.domain.catalog.licenses()))
+        info = GaugeMetricFamily("floatsrv_build_info", "Always 1; the version is a label.", labels=["version"])
+        info.add_metric([__version__], 1)
+        yield info
+
+
+async def metrics(request: web.Request) -> web.Response:
+    """`GET /metrics`: the Prometheus text format (viewer role, or the metrics token)."""
+    domain = request.app[DOMAIN]
+    channels = [upstream.name for upstream in request.app[CONFIG].sync.upstreams] + [AIRGAP]
+    states = await queries.license_states(domain)
+    statuses = await sync.status(domain.store, channels)
+    scrape = CollectorRegistry(auto_describe=False)
+    scrape.register(_Snapshot(domain, states, statuses))
+    body = generate_latest(request.app[METRICS].registry) + generate_latest(scrape)
+    # The classic text format (0.0.4): every Prometheus and agent version reads it.
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_PLAIN_0_0_4})

@@ -1,0 +1,56 @@
+"""Read-only SQL for the admin commands: counters with their delivery state, and whole-database checks."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class CounterRow:
+    license_id: int
+    feature: str
+    period_start: int
+    period_end: int | None
+    total_milli: int
+    revision: int
+    updated_at: int
+    delivered: dict[str, int]  # channel -> revision it confirmed
+
+
+def counters(conn: sqlite3.Connection, license_id: int | None, limit: int) -> list[CounterRow]:
+    """Consumption counters, newest period first, with what each sync channel has confirmed of them."""
+    where, args = ("WHERE c.license_id = ?", [license_id]) if license_id is not None else ("", [])
+    rows = conn.execute(
+        "SELECT c.license_id, c.feature, c.period_start, c.period_end, c.total_milli, c.revision, c.updated_at,"
+        " (SELECT json_group_object(d.channel, d.revision) FROM sync_delivered d WHERE d.license_id = c.license_id"
+        "  AND d.feature = c.feature AND d.period_start = c.period_start)"
+        f" FROM consumption_counters c {where}"
+        " ORDER BY c.period_start DESC, c.license_id, c.feature LIMIT ?",
+        (*args, limit),
+    ).fetchall()
+    return [
+        CounterRow(lid, feature, start, end, total, revision, updated, json.loads(delivered) if delivered else {})
+        for lid, feature, start, end, total, revision, updated, delivered in rows
+    ]
+
+
+def integrity_problems(conn: sqlite3.Connection) -> list[str]:
+    """SQLite's own checks, then ours: every counter equals its compacted part plus its kept events."""
+    problems = [row[0] for row in conn.execute("PRAGMA integrity_check") if row[0] != "ok"]
+    problems += [f"foreign key: {row[0]} row {row[1]} -> {row[2]}" for row in conn.execute("PRAGMA foreign_key_check")]
+    if problems:
+        return problems  # the invariants below are meaningless on a damaged file
+    mismatched = conn.execute(
+        "SELECT c.license_id, c.feature, c.period_start, c.total_milli, c.compacted_milli + COALESCE(e.total, 0)"
+        " FROM consumption_counters c LEFT JOIN (SELECT license_id, feature, period_start,"
+        " SUM(quantity_milli) AS total FROM usage_events GROUP BY 1, 2, 3) e"
+        " USING (license_id, feature, period_start)"
+        " WHERE c.total_milli <> c.compacted_milli + COALESCE(e.total, 0)"
+    ).fetchall()
+    problems += [
+        f"counter (license {lid}, feature {feature!r}, period {start}) is {total}, its events sum to {events}"
+        for lid, feature, start, total, events in mismatched
+    ]
+    return problems

@@ -1,0 +1,97 @@
+"""Liveness and readiness facts: can the database take writes, is its schema current, is the clock sane.
+
+Also owns the clock's high-water mark: the latest server time is written down periodically, and a later
+start never hands out an earlier time (see `floatsrv.clock.SteadyClock`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import sqlite3
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from floatsrv.clock import SteadyClock
+from floatsrv.db import backup as db_backup
+from floatsrv.db import migrate
+from floatsrv.db import server_state as db_state
+from floatsrv.db.store import Store
+from floatsrv.domain.context import Domain
+from floatsrv.errors import StorageUnavailable
+from floatsrv.times import from_us, iso, to_us
+
+HIGH_WATER = "clock_high_water"
+PROBE = "ready_probe"
+# A commit this recent proves the database writable; otherwise /readyz writes a probe row.
+_FRESH_COMMIT_SECONDS = 5.0
+
+
+async def backup_database(path: Path, out: Path, busy_timeout_ms: int) -> int:
+    """An online, consistent copy of the database at `out` (see `db.backup.backup`); returns its size."""
+    return await asyncio.to_thread(db_backup.backup, path, out, busy_timeout_ms)
+
+
+async def check_database(path: Path, busy_timeout_ms: int) -> tuple[int | None, list[str]]:
+    """(schema version, problems) of the database file, read-only."""
+    return await asyncio.to_thread(db_backup.check, path, busy_timeout_ms)
+
+
+async def remember_time(domain: Domain) -> None:
+    """Write down the server's time (it never goes back on this database, even across restarts)."""
+    now = to_us(domain.clock.now())
+    await domain.store.write(lambda conn: db_state.raise_to(conn, HIGH_WATER, now))
+
+
+async def time_floor(store: Store) -> datetime | None:
+    """The latest server time written to this database, if any."""
+    value = await store.read(lambda conn: db_state.get(conn, HIGH_WATER))
+    return from_us(value) if value is not None else None
+
+
+def _schema_version(conn: sqlite3.Connection) -> int:
+    return int(conn.execute("PRAGMA user_version").fetchone()[0])
+
+
+async def readiness(domain: Domain) -> tuple[bool, dict[str, Any]]:
+    """(ready, checks): ready when the database takes writes and its schema is the one this build expects."""
+    store = domain.store
+    stats = store.stats
+    database: dict[str, Any] = {"status": "ok"}
+    if stats.last_commit is None or time.time() - stats.last_commit > _FRESH_COMMIT_SECONDS or stats.fault:
+        with contextlib.suppress(StorageUnavailable):  # the fault is recorded in stats; reported below
+            now = to_us(domain.clock.now())
+            await store.write(lambda conn: db_state.put(conn, PROBE, now))
+    if stats.fault is not None:
+        database = {"status": "failing", "reason": stats.fault, "since": _iso_epoch(stats.fault_since)}
+    version = store.peek(_schema_version)
+    expected = migrate.latest_version()
+    migrations = {"status": "ok" if version == expected else "pending", "version": version, "expected": expected}
+    checks = {
+        "database": database,
+        "migrations": migrations,
+        "config": {"status": "ok", "licenses": len(domain.catalog.licenses())},
+        "clock": clock_report(domain),
+    }
+    return database["status"] == "ok" and migrations["status"] == "ok", checks
+
+
+def clock_report(domain: Domain) -> dict[str, Any]:
+    """`ok`, or `warning` with the wall clock's backward steps beyond the tolerance (they do not stop service)."""
+    clock = domain.clock
+    if not isinstance(clock, SteadyClock) or not clock.jumps:
+        return {"status": "ok"}
+    last = clock.jumps[-1]
+    return {
+        "status": "warning",
+        "message": "the system clock stepped backwards; floatsrv kept its own time moving forward",
+        "backward_jumps": len(clock.jumps),
+        "last_jump": {"seen_at": iso(last.at), "wall_clock": iso(last.wall), "seconds": round(last.seconds, 3)},
+        "wall_clock_behind": clock.wall.now() < clock.now(),
+    }
+
+
+def _iso_epoch(seconds: float | None) -> str | None:
+    return iso(datetime.fromtimestamp(seconds, UTC)) if seconds is not None else None

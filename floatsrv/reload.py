@@ -1,0 +1,143 @@
+"""SIGHUP: re-read the config file and apply what can change while serving, without dropping anyone.
+
+Applied live: licenses (added, changed and removed as at start-up; seats of unchanged licenses stay held),
+the declared users (config and environment), `log.level`, the usage windows, `metrics.token`,
+`server.request_timeout_seconds`, `server.clock_jump_tolerance_seconds` and
+`storage.event_retention_days`. Anything else that changed (listening address, TLS, storage, sync, ...)
+is reported in the log as needing a restart and keeps its running value. A config that fails validation
+changes nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+from collections.abc import AsyncIterator, Callable
+from datetime import timedelta
+from typing import Any
+
+from aiohttp import web
+
+from floatsrv.appkeys import DOMAIN, GUARD, LIVE
+from floatsrv.clock import SteadyClock
+from floatsrv.config import Config, ConfigError
+from floatsrv.domain.accounts import sync_declared_users
+from floatsrv.domain.catalog import sync_catalog
+from floatsrv.domain.context import UsageWindows
+from floatsrv.log import configure_logging, get_logger
+
+log = get_logger("floatsrv")
+
+# Dotted config paths applied without a restart (besides `licenses` and `auth.users`).
+LIVE_KEYS = frozenset(
+    {
+        "log.level",
+        "usage.max_future_skew_seconds",
+        "usage.max_lateness_days",
+        "metrics.token",
+        "server.request_timeout_seconds",
+        "server.clock_jump_tolerance_seconds",
+        "storage.event_retention_days",
+    }
+)
+
+
+def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(value, dict):
+        out: dict[str, Any] = {}
+        for key, item in value.items():
+            out.update(_flatten(item, f"{prefix}{key}."))
+        return out
+    return {prefix.rstrip("."): value}
+
+
+def changed_keys(old: Config, new: Config) -> set[str]:
+    """Dotted paths whose values differ (licenses and auth.users are compared as a whole)."""
+    dump_old, dump_new = old.model_dump(mode="json"), new.model_dump(mode="json")
+    for dump in (dump_old, dump_new):
+        dump.pop("licenses")
+        dump["auth"].pop("users")
+    # Secrets dump as "**********": compare their real values.
+    dump_old["metrics"]["token"] = old.metrics.token.get_secret_value() if old.metrics.token else None
+    dump_new["metrics"]["token"] = new.metrics.token.get_secret_value() if new.metrics.token else None
+    flat_old, flat_new = _flatten(dump_old), _flatten(dump_new)
+    return {key for key in flat_old.keys() | flat_new.keys() if flat_old.get(key) != flat_new.get(key)}
+
+
+async def reload(app: web.Application, load: Callable[[], Config], declared: Callable[[Config], Any]) -> bool:
+    """Re-read and apply the config; returns False (and changes nothing) when it is invalid."""
+    try:
+        new = await asyncio.to_thread(load)
+    except ConfigError as exc:
+        log.error("config_reload_failed", problems=exc.lines, message="the running configuration is unchanged")
+        return False
+    except OSError as exc:
+        log.error("config_reload_failed", problems=[str(exc)], message="the running configuration is unchanged")
+        return False
+    live = app[LIVE]
+    domain = app[DOMAIN]
+    old = live.config
+    changed = changed_keys(old, new)
+    restart = sorted(changed - LIVE_KEYS)
+    try:
+        users = declared(new)
+    except ConfigError as exc:
+        log.error("config_reload_failed", problems=exc.lines, message="the running configuration is unchanged")
+        return False
+    catalog, report = await sync_catalog(domain.store, list(new.licenses), domain.clock)
+    domain.catalog = catalog
+    removed_users = await sync_declared_users(domain.store, domain.clock, users)
+    app[GUARD].note_change()
+    domain.usage = UsageWindows(
+        timedelta(seconds=new.usage.max_future_skew_seconds), timedelta(days=new.usage.max_lateness_days)
+    )
+    if isinstance(domain.clock, SteadyClock):
+        domain.clock.tolerance = timedelta(seconds=new.server.clock_jump_tolerance_seconds)
+    if new.log.level != old.log.level:
+        configure_logging(new.log.level, old.log.format)
+    # Code reads only the LIVE_KEYS settings from here; everything else keeps the start-up values.
+    live.config = new
+    log.info(
+        "config_reloaded",
+        licenses=len(catalog.licenses()),
+        licenses_added=report.added,
+        licenses_removed=report.removed,
+        seats_ended=report.seats_ended,
+        users_removed=removed_users,
+        applied=sorted(changed & LIVE_KEYS),
+    )
+    if restart:
+        log.warning("restart_required", keys=restart, message="these settings change only when floatsrv restarts")
+    return True
+
+
+def reload_on_sighup(
+    load: Callable[[], Config], declared: Callable[[Config], Any]
+) -> Callable[[web.Application], AsyncIterator[None]]:
+    """A cleanup_ctx entry: SIGHUP triggers `reload` (one at a time) while the server runs."""
+
+    async def context(app: web.Application) -> AsyncIterator[None]:
+        loop = asyncio.get_running_loop()
+        lock = asyncio.Lock()
+        tasks: set[asyncio.Task[bool]] = set()
+
+        async def run() -> bool:
+            async with lock:
+                log.info("config_reload_requested", pid=os.getpid())
+                return await reload(app, load, declared)
+
+        def on_signal() -> None:
+            task = loop.create_task(run(), name="config-reload")
+            tasks.add(task)
+            task.add_done_callback(tasks.discard)
+
+        loop.add_signal_handler(signal.SIGHUP, on_signal)
+        try:
+            yield
+        finally:
+            loop.remove_signal_handler(signal.SIGHUP)
+            for task in list(tasks):
+                await asyncio.wait([task], timeout=10)
+
+    return context
