@@ -2,7 +2,7 @@
 """Developer entry point; needs only python3.
 
     python3 dev.py serve [floatsrv serve flags...]   start the server on config.example.yaml
-    python3 dev.py test  [pytest args...]            ruff + mypy + the whole test suite
+    python3 dev.py test  [pytest args...]            ruff (lint, format) + mypy + the whole test suite
     python3 dev.py bench [--quick]                   the benchmark (bench/run.py; needs wrk)
     python3 dev.py build [-o FILE] [pip args...]     the single-file build: dist/floatsrv.pyz (docs/install.md)
 
@@ -134,6 +134,7 @@ def main() -> int:
     lint_paths = [p for p in ("floatsrv", "tests", "bench", "dev.py") if (ROOT / p).exists()]
     for step in (
         (PYTHON, "-m", "ruff", "check", *lint_paths),
+        (PYTHON, "-m", "ruff", "format", "--check", *lint_paths),
         (PYTHON, "-m", "mypy"),
         (PYTHON, "-m", "pytest", *extra),
     ):

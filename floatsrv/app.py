@@ -101,16 +101,8 @@ def create_app(
             if store.applied_migrations:
                 log.info("database_migrated", path=str(config.db_path), versions=store.applied_migrations)
             catalog, report = await sync_catalog(store, list(config.licenses), clock)
-            log.info(
-                "licenses_loaded",
-                count=len(catalog.licenses()),
-                added=report.added,
-                removed=report.removed,
-                seats_ended=report.seats_ended,
-            )
-            windows = UsageWindows(
-                timedelta(seconds=config.usage.max_future_skew_seconds), timedelta(days=config.usage.max_lateness_days)
-            )
+            log.info("licenses_loaded", **report.log_fields(catalog))
+            windows = UsageWindows.of(config.usage.max_future_skew_seconds, config.usage.max_lateness_days)
             app[DOMAIN] = domain = Domain(store=store, clock=clock, catalog=catalog, usage=windows)
             yield
             with contextlib.suppress(StorageUnavailable):

@@ -14,9 +14,7 @@ from pathlib import Path
 import click
 
 from floatsrv import __version__
-from floatsrv.config import Config, ConfigError, load_config
-
-EXIT_BAD_CONFIG = 2
+from floatsrv.config import EXIT_BAD_CONFIG, Config, ConfigError, load_config
 
 
 def _load(path: Path) -> Config:

@@ -21,6 +21,9 @@ from floatsrv.models import LicenseSpec, Role
 # Passwords published in our docs and example config. While one of them is in use the server warns loudly.
 DEMO_PASSWORDS = frozenset({"demo-password", "admin-password"})
 
+# The exit code of every command that finds the configuration unusable (a service manager must not restart).
+EXIT_BAD_CONFIG = 2
+
 
 class ConfigError(Exception):
     """One or more problems in a config file; `lines` holds one human line per problem."""

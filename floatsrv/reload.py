@@ -89,9 +89,7 @@ async def reload(app: web.Application, load: Callable[[], Config], declared: Cal
     domain.catalog = catalog
     removed_users = await sync_declared_users(domain.store, domain.clock, users)
     app[GUARD].note_change()
-    domain.usage = UsageWindows(
-        timedelta(seconds=new.usage.max_future_skew_seconds), timedelta(days=new.usage.max_lateness_days)
-    )
+    domain.usage = UsageWindows.of(new.usage.max_future_skew_seconds, new.usage.max_lateness_days)
     if isinstance(domain.clock, SteadyClock):
         domain.clock.tolerance = timedelta(seconds=new.server.clock_jump_tolerance_seconds)
     if new.log.level != old.log.level:
@@ -100,10 +98,7 @@ async def reload(app: web.Application, load: Callable[[], Config], declared: Cal
     live.config = new
     log.info(
         "config_reloaded",
-        licenses=len(catalog.licenses()),
-        licenses_added=report.added,
-        licenses_removed=report.removed,
-        seats_ended=report.seats_ended,
+        **report.log_fields(catalog),
         users_removed=removed_users,
         applied=sorted(changed & LIVE_KEYS),
     )

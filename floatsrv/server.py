@@ -15,7 +15,7 @@ from aiohttp import web
 
 from floatsrv import __version__
 from floatsrv.app import create_app
-from floatsrv.config import Config, ConfigError
+from floatsrv.config import EXIT_BAD_CONFIG, Config, ConfigError
 from floatsrv.db.migrate import SchemaError
 from floatsrv.log import configure_logging, drain, get_logger
 
@@ -38,7 +38,6 @@ def tls_context(config: Config) -> ssl.SSLContext | None:
 
 # Exit codes a service manager can act on: 2 = the config is unusable, 3 = the data directory or database is
 # (foreign, corrupt, newer than this floatsrv, not writable). Restarting cannot fix either; 1 = anything else.
-EXIT_BAD_CONFIG = 2
 EXIT_BAD_DATA = 3
 
 

@@ -15,17 +15,23 @@ def retention(days: int) -> Any:
     def mutate(data: dict[str, Any]) -> None:
         data["storage"]["event_retention_days"] = days
         data["licenses"][0]["features"].append(
-            {"code": "calls", "feature_type": "consumption", "allow_unlimited_consumptions": True})
+            {"code": "calls", "feature_type": "consumption", "allow_unlimited_consumptions": True}
+        )
 
     return mutate
 
 
 async def counters(api: Api) -> list[tuple[Any, ...]]:
-    return await api.app[DOMAIN].store.read(lambda c: list(c.execute(
-        "SELECT c.feature, c.total_milli, c.compacted_milli, c.revision,"
-        " c.compacted_milli + COALESCE((SELECT SUM(quantity_milli) FROM usage_events AS e WHERE e.license_id ="
-        " c.license_id AND e.feature = c.feature AND e.period_start = c.period_start), 0)"
-        " FROM consumption_counters AS c ORDER BY c.feature")))
+    return await api.app[DOMAIN].store.read(
+        lambda c: list(
+            c.execute(
+                "SELECT c.feature, c.total_milli, c.compacted_milli, c.revision,"
+                " c.compacted_milli + COALESCE((SELECT SUM(quantity_milli) FROM usage_events AS e WHERE e.license_id ="
+                " c.license_id AND e.feature = c.feature AND e.period_start = c.period_start), 0)"
+                " FROM consumption_counters AS c ORDER BY c.feature"
+            )
+        )
+    )
 
 
 async def event_rows(api: Api) -> int:
@@ -35,12 +41,14 @@ async def event_rows(api: Api) -> int:
 async def test_old_events_fold_into_counters(api_factory: Any) -> None:
     api: Api = await api_factory(retention(30))
     for n in range(5):
-        await api.post("/v1/usage/events", {"event_id": f"old-{n}", "product": "demo", "feature": "calls",
-                                            "quantity": "1.5"})
+        await api.post(
+            "/v1/usage/events", {"event_id": f"old-{n}", "product": "demo", "feature": "calls", "quantity": "1.5"}
+        )
     api.clock.advance(timedelta(days=31))
     await api.login()
-    status, body = await api.post("/v1/usage/events", {"event_id": "new", "product": "demo", "feature": "calls",
-                                                       "quantity": 2})
+    status, body = await api.post(
+        "/v1/usage/events", {"event_id": "new", "product": "demo", "feature": "calls", "quantity": 2}
+    )
     assert status == 200
     before = await counters(api)
     assert await event_rows(api) == 6
@@ -51,11 +59,15 @@ async def test_old_events_fold_into_counters(api_factory: Any) -> None:
     assert (feature, total, compacted) == ("calls", 9500, 7500)
     assert total == recomputed  # total = compacted + events kept: still checkable
     assert [row[:2] + row[3:4] for row in before] == [row[:2] + row[3:4] for row in after]  # totals, revisions
-    status, body = await api.post("/v1/usage/events", {"event_id": "old-2", "product": "demo", "feature": "calls",
-                                                       "quantity": "1.5"})
+    status, body = await api.post(
+        "/v1/usage/events", {"event_id": "old-2", "product": "demo", "feature": "calls", "quantity": "1.5"}
+    )
     assert status == 200 and body["data"]["replay"] is True  # deduplication outlives compaction
-    assert (await api.post("/v1/usage/events", {"event_id": "old-2", "product": "demo", "feature": "calls",
-                                                "quantity": "2"}))[0] == 409
+    assert (
+        await api.post(
+            "/v1/usage/events", {"event_id": "old-2", "product": "demo", "feature": "calls", "quantity": "2"}
+        )
+    )[0] == 409
 
 
 async def test_zero_keeps_everything(api_factory: Any) -> None:

@@ -24,9 +24,8 @@ from types import ModuleType
 import pytest
 
 from floatsrv import __version__
-from floatsrv.cli import EXIT_BAD_CONFIG
 from floatsrv.cli import main as cli_main
-from floatsrv.config import parse_config
+from floatsrv.config import EXIT_BAD_CONFIG, parse_config
 from floatsrv.server import EXIT_BAD_DATA
 from tests.procs import ServerProcess, free_port
 
@@ -59,6 +58,16 @@ def serve_params(args: list[str]) -> dict[str, object]:
 
 
 # --- systemd ---
+
+
+def run_systemd_tool(command: list[str]) -> str:
+    """Run a systemd tool, assert it succeeded, and return what it printed."""
+    result = subprocess.run(
+        command, capture_output=True, text=True, env={**os.environ, "SYSTEMD_LOG_COLOR": "0"}, timeout=60
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output
+    return output
 
 
 def test_unit_runs_serve_with_its_directories() -> None:
@@ -110,15 +119,7 @@ def test_systemd_unit_verifies(tmp_path: Path) -> None:
         text = text.replace("/bin/kill", shutil.which("kill") or "/bin/true")
     unit = tmp_path / UNIT.name
     unit.write_text(text)
-    result = subprocess.run(
-        [analyze, "verify", "--man=no", str(unit)],
-        capture_output=True,
-        text=True,
-        env={**os.environ, "SYSTEMD_LOG_COLOR": "0"},
-        timeout=60,
-    )
-    output = result.stdout + result.stderr
-    assert result.returncode == 0, output
+    output = run_systemd_tool([analyze, "verify", "--man=no", str(unit)])
     # Unknown or misspelt settings are only warnings (exit code 0): fail on any remark about our unit.
     assert [line for line in output.splitlines() if UNIT.name in line] == []
 
@@ -128,15 +129,7 @@ def test_sysusers_file_creates_the_service_user(tmp_path: Path) -> None:
     if sysusers is None:
         pytest.skip("systemd-sysusers is not installed (apt-get install systemd)")
     (tmp_path / "etc").mkdir()
-    result = subprocess.run(
-        [sysusers, "--dry-run", f"--root={tmp_path}", str(SYSUSERS)],
-        capture_output=True,
-        text=True,
-        env={**os.environ, "SYSTEMD_LOG_COLOR": "0"},
-        timeout=60,
-    )
-    output = result.stdout + result.stderr
-    assert result.returncode == 0, output
+    output = run_systemd_tool([sysusers, "--dry-run", f"--root={tmp_path}", str(SYSUSERS)])
     assert "Creating user 'floatsrv'" in output, output
     assert unit_settings(UNIT.read_text())["User"] == ["floatsrv"]
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from floatsrv.clock import Clock
 from floatsrv.db import licenses as db_licenses
@@ -68,6 +69,14 @@ class SyncReport:
     added: list[int]
     removed: list[int]
     seats_ended: int
+
+    def log_fields(self, catalog: Catalog) -> dict[str, Any]:
+        return {
+            "licenses": len(catalog.licenses()),
+            "licenses_added": self.added,
+            "licenses_removed": self.removed,
+            "seats_ended": self.seats_ended,
+        }
 
 
 async def sync_catalog(store: Store, specs: list[LicenseSpec], clock: Clock) -> tuple[Catalog, SyncReport]:

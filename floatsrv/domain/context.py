@@ -18,6 +18,11 @@ class UsageWindows:
     max_future_skew: timedelta = timedelta(minutes=5)
     max_lateness: timedelta = timedelta(days=34)
 
+    @classmethod
+    def of(cls, future_skew_seconds: float, lateness_days: float) -> UsageWindows:
+        """The windows as the config states them (`usage.max_future_skew_seconds`, `usage.max_lateness_days`)."""
+        return cls(timedelta(seconds=future_skew_seconds), timedelta(days=lateness_days))
+
 
 @dataclass(slots=True)
 class Domain:
