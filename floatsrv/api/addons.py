@@ -70,16 +70,7 @@ def activation_view(row: ActivationRow, addon: AddonRow, currency: str | None) -
 
 
 def _input(body: AddonBody) -> AddonInput:
-    return AddonInput(
-        name=body.name,
-        description=body.description,
-        base_price=body.base_price,
-        feature=body.feature,
-        consumption_model=body.consumption_model,
-        included_units=body.included_units,
-        overage_rate=body.overage_rate,
-        credit_cost=body.credit_cost,
-    )
+    return AddonInput(**body.model_dump())  # the body's fields are the input's, validated
 
 
 async def create_addon(request: web.Request) -> web.Response:

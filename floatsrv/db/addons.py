@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
-from dataclasses import dataclass
+from dataclasses import astuple, dataclass
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,23 +43,7 @@ _ACTIVATION = "id, license_id, addon_id, activated_at, deactivated_at, period_st
 
 
 def insert(conn: sqlite3.Connection, row: AddonRow) -> None:
-    conn.execute(
-        f"INSERT INTO addons ({_ADDON}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        (
-            row.id,
-            row.name,
-            row.description,
-            row.base_price,
-            row.feature,
-            row.consumption_model,
-            row.included_units,
-            row.overage_rate,
-            row.credit_cost,
-            row.created_at,
-            row.updated_at,
-            row.deleted_at,
-        ),
-    )
+    conn.execute(f"INSERT INTO addons ({_ADDON}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", astuple(row))
 
 
 def get(conn: sqlite3.Connection, addon_id: str) -> AddonRow | None:
@@ -79,22 +63,13 @@ def live_for_feature(conn: sqlite3.Connection, feature: str) -> AddonRow | None:
     return AddonRow(*row) if row else None
 
 
-def update(conn: sqlite3.Connection, addon_id: str, now: int, **changes: object) -> None:
-    allowed = {
-        "name",
-        "description",
-        "base_price",
-        "feature",
-        "consumption_model",
-        "included_units",
-        "overage_rate",
-        "credit_cost",
-    }
-    assert set(changes) <= allowed, set(changes) - allowed
-    assignments = ", ".join(f"{column} = ?" for column in changes)
+def replace(conn: sqlite3.Connection, row: AddonRow) -> None:
+    """Overwrite a live add-on's definition with `row`'s (its id and created_at stay)."""
+    definition = astuple(row)[1:9]  # name .. credit_cost, in _ADDON's order
     conn.execute(
-        f"UPDATE addons SET {assignments}, updated_at = ? WHERE id = ? AND deleted_at IS NULL",
-        (*changes.values(), now, addon_id),
+        "UPDATE addons SET name = ?, description = ?, base_price = ?, feature = ?, consumption_model = ?,"
+        " included_units = ?, overage_rate = ?, credit_cost = ?, updated_at = ? WHERE id = ? AND deleted_at IS NULL",
+        (*definition, row.updated_at, row.id),
     )
 
 

@@ -11,6 +11,7 @@ import asyncio
 import secrets
 import sqlite3
 from dataclasses import dataclass
+from typing import Any
 
 from floatsrv.auth.passwords import hash_password, verify_password
 from floatsrv.clock import Clock
@@ -37,6 +38,17 @@ class Actor:
 
     name: str
     peer: str | None = None
+
+    def audit(
+        self,
+        conn: sqlite3.Connection,
+        at: int,
+        action: str,
+        target: str | None = None,
+        detail: dict[str, Any] | None = None,
+    ) -> None:
+        """Record an action this actor took, in the transaction that makes the change."""
+        audit.record(conn, at=at, action=action, actor=self.name, target=target, peer=self.peer, detail=detail)
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,17 +165,23 @@ def _local_user(conn: sqlite3.Connection, username: str) -> UserRow:
     return row
 
 
-async def create_user(
-    store: Store, clock: Clock, actor: Actor, username: str, role: Role, password: str | None = None
-) -> str | None:
-    """Create a local user who must change the password at first login. Returns the temporary password
-    when none was given (it is shown once and never stored in clear)."""
+async def _new_password(username: str, password: str | None) -> tuple[str | None, str]:
+    """A password an admin sets for a user: theirs (strength-checked) or a generated temporary one.
+    Returns (the temporary password to show once, or None; the hash to store)."""
     temporary = None
     if password is None:
         temporary = password = secrets.token_urlsafe(12)
     else:
         check_password_strength(password, username)
-    encoded = await asyncio.to_thread(hash_password, password)
+    return temporary, await asyncio.to_thread(hash_password, password)
+
+
+async def create_user(
+    store: Store, clock: Clock, actor: Actor, username: str, role: Role, password: str | None = None
+) -> str | None:
+    """Create a local user who must change the password at first login. Returns the temporary password
+    when none was given (it is shown once and never stored in clear)."""
+    temporary, encoded = await _new_password(username, password)
 
     def unit(conn: sqlite3.Connection) -> None:
         now = to_us(clock.now())
@@ -178,15 +196,7 @@ async def create_user(
             must_change_password=True,
             now=now,
         )
-        audit.record(
-            conn,
-            at=now,
-            action="user_created",
-            actor=actor.name,
-            target=username,
-            peer=actor.peer,
-            detail={"role": role.value, "source": "local"},
-        )
+        actor.audit(conn, now, "user_created", target=username, detail={"role": role.value, "source": "local"})
 
     await store.write(unit)
     return temporary
@@ -196,27 +206,14 @@ async def reset_password(
     store: Store, clock: Clock, actor: Actor, username: str, password: str | None = None
 ) -> str | None:
     """Give a local user a new temporary password (they must change it) and revoke their tokens."""
-    temporary = None
-    if password is None:
-        temporary = password = secrets.token_urlsafe(12)
-    else:
-        check_password_strength(password, username)
-    encoded = await asyncio.to_thread(hash_password, password)
+    temporary, encoded = await _new_password(username, password)
 
     def unit(conn: sqlite3.Connection) -> None:
         now = to_us(clock.now())
         _local_user(conn, username)
         db.update_user(conn, username, now, password_hash=encoded, must_change_password=True)
         revoked = db.revoke_user_tokens(conn, username, now, actor.name)
-        audit.record(
-            conn,
-            at=now,
-            action="password_reset",
-            actor=actor.name,
-            target=username,
-            peer=actor.peer,
-            detail={"tokens_revoked": revoked},
-        )
+        actor.audit(conn, now, "password_reset", target=username, detail={"tokens_revoked": revoked})
 
     await store.write(unit)
     return temporary
@@ -242,7 +239,7 @@ async def change_own_password(store: Store, clock: Clock, actor: Actor, username
         if fresh is None or fresh.password_hash != row.password_hash:  # changed meanwhile: verify again
             raise InvalidCurrentPassword("the password was changed meanwhile; try again", param="current_password")
         db.update_user(conn, username, now, password_hash=encoded, must_change_password=False)
-        audit.record(conn, at=now, action="password_changed", actor=actor.name, target=username, peer=actor.peer)
+        actor.audit(conn, now, "password_changed", target=username)
 
     await store.write(unit)
 
@@ -262,15 +259,7 @@ async def update_user(
             db.update_user(conn, username, now, **changes)
             if disabled:
                 db.revoke_user_tokens(conn, username, now, actor.name)
-            audit.record(
-                conn,
-                at=now,
-                action="user_updated",
-                actor=actor.name,
-                target=username,
-                peer=actor.peer,
-                detail={k: v for k, v in changes.items()},
-            )
+            actor.audit(conn, now, "user_updated", target=username, detail={k: v for k, v in changes.items()})
         row = db.get_user(conn, username)
         assert row is not None
         return row
@@ -284,15 +273,7 @@ async def delete_user(store: Store, clock: Clock, actor: Actor, username: str) -
         _local_user(conn, username)
         db.delete_user(conn, username)
         revoked = db.revoke_user_tokens(conn, username, now, actor.name)
-        audit.record(
-            conn,
-            at=now,
-            action="user_deleted",
-            actor=actor.name,
-            target=username,
-            peer=actor.peer,
-            detail={"tokens_revoked": revoked},
-        )
+        actor.audit(conn, now, "user_deleted", target=username, detail={"tokens_revoked": revoked})
 
     await store.write(unit)
 

@@ -17,7 +17,6 @@ from datetime import datetime
 from decimal import ROUND_HALF_UP, Decimal
 
 from floatsrv.db import addons as db
-from floatsrv.db import audit
 from floatsrv.db.addons import ActivationRow as ActivationRow  # re-exported for the API layer
 from floatsrv.db.addons import AddonRow as AddonRow
 from floatsrv.domain.accounts import Actor
@@ -79,13 +78,11 @@ async def create(domain: Domain, actor: Actor, data: AddonInput) -> AddonRow:
             raise AddonExists(f"an add-on for feature {data.feature!r} exists (one per feature)", param="feature")
         row = _row(addon_id, data, now, now)
         db.insert(conn, row)
-        audit.record(
+        actor.audit(
             conn,
-            at=now,
-            action="addon_created",
-            actor=actor.name,
+            now,
+            "addon_created",
             target=addon_id,
-            peer=actor.peer,
             detail={"feature": data.feature, "model": data.consumption_model},
         )
         return row
@@ -121,21 +118,9 @@ async def replace(domain: Domain, actor: Actor, addon_id: str, data: AddonInput)
         if other is not None and other.id != addon_id:
             raise AddonExists(f"an add-on for feature {data.feature!r} exists (one per feature)", param="feature")
         row = _row(addon_id, data, old.created_at, now)
-        db.update(
-            conn,
-            addon_id,
-            now,
-            name=row.name,
-            description=row.description,
-            base_price=row.base_price,
-            feature=row.feature,
-            consumption_model=row.consumption_model,
-            included_units=row.included_units,
-            overage_rate=row.overage_rate,
-            credit_cost=row.credit_cost,
-        )
+        db.replace(conn, row)
         _resize_seats(conn, domain, addon_id)
-        audit.record(conn, at=now, action="addon_updated", actor=actor.name, target=addon_id, peer=actor.peer)
+        actor.audit(conn, now, "addon_updated", target=addon_id)
         return _get(conn, addon_id)
 
     return await domain.store.write(unit)
@@ -148,7 +133,7 @@ async def delete(domain: Domain, actor: Actor, addon_id: str) -> None:
         if db.activations_of(conn, addon_id):
             raise AddonInUse()
         db.soft_delete(conn, addon_id, now)
-        audit.record(conn, at=now, action="addon_deleted", actor=actor.name, target=addon_id, peer=actor.peer)
+        actor.audit(conn, now, "addon_deleted", target=addon_id)
 
     await domain.store.write(unit)
 
@@ -216,13 +201,11 @@ async def activate(domain: Domain, actor: Actor, license_id: int, addon_id: str)
             actor=actor.name,
         )
         sync_seat_limits(conn, spec)
-        audit.record(
+        actor.audit(
             conn,
-            at=t,
-            action="addon_activated",
-            actor=actor.name,
+            t,
+            "addon_activated",
             target=addon_id,
-            peer=actor.peer,
             detail={"license_id": license_id, "prorated_charge": str(charge)},
         )
         return row, addon
@@ -239,15 +222,7 @@ async def deactivate(domain: Domain, actor: Actor, license_id: int, addon_id: st
         if row is None:
             raise AddonNotActive(f"add-on {addon_id!r} is not active on license {license_id}", param="addon_id")
         sync_seat_limits(conn, license.spec)
-        audit.record(
-            conn,
-            at=t,
-            action="addon_deactivated",
-            actor=actor.name,
-            target=addon_id,
-            peer=actor.peer,
-            detail={"license_id": license_id},
-        )
+        actor.audit(conn, t, "addon_deactivated", target=addon_id, detail={"license_id": license_id})
         return row
 
     return await domain.store.write(unit)

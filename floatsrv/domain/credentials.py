@@ -84,15 +84,7 @@ async def revoke_token(store: Store, clock: Clock, actor: Actor, jti: str) -> No
         token = db.get_token(conn, jti)
         if token is None or token.expires_at <= now or not db.revoke_token(conn, jti, now, actor.name):
             raise TokenNotFound(f"no live token {jti!r}", param="jti")
-        audit.record(
-            conn,
-            at=now,
-            action="token_revoked",
-            actor=actor.name,
-            target=jti,
-            peer=actor.peer,
-            detail={"username": token.username},
-        )
+        actor.audit(conn, now, "token_revoked", target=jti, detail={"username": token.username})
 
     await store.write(unit)
 
@@ -103,15 +95,7 @@ async def revoke_user_tokens(store: Store, clock: Clock, actor: Actor, username:
         if db.get_user(conn, username) is None:
             raise UserNotFound(f"no user {username!r}", param="username")
         count = db.revoke_user_tokens(conn, username, now, actor.name)
-        audit.record(
-            conn,
-            at=now,
-            action="user_tokens_revoked",
-            actor=actor.name,
-            target=username,
-            peer=actor.peer,
-            detail={"tokens_revoked": count},
-        )
+        actor.audit(conn, now, "user_tokens_revoked", target=username, detail={"tokens_revoked": count})
         return count
 
     return await store.write(unit)
@@ -123,14 +107,7 @@ async def rotate_signing_key(store: Store, clock: Clock, actor: Actor, key_path:
 
     def unit(conn: sqlite3.Connection) -> int:
         generation = db.bump_key_generation(conn)
-        audit.record(
-            conn,
-            at=to_us(clock.now()),
-            action="signing_key_rotated",
-            actor=actor.name,
-            peer=actor.peer,
-            detail={"key_generation": generation},
-        )
+        actor.audit(conn, to_us(clock.now()), "signing_key_rotated", detail={"key_generation": generation})
         return generation
 
     return await store.write(unit)
@@ -152,15 +129,7 @@ async def create_api_key(store: Store, clock: Clock, actor: Actor, name: str, ro
         db.insert_api_key(
             conn, key_id=new.key_id, name=name, role=role.value, secret_sha256=new.secret_sha256, now=now, by=actor.name
         )
-        audit.record(
-            conn,
-            at=now,
-            action="api_key_created",
-            actor=actor.name,
-            target=new.key_id,
-            peer=actor.peer,
-            detail={"name": name, "role": role.value},
-        )
+        actor.audit(conn, now, "api_key_created", target=new.key_id, detail={"name": name, "role": role.value})
         row = next(key for key in db.all_api_keys(conn) if key.id == new.key_id)
         return CreatedKey(row, new.plaintext)
 
@@ -176,7 +145,7 @@ async def revoke_api_key(store: Store, clock: Clock, actor: Actor, key_id: str) 
         now = to_us(clock.now())
         if not db.revoke_api_key(conn, key_id, now, actor.name):
             raise ApiKeyNotFound(f"no live API key {key_id!r}", param="id")
-        audit.record(conn, at=now, action="api_key_revoked", actor=actor.name, target=key_id, peer=actor.peer)
+        actor.audit(conn, now, "api_key_revoked", target=key_id)
 
     await store.write(unit)
 

@@ -7,7 +7,6 @@ import sqlite3
 from dataclasses import dataclass
 
 from floatsrv.db import addons as db_addons
-from floatsrv.db import audit
 from floatsrv.db import credits as db
 from floatsrv.db.credits import LedgerRow as LedgerRow  # re-exported for the API layer
 from floatsrv.domain.accounts import Actor
@@ -75,15 +74,7 @@ async def grant(domain: Domain, actor: Actor, license_id: int, amount_milli: int
             actor=actor.name,
             note=note,
         )
-        audit.record(
-            conn,
-            at=now,
-            action="credits_granted",
-            actor=actor.name,
-            target=str(license_id),
-            peer=actor.peer,
-            detail={"amount": milli_to_str(amount_milli)},
-        )
+        actor.audit(conn, now, "credits_granted", target=str(license_id), detail={"amount": milli_to_str(amount_milli)})
         return _balance(conn, license, domain)
 
     return await domain.store.write(unit)

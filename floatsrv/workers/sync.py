@@ -101,19 +101,7 @@ class SyncWorker:
                 except UpstreamError as exc:
                     report.requests += exc.requests
                     report.records += len(exc.confirmed)
-                    if exc.retryable:
-                        await sync.settle(
-                            store,
-                            clock,
-                            config.name,
-                            batch,
-                            exc.confirmed,
-                            complete=False,
-                            retry=str(exc),
-                            requests=exc.requests,
-                        )
-                        report.error = str(exc)
-                        break
+                    error = str(exc)
                     await sync.settle(
                         store,
                         clock,
@@ -121,10 +109,14 @@ class SyncWorker:
                         batch,
                         exc.confirmed,
                         complete=False,
-                        park=str(exc),
+                        retry=error if exc.retryable else None,  # a retryable failure waits for the next attempt;
+                        park=None if exc.retryable else error,  # a permanent one parks the batch for good
                         requests=exc.requests,
                     )
-                    log.error("sync_batch_parked", channel=config.name, batch=batch.id, error=str(exc))
+                    if exc.retryable:
+                        report.error = error
+                        break
+                    log.error("sync_batch_parked", channel=config.name, batch=batch.id, error=error)
                     continue
                 confirmed = result.confirmed if result else []
                 requests = result.requests if result else 0
