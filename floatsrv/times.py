@@ -30,8 +30,8 @@ def from_us(us: int) -> datetime:
 
 def iso(instant: datetime) -> str:
     """Format as `YYYY-MM-DDTHH:MM:SS.mmmZ` (UTC, milliseconds)."""
-    utc = instant.astimezone(UTC)
-    return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
+    # isoformat is C code (strftime is several times slower); UTC's offset renders as "+00:00".
+    return instant.astimezone(UTC).isoformat(timespec="milliseconds")[:-6] + "Z"
 
 
 def iso_us(us: int | None) -> str | None:

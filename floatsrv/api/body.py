@@ -20,16 +20,24 @@ from floatsrv.errors import InvalidJson, PayloadTooLarge, RequestTimeout, Unsupp
 
 
 def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in out:
+    out = dict(pairs)
+    if len(out) == len(pairs):  # the common case, decided by C code
+        return out
+    seen: set[str] = set()
+    for key, _ in pairs:
+        if key in seen:
             raise InvalidJson(f"duplicate key {key!r} in the JSON body", param=key)
-        out[key] = value
-    return out
+        seen.add(key)
+    raise AssertionError("unreachable: fewer keys than pairs means a duplicate")
 
 
 def _no_constants(name: str) -> NoReturn:
     raise InvalidJson(f"{name} is not a valid JSON number")
+
+
+# Built once: json.loads with hooks would build a new decoder for every body.
+# parse_float=Decimal: quantities must arrive exactly as sent, never through a binary float.
+_DECODER = json.JSONDecoder(object_pairs_hook=_no_duplicates, parse_constant=_no_constants, parse_float=Decimal)
 
 
 # A surrogate can only come from a `\uD800`-`\uDFFF` escape (UTF-8 input cannot encode one); a valid pair
@@ -72,8 +80,7 @@ def decode_json_object(raw: bytes) -> dict[str, Any]:
     except UnicodeDecodeError:
         raise InvalidJson("the request body is not valid UTF-8") from None
     try:
-        # parse_float=Decimal: quantities must arrive exactly as sent, never through a binary float.
-        value = json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_no_constants, parse_float=Decimal)
+        value = _DECODER.decode(text)
     except InvalidJson:
         raise
     except RecursionError:
@@ -92,6 +99,8 @@ async def read_json_object(request: web.Request) -> dict[str, Any]:
     _check_content_type(request)
     server = request.app[LIVE].config.server
     try:
+        if request.content.is_eof():  # the whole body came with the headers: nothing to wait for
+            return decode_json_object(await request.read())
         # A client that sends its headers and then trickles (or withholds) the body must not hold a
         # connection and a handler forever.
         async with asyncio.timeout(server.request_timeout_seconds):

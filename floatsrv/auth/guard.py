@@ -3,14 +3,21 @@
 The state (users, revoked tokens, API keys, signing-key generation) is held in memory and refreshed when
 the database's auth version moves. Reading that version costs a read transaction, so it is read only when
 something may have changed: this process's admin endpoints say so (`note_change`), another process (the
-admin CLI) replaces the stamp file `auth.stamp` after committing (one `stat` per request notices it), and
-as a safety net the version is read at least once a second anyway. Changes therefore apply on the very
-next request. Verified JWT signatures are cached (the HMAC and JSON work is the expensive part); time,
-revocation and user checks run on every request regardless.
+admin CLI) replaces the stamp file `auth.stamp` after committing (a `stat` notices it), and as a safety
+net the version is read at least once a second anyway. Changes therefore apply on the very next request.
+
+The `stat` is made once per event-loop iteration, not once per request: every request authenticated in an
+iteration had its headers read by that iteration's (or an earlier) `select`, so a stat made at the first
+of them is already later than any of those requests was sent. A CLI change that finished before a client
+sent its request is thus always seen, exactly as with a stat per request, at a fraction of the cost.
+
+Verified JWT signatures are cached (the HMAC and JSON work is the expensive part); time, revocation and
+user checks run on every request regardless.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import os
 import sqlite3
@@ -87,6 +94,7 @@ class Guard:
         self._stamp = _stamp_of(stamp_path)
         self._checked = time.monotonic()
         self._dirty = False
+        self._stamp_fresh = False  # the stamp was stat'ed in the current event-loop iteration
         self._snapshot = store.peek(lambda conn: load_snapshot(conn, to_us(clock.now())))
         self._verified: dict[str, TokenClaims] = {}
         # Principals of tokens already checked against the current snapshot (cleared when it changes).
@@ -98,7 +106,7 @@ class Guard:
 
     def current(self) -> Snapshot:
         """The credential state, re-read when it may have changed (see the module docstring)."""
-        stamp = _stamp_of(self._stamp_path)
+        stamp = self._stamp if self._stamp_fresh else self._read_stamp()
         now = time.monotonic()
         if stamp == self._stamp and not self._dirty and now - self._checked < _RECHECK_SECONDS:
             return self._snapshot
@@ -112,6 +120,18 @@ class Guard:
             self._snapshot = snapshot
             self._principals.clear()
         return self._snapshot
+
+    def _read_stamp(self) -> tuple[int, int]:
+        try:
+            asyncio.get_running_loop().call_soon(self._stamp_expired)
+            self._stamp_fresh = True
+        except RuntimeError:  # no event loop (tests, tools): stat every time
+            pass
+        return _stamp_of(self._stamp_path)
+
+    def _stamp_expired(self) -> None:
+        # Runs at the start of the next iteration, before the callbacks that iteration's select queues.
+        self._stamp_fresh = False
 
     def user(self, username: str) -> UserRow | None:
         row = self.current().users.get(username)
