@@ -1,8 +1,11 @@
 """Command-line interface: `floatsrv serve | check-config | hash-password`, admin commands (`user`, `token`,
 `apikey`, `audit`, `sync`, `usage`, `server-key`) and `floatsrv --version`.
 
-Exit codes: 0 ok; 1 check-config found problems or a runtime failure; 2 invalid configuration or
-usage at `serve` (one line per problem on stderr, naming the YAML key path).
+Exit codes: 0 ok; 1 check-config found problems or a runtime failure (`sync now` also when an upstream
+refused a batch for good and it was parked); 2 invalid configuration or usage at `serve` (one line per
+problem on stderr, naming the YAML key path); 3 an unusable data directory or database at `serve`
+(foreign, corrupt, from a newer floatsrv, or not writable). Admin commands log to stderr; stdout carries
+only their output.
 """
 
 from __future__ import annotations
@@ -30,6 +33,9 @@ def _load(path: Path) -> Config:
 @click.version_option(__version__, prog_name="floatsrv")
 def main() -> None:
     """floatsrv: a self-hosted floating license server."""
+    from floatsrv.log import configure_cli_logging
+
+    configure_cli_logging()  # `serve` replaces this with the server's own logging
 
 
 @main.command()

@@ -88,7 +88,11 @@ def sync_now(config_path: Path | None, data_dir: Path | None) -> None:
                 if report.skipped
                 else f"{report.records} records in {report.requests} requests"
             )
+            if report.parked:
+                state += f", {report.parked} batches parked (refused for good: see `floatsrv sync status`)"
             click.echo(f"{report.channel}: {state}")
+        if any(report.parked for report in reports):
+            sys.exit(1)
 
     run_with_store(config, work)
 

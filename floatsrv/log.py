@@ -114,6 +114,8 @@ def configure_logging(level: str = "info", fmt: Literal["auto", "json", "console
         # is on the hot path).
         global _sink, _request_lines_direct
         _request_lines_direct = numeric <= logging.INFO
+        if _sink is not None:
+            _sink.drain()  # a reload (new log level) replaces the sink: write out what the old one holds
         renderer = structlog.processors.JSONRenderer(serializer=orjson.dumps)
         _sink = LineSink(sys.stdout.buffer)
         atexit.register(_sink.drain)
@@ -133,6 +135,22 @@ def configure_logging(level: str = "info", fmt: Literal["auto", "json", "console
     root.handlers[:] = [handler]
     root.setLevel(numeric)
     logging.getLogger("aiohttp.access").disabled = True
+
+
+def configure_cli_logging() -> None:
+    """Admin commands: log lines go to stderr, so that stdout carries only the command's own output."""
+    processors: list[Any] = [
+        structlog.processors.add_log_level,
+        UtcTimestamp(),
+        structlog.processors.format_exc_info,
+        structlog.dev.ConsoleRenderer(colors=False),
+    ]
+    structlog.configure(
+        processors=processors,
+        wrapper_class=structlog.make_filtering_bound_logger(logging.INFO),
+        logger_factory=structlog.WriteLoggerFactory(file=sys.stderr),
+        cache_logger_on_first_use=False,
+    )
 
 
 def get_logger(name: str = "floatsrv") -> FilteringBoundLogger:

@@ -7,12 +7,17 @@ import json
 import sqlite3
 import subprocess
 import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
+from tests.conftest import example_dict
 from tests.procs import ServerProcess
 
 
@@ -40,10 +45,13 @@ def cli_json(server: ServerProcess, *args: str) -> Any:
     return json.loads(result.stdout)
 
 
-@pytest.fixture
-def server(tmp_path: Path) -> Any:
-    proc = ServerProcess(tmp_path)
-    config = yaml.safe_load(proc.config_path.read_text())
+@contextmanager
+def running_server(workdir: Path, mutate: Callable[[dict[str, Any]], None] | None = None) -> Iterator[ServerProcess]:
+    """The demo config (edited by `mutate`), seats held by ann and bob, 7 units of render consumed by ann."""
+    config = example_dict()
+    if mutate is not None:
+        mutate(config)
+    proc = ServerProcess(workdir, config)
     config["server"]["port"] = proc.port  # so that `status` finds the running server through the config
     proc.config_path.write_text(yaml.safe_dump(config))
     proc.start()
@@ -56,6 +64,12 @@ def server(tmp_path: Path) -> Any:
         yield proc
     finally:
         proc.stop()
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[ServerProcess]:
+    with running_server(tmp_path) as proc:
+        yield proc
 
 
 def test_status(server: ServerProcess) -> None:
@@ -106,27 +120,136 @@ def test_usage_show(server: ServerProcess) -> None:
     assert table[0].split() == ["LICENSE_ID", "FEATURE", "PERIOD_START", "TOTAL", "REVISION", "DELIVERED"]
 
 
-def test_db_backup_while_serving_and_restore(server: ServerProcess, tmp_path: Path) -> None:
-    out = tmp_path / "backup.db"
-    result = cli(server, "db", "backup", "--out", str(out))
-    assert result.returncode == 0, result.stderr
+class Writers:
+    """Threads sending writes over HTTP until stopped: consumptions of 1 unit on `render`, each under its own
+    user name (stored with its usage event), plus one thread registering and releasing a third seat."""
+
+    def __init__(self, server: ServerProcess, token: str, threads: int = 4) -> None:
+        self.server = server
+        self.token = token
+        self.stop = threading.Event()
+        self.lock = threading.Lock()
+        self.sent: dict[str, float] = {}  # user -> monotonic time the request was sent
+        self.acked: dict[str, float] = {}  # user -> monotonic time its 200 arrived
+        self.failures: list[Any] = []
+        self.seat_changes = 0
+        self.threads = [threading.Thread(target=self.consume, args=(n,)) for n in range(threads)]
+        self.threads.append(threading.Thread(target=self.churn_seat))
+
+    def __enter__(self) -> Writers:
+        for thread in self.threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        for thread in self.threads:
+            thread.join(timeout=60)
+
+    def consume(self, n: int) -> None:
+        i = 0
+        while not self.stop.is_set():
+            i += 1
+            user = f"w{n}-{i}"
+            body = {"product": "demo", "feature": "render", "user": user, "consumptions": 1}
+            with self.lock:
+                self.sent[user] = time.monotonic()
+            status, reply = self.server.request("POST", "/api/v4/add_feature_consumption", body, self.token)
+            with self.lock:
+                if status == 200:
+                    self.acked[user] = time.monotonic()
+                else:
+                    self.failures.append((user, status, reply))
+
+    def churn_seat(self) -> None:
+        while not self.stop.is_set():
+            for path in ("/api/v4/register", "/api/v4/unregister"):
+                status, reply = self.server.request("POST", path, {"product": "demo", "user": "cid"}, self.token)
+                with self.lock:
+                    if status == 200:
+                        self.seat_changes += 1
+                    else:
+                        self.failures.append((path, status, reply))
+
+    def acked_count(self) -> int:
+        with self.lock:
+            return len(self.acked)
+
+    def wait_for_acks(self, count: int, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while self.acked_count() < count:
+            assert not self.failures, self.failures[:3]
+            assert time.monotonic() < deadline, f"only {self.acked_count()} writes acknowledged"
+            time.sleep(0.01)
+
+
+def render_total(server: ServerProcess, token: str) -> int:
+    status, view = server.request("GET", "/v1/licenses/1001", token=token)
+    assert status == 200, view
+    render = next(f for f in view["data"]["features"] if f["code"] == "render")
+    return int(render["consumption"]["total"])
+
+
+def test_db_backup_under_write_load_and_restore(tmp_path: Path) -> None:
+    def unlimited_render(config: dict[str, Any]) -> None:
+        render = next(f for f in config["licenses"][0]["features"] if f["code"] == "render")
+        render["allow_unlimited_consumptions"] = True  # the load is not capped at max_consumption
+
+    (tmp_path / "live").mkdir()
+    with running_server(tmp_path / "live", unlimited_render) as server:
+        admin = server.token()
+        before = render_total(server, admin)
+        assert before == 7
+        with Writers(server, server.token("demo", "demo-password")) as writers:
+            writers.wait_for_acks(20)
+            started = time.monotonic()
+            out = tmp_path / "backup.db"
+            result = cli(server, "db", "backup", "--out", str(out))
+            finished = time.monotonic()
+            assert result.returncode == 0, result.stderr
+            writers.wait_for_acks(writers.acked_count() + 20)
+        assert not writers.failures, writers.failures[:3]
+        assert writers.seat_changes > 0
+        after = render_total(server, admin)
+        # Every acknowledged consumption is in the live database, and nothing else.
+        assert after == before + len(writers.acked) == before + len(writers.sent)
+    acked_before = {user for user, at in writers.acked.items() if at < started}
+    sent_after = {user for user, at in writers.sent.items() if at > finished}
+    during = [at for at in writers.acked.values() if started <= at <= finished]
+    assert during, "no write was acknowledged while the backup ran: it was not taken under load"
+
     assert out.stat().st_mode & 0o777 == 0o600
     assert not Path(f"{out}-wal").exists()  # a standalone file
     with sqlite3.connect(out) as conn:
         assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
-        assert conn.execute("SELECT COUNT(*) FROM seats WHERE ended_at IS NULL").fetchone() == (2,)
-    # Restore into a fresh data directory: a server started on it has everything.
+        users = {user for (user,) in conn.execute("SELECT user FROM usage_events WHERE feature = 'render'")}
+        [(total_milli,)] = conn.execute("SELECT SUM(total_milli) FROM consumption_counters WHERE feature = 'render'")
+        seats = {user for (user,) in conn.execute("SELECT user FROM seats WHERE ended_at IS NULL")}
+    writes = users - {"ann"}
+    # One snapshot: everything acknowledged before the backup started, nothing sent after it ended, and the
+    # counter equal to its events.
+    assert acked_before <= writes and not writes & sent_after
+    assert writes <= set(writers.sent)
+    assert total_milli == (before + len(writes)) * 1000
+    assert seats in ({"ann", "bob"}, {"ann", "bob", "cid"})
+
+    # Restore into a fresh data directory: `db check` passes and a server started on it has the copy's state.
     (tmp_path / "restored").mkdir()
-    restored = ServerProcess(tmp_path / "restored")
+    restored = ServerProcess(tmp_path / "restored", yaml.safe_load(server.config_path.read_text()))
     restored.data_dir.mkdir()
     out.rename(restored.data_dir / "floatsrv.db")
+    check = cli(restored, "db", "check")
+    assert check.returncode == 0 and check.stdout.strip().endswith("ok (schema 6)"), check.stdout + check.stderr
     restored.start()
     try:
         token = restored.token()
+        restored_total = render_total(restored, token)
+        assert restored_total == before + len(writes)
+        assert before + len(acked_before) <= restored_total < after
         status, view = restored.request("GET", "/v1/licenses/1001", token=token)
-        assert view["data"]["seats_in_use"] == 2
+        assert view["data"]["seats_in_use"] == len(seats)
     finally:
-        restored.stop()
+        assert restored.stop() == 0
 
 
 def test_db_check(server: ServerProcess, tmp_path: Path) -> None:

@@ -4,13 +4,16 @@ vanishes with it), append-only, readable through the admin API and the CLI."""
 from __future__ import annotations
 
 import asyncio
+import json
 import sqlite3
 import subprocess
 import sys
+from datetime import timedelta
 from typing import Any
 
 import jwt
 import pytest
+from aiohttp.test_utils import TestServer
 
 from floatsrv.appkeys import DOMAIN
 from floatsrv.domain import accounts
@@ -18,6 +21,8 @@ from floatsrv.domain.accounts import Actor
 from floatsrv.errors import StorageUnavailable
 from floatsrv.models import Role
 from tests.conftest import Api, basic
+from tests.metering_config import metering_license
+from tests.upstreams import FloatsrvUpstream
 
 
 async def audit(api: Api, token: str, **params: str) -> list[dict[str, Any]]:
@@ -176,7 +181,6 @@ async def test_cli_audit(api: Api) -> None:
         text=True,
     )
     assert shown.returncode == 0, shown.stderr
-    import json
 
     [row] = [r for r in json.loads(shown.stdout) if r["target"] == "kim"]
     assert row["actor"].startswith("cli:") and row["detail"] == {"role": "viewer", "source": "local"}
@@ -187,3 +191,122 @@ async def test_cli_audit(api: Api) -> None:
         text=True,
     )
     assert table.stdout.splitlines()[0].split()[:3] == ["ID", "AT", "ACTION"]
+
+
+async def test_sync_control_is_audited(api_factory: Any) -> None:
+    upstream = FloatsrvUpstream("audit-upstream-token")
+    upstream.faults.permanent_status = 400  # every batch is refused for good: it parks
+    server = TestServer(upstream.app)
+    await server.start_server()
+    try:
+        api: Api = await api_factory(_with_upstream(str(server.make_url("/ingest"))))
+        admin = await api.login("admin", "admin-password")
+        status, body = await api.post("/api/v4/add_consumption", {"product": "demo", "user": "u", "consumptions": 2})
+        assert status == 200, body
+
+        status, body = await api.post("/v1/sync/run", {}, token=admin)
+        assert status == 200 and body["data"]["channels"][0]["parked_batches"] == 1, body
+        [run] = await audit(api, admin, action="sync_run_requested")
+        assert (run["actor"], run["detail"]) == ("admin", {"channels": ["vendor"]}) and run["peer"]
+
+        upstream.faults.permanent_status = None
+        status, body = await api.post("/v1/sync/retry", {}, token=admin)
+        assert status == 200 and body["data"]["reopened_batches"] == 1, body
+        [retried] = await audit(api, admin, action="sync_parked_retried")
+        assert (retried["actor"], retried["target"], retried["detail"]) == ("admin", "vendor", {"batches": 1})
+        # Only admins control sync, and a refused request leaves no row.
+        assert (await api.post("/v1/sync/run", {}, token=await api.login()))[0] == 403
+        assert len(await audit(api, admin, action="sync_run_requested")) == 1
+    finally:
+        await server.close()
+
+
+def _with_upstream(url: str) -> Any:
+    def mutate(data: dict[str, Any]) -> None:
+        data["sync"] = {
+            "interval_seconds": 3600,  # the periodic pass runs once at start, then keeps out of the way
+            "upstreams": [{"name": "vendor", "format": "floatsrv", "url": url, "token": "audit-upstream-token"}],
+        }
+
+    return mutate
+
+
+async def test_addon_actions_are_audited(api_factory: Any) -> None:
+    api: Api = await api_factory(metering_license)
+    admin = await api.login("admin", "admin-password")
+    addon = {"name": "More API", "base_price": "31", "feature": "api", "consumption_model": "metered"}
+    status, body = await api.post("/v1/addons", addon, token=admin)
+    assert status == 200, body
+    addon_id = body["data"]["id"]
+    headers = {"Authorization": f"Bearer {admin}"}
+    async with api.client.put(f"/v1/addons/{addon_id}", json={**addon, "included_units": 9}, headers=headers) as resp:
+        assert resp.status == 200
+    assert (await api.post("/v1/licenses/1001/addons", {"addon_id": addon_id}, token=admin))[0] == 200
+    async with api.client.delete(f"/v1/licenses/1001/addons/{addon_id}", headers=headers) as resp:
+        assert resp.status == 200
+    async with api.client.delete(f"/v1/addons/{addon_id}", headers=headers) as resp:
+        assert resp.status == 200
+
+    rows = [r for r in reversed(await audit(api, admin, target=addon_id))]
+    assert [(r["action"], r["actor"]) for r in rows] == [
+        ("addon_created", "admin"),
+        ("addon_updated", "admin"),
+        ("addon_activated", "admin"),
+        ("addon_deactivated", "admin"),
+        ("addon_deleted", "admin"),
+    ]
+    details = {r["action"]: r["detail"] for r in rows}
+    assert details["addon_created"] == {"feature": "api", "model": "metered"}
+    assert details["addon_activated"]["license_id"] == 1001 and details["addon_activated"]["prorated_charge"]
+    assert details["addon_deactivated"] == {"license_id": 1001}
+    assert all(r["peer"] for r in rows)
+
+
+async def test_audit_filters_by_time_and_pages_by_id(api: Api) -> None:
+    admin = await api.login("admin", "admin-password")  # 12:00
+    api.clock.advance(timedelta(hours=1))
+    await api.login()  # 13:00
+    api.clock.advance(timedelta(hours=1))
+    await api.login("admin", "admin-password")  # 14:00
+    logins = await audit(api, admin, action="login_succeeded")
+    by_hour = {(r["at"][11:13], r["actor"]) for r in logins}
+    assert {("12", "admin"), ("13", "demo"), ("14", "admin")} <= by_hour
+
+    def at(hour: int) -> str:
+        return f"2026-01-15T{hour}:00:00Z"
+
+    middle = await audit(api, admin, action="login_succeeded", since=at(13), until=at(14))
+    assert [(r["at"], r["actor"]) for r in middle] == [("2026-01-15T13:00:00.000Z", "demo")]
+    assert [r["actor"] for r in await audit(api, admin, action="login_succeeded", since=at(14))] == ["admin"]
+    early = await audit(api, admin, action="login_succeeded", until=at(13))
+    assert early and all(r["at"] < at(13) for r in early)
+
+    newest, *older = await audit(api, admin)
+    paged = await audit(api, admin, before=str(newest["id"]))
+    assert paged == older
+    assert await audit(api, admin, before=str(older[-1]["id"])) == []
+    status, body = await api.get("/v1/audit", token=admin, params={"since": "yesterday"})
+    assert (status, body["error"]["code"]) == (400, "validation_error")
+
+    shown = await asyncio.to_thread(
+        subprocess.run,
+        [
+            sys.executable,
+            "-m",
+            "floatsrv",
+            "audit",
+            "--action",
+            "login_succeeded",
+            "--since",
+            at(13),
+            "--until",
+            at(14),
+            "--json",
+            "--data-dir",
+            str(api.config.storage.data_dir),
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert shown.returncode == 0, shown.stderr
+    assert [(r["actor"], r["at"]) for r in json.loads(shown.stdout)] == [("demo", "2026-01-15T13:00:00.000Z")]

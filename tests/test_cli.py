@@ -60,6 +60,65 @@ def test_serve_refuses_a_foreign_database(tmp_path: Path) -> None:
     assert "not a floatsrv database" in result.stdout and "not a floatsrv database" in result.stderr
 
 
+def serve_on(data: Path) -> subprocess.CompletedProcess[str]:
+    return floatsrv("serve", "--config", str(EXAMPLE), "--data-dir", str(data), "--port", "0")
+
+
+def test_serve_refuses_a_corrupt_database_untouched(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    db = data / "floatsrv.db"
+    junk = b"this is not sqlite at all\n" * 200
+    db.write_bytes(junk)
+    result = serve_on(data)
+    assert result.returncode == 3, result.stderr  # the data is unusable: a service manager should not retry
+    assert result.stderr.splitlines() == [
+        f"floatsrv: {db} is not a usable SQLite database (file is not a database); refusing to start"
+    ]
+    assert "Traceback" not in result.stdout + result.stderr
+    assert db.read_bytes() == junk  # never re-created or "repaired"
+
+
+def test_serve_refuses_a_database_from_a_newer_floatsrv_untouched(tmp_path: Path) -> None:
+    import asyncio
+    import sqlite3
+
+    from floatsrv.clock import ManualClock
+    from floatsrv.db.migrate import latest_version
+    from floatsrv.db.store import Store
+
+    data = tmp_path / "data"
+    db = data / "floatsrv.db"
+
+    async def create() -> None:  # a real floatsrv database at the latest schema ...
+        store = Store(db, ManualClock())
+        await store.open()
+        await store.close()
+
+    asyncio.run(create())
+    newer = latest_version() + 1
+    conn = sqlite3.connect(db)
+    try:
+        conn.execute(f"PRAGMA user_version = {newer}")  # ... as a newer floatsrv would leave it
+        conn.commit()
+    finally:
+        conn.close()
+    before = db.read_bytes()
+    result = serve_on(data)
+    assert result.returncode == 3, result.stderr
+    assert result.stderr.splitlines() == [
+        f"floatsrv: the database has schema version {newer}, newer than this floatsrv understands "
+        f"({latest_version()}); run a newer floatsrv or restore a backup"
+    ]
+    assert "Traceback" not in result.stdout + result.stderr
+    assert db.read_bytes() == before  # not migrated "back", not touched at all
+    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    try:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == newer
+    finally:
+        conn.close()
+
+
 def test_hash_password_makes_a_usable_hash(tmp_path: Path) -> None:
     result = subprocess.run(
         [sys.executable, "-m", "floatsrv", "hash-password", "--password", "s3cret"],
@@ -126,7 +185,7 @@ def test_tls(tmp_path: Path) -> None:
 
 def test_serve_refuses_a_data_dir_it_cannot_write(tmp_path: Path) -> None:
     """Files left by root (say, an admin who ran the server by hand once) and a service running as another
-    user: one clear line and exit 1, not a traceback."""
+    user: one clear line and exit 3 (unusable data), not a traceback."""
     import os
     import shutil
     import tempfile

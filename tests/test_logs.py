@@ -6,8 +6,13 @@ from __future__ import annotations
 
 import base64
 import json
+import signal
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+import yaml
 
 from tests.conftest import example_dict
 from tests.procs import ServerProcess
@@ -68,3 +73,72 @@ def test_request_lines_and_no_secrets(tmp_path: Path) -> None:
     failed = [line for line in requests if line["status"] == 401]
     assert {line["error_code"] for line in failed} == {"unauthorized", "invalid_token"}
     assert len({line["request_id"] for line in requests}) == len(requests)
+
+
+def log_lines(server: ServerProcess) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in server.log_path.read_text().splitlines()]
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
+def test_log_level_from_config_and_sighup(tmp_path: Path) -> None:
+    """`log.level: warning` drops the info lines (one per request among them) from the start; SIGHUP to
+    `info` brings them back, and SIGHUP to `warning` silences them again, without a restart. Requests carry
+    an X-Request-Id naming the phase they were sent in."""
+    config = example_dict()
+    config["log"]["level"] = "warning"
+    server = ServerProcess(tmp_path, config)
+    server.start()
+    wrong = {"Authorization": "Basic " + base64.b64encode(b"demo:wrong-password").decode()}
+
+    def serve(phase: str) -> None:
+        token = server.token("demo", "demo-password")
+        register = {"product": "demo", "user": f"ws-{phase}"}
+        status, body = server.request(
+            "POST", "/api/v4/register", register, token, {"X-Request-Id": f"{phase}-register"}
+        )
+        assert status == 200, body
+        assert server.request("GET", "/auth", headers={**wrong, "X-Request-Id": f"{phase}-login"})[0] == 401
+
+    def reload(level: str, metrics_token: str) -> None:
+        assert server.proc is not None
+        config["log"]["level"] = level
+        config["metrics"] = {"token": metrics_token}
+        server.config_path.write_text(yaml.safe_dump(config))
+        server.proc.send_signal(signal.SIGHUP)
+        # The new metrics token works once the reload has been applied (the log may say nothing).
+        wait_for(lambda: server.request("GET", "/metrics", token=metrics_token)[0] == 200)
+
+    try:
+        serve("quiet1")
+        reload("info", "metrics-token-for-info-phase")
+        serve("loud")
+        reload("warning", "metrics-token-for-warning-phase")
+        # The lines written before the switch reach the log while the server runs, not only when it exits.
+        wait_for(lambda: any(line["event"] == "config_reload_requested" for line in log_lines(server)))
+        serve("quiet2")
+    finally:
+        assert server.stop() == 0
+
+    lines = log_lines(server)
+    by_request: dict[str, list[dict[str, Any]]] = {}
+    for line in lines:
+        by_request.setdefault(line.get("request_id", ""), []).append(line)
+    for phase in ("quiet1", "quiet2"):
+        # Warnings still come through; nothing below warning does.
+        assert [(line["event"], line["level"]) for line in by_request[f"{phase}-login"]] == [
+            ("login_failed", "warning")
+        ]
+        assert f"{phase}-register" not in by_request
+    assert [line["event"] for line in by_request["loud-register"]] == ["request_completed"]
+    assert {line["event"] for line in by_request["loud-login"]} == {"login_failed", "request_completed"}
+    events = [line["event"] for line in lines]
+    # Started and stopped at warning: the info lines of start-up and shutdown are not written either.
+    assert "server_started" not in events and "server_stopped" not in events
+    assert events.count("config_reloaded") == 1  # the reload to info says so; the one to warning cannot
+    assert {line["level"] for line in lines if line["event"] == "request_completed"} == {"info"}

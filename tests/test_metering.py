@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 from datetime import timedelta
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -24,13 +25,19 @@ async def meter(api_factory: Any) -> Api:
 async def check(api: Api, feature: str, quantity: Any = 1) -> dict[str, Any]:
     status, body = await api.post("/v1/usage/check", {"license_id": 1001, "feature": feature, "quantity": quantity})
     assert status == 200, body
+    assert body["success"] is True, body  # the native success envelope
     result: dict[str, Any] = body["data"]
     return result
 
 
 async def event(api: Api, feature: str, quantity: Any, **extra: Any) -> tuple[int, Any]:
     body = {"event_id": f"ev-{next(_ids)}", "product": "demo", "feature": feature, "quantity": quantity, **extra}
-    return await api.post("/v1/usage/events", body)
+    status, reply = await api.post("/v1/usage/events", body)
+    if status == 200:
+        assert reply["success"] is True, reply
+    elif isinstance(reply, dict) and "error" in reply:
+        assert reply["success"] is False, reply
+    return status, reply
 
 
 # (feature, quantity, allowed, reason, grantable): fresh license, nothing used yet.
@@ -78,6 +85,112 @@ async def test_check_then_write_agree(
         )
         assert (status, body["error"]["code"]) == expected, body
         assert (await check(meter, feature, "0.001"))["current"] == "0"  # a refusal changes nothing
+
+
+async def _admin_addon(api: Api, **fields: Any) -> None:
+    status, body = await api.post("/v1/addons", {"name": "More", "base_price": "10", **fields})
+    assert status == 200, body
+    status, body = await api.post("/v1/licenses/1001/addons", {"addon_id": body["data"]["id"]})
+    assert status == 200, body
+
+
+async def _grant_credits(api: Api, amount: str) -> None:
+    status, body = await api.post("/v1/licenses/1001/credits", {"amount": amount})
+    assert status == 200 and body["data"]["purchased_credits"] == amount, body
+
+
+# (name, feature, setup steps, grantable left afterwards, the check's reason once over, the refusal's code).
+# Setup steps are ("use", quantity), ("credits", purchased amount) or ("addon", add-on fields).
+AFTER_USE = [
+    ("metered_after_use", "api", [("use", "6.5")], "3.5", "included_limit_reached", "limit_exceeded"),
+    ("overage_after_use", "storage", [("use", "11.25")], "3.75", "overage_limit_reached", "limit_exceeded"),
+    # 20 plan credits, 7.5 spent; 6.001 purchased: 18.501 credits at 2.5 a unit pay for 7.4 units (7.401 would
+    # cost 18.5025, rounded up to 18.503).
+    ("purchased_credits", "ai", [("use", "3"), ("credits", "6.001")], "7.4", "insufficient_credits", None),
+    (
+        "metered_addon",
+        "api",
+        [("addon", {"feature": "api", "consumption_model": "metered", "included_units": 5}), ("use", "6.5")],
+        "8.5",
+        "included_limit_reached",
+        "limit_exceeded",
+    ),
+    (
+        "credits_addon_and_purchased",
+        "ai",
+        [
+            ("use", "2"),  # 5 of the 20 plan credits, at 2.5 a unit
+            ("addon", {"feature": "ai", "consumption_model": "credits", "included_units": 4, "credit_cost": "2"}),
+            ("credits", "3.001"),
+        ],
+        "11",  # the add-on: 4 more plan credits, 2 a unit from now on; 19 plan + 3.001 purchased pay for 11.0005
+        "insufficient_credits",
+        None,
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("mode", "accept_partial"), [("exact", False), ("exact", True), ("over", True), ("over", False)]
+)
+@pytest.mark.parametrize(
+    ("feature", "setup", "grantable", "reason", "code"), [case[1:] for case in AFTER_USE], ids=[c[0] for c in AFTER_USE]
+)
+async def test_check_then_write_agree_after_use(
+    meter: Api,
+    feature: str,
+    setup: list[tuple[str, Any]],
+    grantable: str,
+    reason: str,
+    code: str | None,
+    mode: str,
+    accept_partial: bool,
+) -> None:
+    """Whatever is left once some of the allowance is used, with purchased credits or an add-on: a write of
+    exactly the check's `grantable` is accepted in full, and anything beyond is refused (or clamped) exactly
+    as the check said."""
+    await meter.login("admin", "admin-password")
+    for step, value in setup:
+        if step == "use":
+            assert (await event(meter, feature, value))[0] == 200
+        elif step == "credits":
+            await _grant_credits(meter, value)
+        else:
+            await _admin_addon(meter, **value)
+    left = await check(meter, feature, 1000)
+    assert (left["allowed"], left["reason"], left["grantable"]) == (False, reason, grantable), left
+    exact = await check(meter, feature, grantable)
+    assert (exact["allowed"], exact["reason"], exact["grantable"]) == (True, None, grantable), exact
+    beyond = str(Decimal(grantable) + 1)
+    over = await check(meter, feature, beyond)
+    assert (over["allowed"], over["reason"], over["grantable"]) == (False, reason, grantable), over
+
+    if mode == "exact":
+        status, body = await event(meter, feature, grantable, accept_partial=accept_partial)
+        assert status == 200, body
+        assert (body["data"]["status"], body["data"]["accepted_quantity"]) == ("accepted", grantable)
+    elif accept_partial:  # one unit more than grantable, clamped to exactly what the check said
+        status, body = await event(meter, feature, beyond, accept_partial=True)
+        assert status == 200, body
+        data = body["data"]
+        assert (data["status"], data["requested_quantity"], data["accepted_quantity"], data["rejected_quantity"]) == (
+            "partial",
+            beyond,
+            grantable,
+            "1",
+        )
+    else:  # one unit more than grantable, refused whole; then exactly grantable fits
+        status, body = await event(meter, feature, beyond)
+        assert (status, body["error"]["code"]) == (422, code or reason), body
+        status, body = await event(meter, feature, grantable)
+        assert status == 200 and body["data"]["accepted_quantity"] == grantable, body
+
+    # Now nothing is left, and the check says so before the write proves it.
+    full = await check(meter, feature, "0.001")
+    assert (full["allowed"], full["reason"], full["grantable"]) == (False, reason, "0"), full
+    status, body = await event(meter, feature, "0.001", accept_partial=accept_partial)
+    assert (status, body["error"]["code"]) == (422, code or reason), body
+    assert (await check(meter, feature, "0.001"))["current"] == full["current"]  # the refusal changed nothing
 
 
 async def test_each_model_at_and_over_its_limit_after_use(meter: Api) -> None:

@@ -4,8 +4,11 @@ the very next request, whether revoked through the admin API or by the CLI from 
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import json
 import subprocess
 import sys
+from pathlib import Path
 from typing import Any
 
 import jwt
@@ -119,3 +122,74 @@ async def test_cli_revocation_reaches_the_running_server_on_the_next_request(api
     fresh = await api.login()
     assert (await cli(api, "token", "rotate-key")).returncode == 0
     assert await works(api, fresh) == 401
+
+
+def stored_bytes(api: Api) -> bytes:
+    """Every byte the server keeps on disk: floatsrv.db, its -wal and -shm, and anything else in the data dir."""
+    data_dir = Path(api.config.storage.data_dir)
+    files = sorted(p for p in data_dir.rglob("*") if p.is_file())
+    assert api.config.db_path in files and Path(f"{api.config.db_path}-wal") in files
+    return b"".join(p.read_bytes() for p in files)
+
+
+async def test_api_keys_are_stored_hashed(api: Api) -> None:
+    admin = await api.login("admin", "admin-password")
+    status, body = await api.post("/v1/api-keys", {"name": "render-farm", "role": "user"}, token=admin)
+    assert status == 200, body
+    from_api = body["data"]["key"]
+    from_cli = (await cli(api, "apikey", "create", "ci-runner")).stdout.strip().splitlines()[-1].split()[-1]
+    assert await works(api, from_api) == 200 and await works(api, from_cli) == 200  # both are live keys
+    on_disk = stored_bytes(api)
+    for key in (from_api, from_cli):
+        key_id, secret = key.removeprefix("fsk_").split("_", 1)
+        assert key.encode() not in on_disk and secret.encode() not in on_disk
+        assert key_id.encode() in on_disk  # the public id is stored, so this scan does see the rows
+        assert hashlib.sha256(secret.encode()).digest() in on_disk  # ... and the secret only as its hash
+
+
+async def test_cli_apikey_list_shows_keys_without_their_secret(api: Api) -> None:
+    created = await cli(api, "apikey", "create", "nightly", "--role", "viewer")
+    assert created.returncode == 0, created.stderr
+    key = created.stdout.strip().splitlines()[-1].split()[-1]
+    key_id = key.split("_")[1]
+    admin = await api.login("admin", "admin-password")
+    _, body = await api.post("/v1/api-keys", {"name": "dashboard", "role": "user"}, token=admin)
+    other = body["data"]["key"]
+
+    listed = await cli(api, "apikey", "list", "--json")
+    assert listed.returncode == 0, listed.stderr
+    rows = {r["name"]: r for r in json.loads(listed.stdout)}
+    assert set(rows) == {"nightly", "dashboard"}
+    assert (rows["nightly"]["id"], rows["nightly"]["role"], rows["nightly"]["revoked_at"]) == (key_id, "viewer", None)
+    assert rows["nightly"]["created_by"].startswith("cli:") and rows["dashboard"]["created_by"] == "admin"
+    assert set(rows["nightly"]) == {"id", "name", "role", "created_at", "created_by", "revoked_at"}
+    table = (await cli(api, "apikey", "list")).stdout
+    assert table.splitlines()[0].split() == ["ID", "NAME", "ROLE", "CREATED_AT", "CREATED_BY", "REVOKED_AT"]
+    assert key_id in table
+    for secret in (key.split("_", 2)[2], other.split("_", 2)[2]):
+        assert secret not in listed.stdout and secret not in table
+
+    assert (await cli(api, "apikey", "revoke", key_id)).returncode == 0
+    rows = {r["name"]: r for r in json.loads((await cli(api, "apikey", "list", "--json")).stdout)}
+    assert rows["nightly"]["revoked_at"] is not None and rows["dashboard"]["revoked_at"] is None
+    assert (await api.get("/v1/licenses", token=key))[0] == 401
+
+
+async def test_cli_revoke_user_reaches_the_running_server_on_the_next_request(api: Api) -> None:
+    demo_tokens = [api.token or "", await api.login()]
+    admin = await api.login("admin", "admin-password")
+    for token in (*demo_tokens, admin):
+        assert await works(api, token) == 200
+    result = await cli(api, "token", "revoke-user", "demo")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "revoked 2 tokens of 'demo'"
+    for token in demo_tokens:
+        status, body = await api.post("/api/v4/register", {"product": "demo", "user": "r"}, token=token)
+        assert (status, body["code"]) == (401, "invalid_token")
+    assert await works(api, admin) == 200  # another user's token is untouched
+    assert await works(api, await api.login()) == 200  # and demo may log in again
+    status, body = await api.get("/v1/audit", token=admin, params={"action": "user_tokens_revoked"})
+    [row] = body["data"]["data"]
+    assert row["target"] == "demo" and row["actor"].startswith("cli:")
+    missing = await cli(api, "token", "revoke-user", "nobody")
+    assert missing.returncode == 1 and "user_not_found" in missing.stderr

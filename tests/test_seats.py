@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from datetime import timedelta
+from typing import Any
 
 from tests.conftest import Api
 
@@ -266,3 +267,162 @@ async def test_removing_a_license_from_config_ends_its_seats(tmp_path) -> None:
         assert (seat["license_id"], seat["end_reason"]) == (1001, "license_removed")
     finally:
         await client.close()
+
+
+# The FS endpoints of spec §1.4-1.6; every other /api/v4 route is a §1.7 License-API twin.
+FS_ROUTES = {
+    ("GET", "/api/v4/health"),
+    ("GET", "/api/v4/openapi.json"),
+    ("POST", "/api/v4/register"),
+    ("POST", "/api/v4/unregister"),
+    ("GET", "/api/v4/unregister/all"),
+    ("POST", "/api/v4/borrow"),
+    ("POST", "/api/v4/add_consumption"),
+    ("POST", "/api/v4/add_feature_consumption"),
+    ("POST", "/api/v4/featureRegister"),
+    ("POST", "/api/v4/featureRelease"),
+    ("GET", "/api/v4/featureRelease/all"),
+    ("GET", "/api/v4/license"),
+}
+RELEASE_TWINS = ("/api/v4/feature_release", "/api/v4/floating/feature_release")
+
+
+def test_every_alias_route_is_covered_below() -> None:
+    from floatsrv.api.routes import ROUTES
+
+    aliases = {(r.method, r.path) for r in ROUTES if r.path.startswith("/api/v4/")} - FS_ROUTES
+    assert aliases == {
+        ("GET", "/api/v4/check_license_feature"),
+        *(("POST", path) for path in RELEASE_TWINS),
+        ("GET", "/api/v4/feature_release/all"),
+    }
+
+
+async def feature_seats(api: Api, state: str = "held") -> dict[str, dict[str, Any]]:
+    return {s["user"]: s for s in await api.seats(state=state) if s["feature"] == "export"}
+
+
+async def test_check_license_feature_takes_a_feature_seat_like_feature_register(api: Api) -> None:
+    for user in ("a", "b", "c"):
+        await api.register(user)
+    query = {"product": "demo", "feature": "export", "hardware_id": "a", "license_key": "ignored"}
+    status, body = await api.get("/api/v4/check_license_feature", params=query)
+    assert status == 200, body
+    assert (body["code"], body["is_floating"], body["floating_in_use_devices"]) == ("export", True, 1)
+    assert list(await feature_seats(api)) == ["a"]
+    # The same answer as featureRegister gives for the same seat at the same moment (a heartbeat: no new seat).
+    status, twin = await api.post("/api/v4/featureRegister", {"product": "demo", "feature": "export", "user": "a"})
+    assert (status, twin) == (200, body)
+    # `user` works as well as `hardware_id`, numbers arrive as query strings, and limits hold.
+    status, body = await api.get(
+        "/api/v4/check_license_feature",
+        params={"product": "demo", "feature": "export", "user": "b", "license_id": "1001"},
+    )
+    assert status == 200 and body["floating_in_use_devices"] == 2
+    status, body = await api.get(
+        "/api/v4/check_license_feature", params={"product": "demo", "feature": "export", "hardware_id": "c"}
+    )
+    assert (status, body["code"]) == (400, "floating_not_available")
+    assert sorted(await feature_seats(api)) == ["a", "b"]
+    # The error answers are featureRegister's.
+    status, body = await api.get(
+        "/api/v4/check_license_feature", params={"product": "demo", "feature": "export", "hardware_id": "nobody"}
+    )
+    assert (status, body["code"]) == (400, "device_not_found")
+    status, body = await api.get("/api/v4/check_license_feature", params={"product": "demo", "hardware_id": "a"})
+    assert (status, body["code"]) == (400, "missing_parameters") and set(body) == {"status", "code", "message"}
+
+
+async def test_feature_release_twins_answer_like_feature_release(api: Api) -> None:
+    for user in ("a", "b"):
+        await api.register(user)
+    body = {"product": "demo", "feature": "export"}
+    expected = []
+    for path in ("/api/v4/featureRelease", *RELEASE_TWINS):
+        for user_key in ("user", "hardware_id"):
+            assert (await api.post("/api/v4/featureRegister", {**body, "user": "a"}))[0] == 200
+            assert list(await feature_seats(api)) == ["a"]
+            released = await api.post(path, {**body, user_key: "a"})
+            not_held = await api.post(path, {**body, user_key: "a"})
+            assert await feature_seats(api) == {}, (path, user_key)
+            expected.append((path, released, not_held[0], not_held[1]["code"]))
+    assert expected == [
+        (path, (200, "feature_released"), 400, "floating_feature_device_not_in_use")
+        for path in ("/api/v4/featureRelease", *RELEASE_TWINS)
+        for _ in range(2)
+    ]
+    ended = [s for s in await api.seats(state="ended") if s["feature"] == "export"]
+    assert [s["end_reason"] for s in ended] == ["released"] * 6
+    assert sorted(s["user"] for s in await api.seats()) == ["a", "b"]  # license seats are untouched
+
+
+async def test_feature_release_all_twin_releases_every_feature_seat(api: Api) -> None:
+    for user in ("a", "b", "c"):
+        await api.register(user)
+    for user in ("a", "b"):
+        await api.post("/api/v4/featureRegister", {"product": "demo", "feature": "export", "user": user})
+    status, text = await api.get("/api/v4/feature_release/all")
+    assert (status, text) == (200, "")
+    assert await feature_seats(api) == {}
+    assert {u: s["end_reason"] for u, s in (await feature_seats(api, "ended")).items()} == {
+        "a": "unregister_all",
+        "b": "unregister_all",
+    }
+    assert sorted(s["user"] for s in await api.seats()) == ["a", "b", "c"]
+    # Scoped like featureRelease/all: only the named user's feature seats.
+    for user in ("a", "c"):
+        await api.post("/api/v4/featureRegister", {"product": "demo", "feature": "export", "user": user})
+    status, text = await api.get("/api/v4/feature_release/all", params={"product": "demo", "user": "a"})
+    assert (status, text) == (200, "")
+    assert list(await feature_seats(api)) == ["c"]
+    status, body = await api.get("/api/v4/feature_release/all", params={"product": "demo", "license_id": "x"})
+    assert (status, body["code"]) == (400, "validation_error")
+
+
+async def test_go_zero_time_is_never_returned(api: Api) -> None:
+    """Go's zero time means "not borrowed" on input; no response of any /api/v4 route may carry it."""
+    zero = "0001-01-01T00:00:00Z"
+    later = (api.clock.now() + timedelta(hours=2)).isoformat().replace("+00:00", "Z")
+    export = {"product": "demo", "feature": "export"}
+    calls: list[tuple[str, str, dict[str, Any]]] = [
+        ("POST", "/api/v4/register", {"product": "demo", "user": "a", "borrowed_until": zero}),
+        ("POST", "/api/v4/borrow", {"product": "demo", "user": "b", "borrowed_until": zero}),
+        ("POST", "/api/v4/borrow", {"product": "demo", "user": "c", "borrowed_until": later}),
+        ("POST", "/api/v4/featureRegister", {**export, "user": "a"}),
+        ("POST", "/api/v4/featureRegister", {**export, "user": "b", "borrow_until": zero}),
+        ("GET", "/api/v4/check_license_feature", {**export, "hardware_id": "a"}),
+        ("POST", "/api/v4/add_consumption", {"product": "demo", "user": "a", "consumptions": 5}),
+        ("POST", "/api/v4/add_feature_consumption", {"product": "demo", "feature": "render", "consumptions": 2}),
+        ("GET", "/api/v4/license", {}),
+        ("GET", "/api/v4/license", {"product": "demo"}),
+        ("GET", "/api/v4/health", {}),
+        ("POST", "/api/v4/featureRelease", {**export, "user": "a"}),
+        ("POST", "/api/v4/featureRegister", {**export, "user": "c", "borrow_until": later}),
+        ("GET", "/api/v4/license", {}),
+        ("POST", "/api/v4/feature_release", {**export, "user": "b"}),
+        ("POST", "/api/v4/featureRegister", {**export, "user": "a"}),
+        ("POST", "/api/v4/floating/feature_release", {**export, "hardware_id": "a"}),
+        ("GET", "/api/v4/featureRelease/all", {}),
+        ("GET", "/api/v4/feature_release/all", {}),
+        ("POST", "/api/v4/unregister", {"product": "demo", "user": "a"}),
+        ("GET", "/api/v4/unregister/all", {}),
+        ("GET", "/api/v4/license", {}),
+    ]
+    seen: set[tuple[str, str]] = set()
+    for method, path, data in calls:
+        if method == "GET":
+            request = api.client.get(path, params=data, headers=api.headers())
+        else:
+            request = api.client.post(path, json=data, headers=api.headers())
+        async with request as resp:
+            text = await resp.text()
+        assert resp.status == 200, (path, text)
+        assert "0001-01-01" not in text, (path, text)
+        seen.add((method, path))
+        if path == "/api/v4/borrow" and data["user"] == "b":
+            # Zero on input means "the longest allowed", which is a real date.
+            assert json.loads(text)["borrowed_until"] == "2026-01-18T12:00:00.000Z"
+    from floatsrv.api.routes import ROUTES
+
+    every = {(r.method, r.path) for r in ROUTES if r.path.startswith("/api/v4/")}
+    assert every - seen == {("GET", "/api/v4/openapi.json")}  # a document, not a response about state

@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestServer
+from structlog.testing import capture_logs
 
 from floatsrv.appkeys import DOMAIN, SYNC
 from floatsrv.times import iso_us
@@ -257,3 +258,60 @@ async def test_shutdown_runs_a_bounded_final_sync(tmp_path: Any, floatsrv_upstre
     started = asyncio.get_running_loop().time()
     await client.close()
     assert asyncio.get_running_loop().time() - started < 5  # shutdown_timeout_seconds is 2
+
+
+async def test_outage_backs_off_with_jitter_logs_quietly_and_recovers_once(
+    api_factory: Any, floatsrv_upstream: Any
+) -> None:
+    """While the upstream answers 503, passes come after growing, capped, jittered delays (measured from the
+    upstream's request times), one warning line is logged (at most one per 30 s), and the first success after
+    the outage logs exactly one `sync_recovered` line."""
+    upstream, url = floatsrv_upstream
+    interval, backoff_max, failures = 0.05, 0.4, 10
+    base = with_sync(url, "floatsrv")
+
+    def quick(data: dict[str, Any]) -> None:
+        base(data)
+        data["sync"].update(interval_seconds=interval, backoff_max_seconds=backoff_max)
+
+    api: Api = await api_factory(quick)
+    with capture_logs() as logs:
+        upstream.faults.down = True
+        await load(api, 1)
+
+        async def failed_enough() -> bool:
+            return len(upstream.history) >= failures
+
+        await wait_until(failed_enough)
+        upstream.faults.down = False
+
+        async def delivered() -> bool:
+            return upstream.totals() == {k: v for k, v in (await local_counters(api)).items() if v}
+
+        await wait_until(delivered)
+        await load(api, 1)  # later passes, successful ones, log no further recovery
+        await wait_until(delivered)
+        await asyncio.sleep(0.3)
+
+    statuses = [status for _, status in upstream.history]
+    outage = len(list(itertools.takewhile(lambda s: s == 503, statuses)))
+    assert outage >= failures and set(statuses[outage:]) == {200}, statuses
+    times = [at for at, _ in upstream.history[: outage + 1]]  # the failures, and the first success
+    gaps = [later - earlier for earlier, later in itertools.pairwise(times)]
+    # After the k-th failure in a row the wait is min(max, interval * 2**k), times a jitter factor in [0.5, 1].
+    nominal = [min(backoff_max, interval * 2**k) for k in range(1, outage + 1)]
+    slack = 0.1  # a pass's own work (SQLite, HTTP; ~10 ms) adds a little to each measured gap
+    for gap, wait in zip(gaps, nominal, strict=True):
+        assert wait * 0.5 - 0.005 <= gap <= wait + slack, (gaps, nominal)
+    assert max(gaps) <= backoff_max + slack  # capped: uncapped, the 5th wait alone would be 0.8-1.6 s
+    assert gaps[0] < gaps[2] and sum(gaps[:2]) < sum(gaps[-2:])  # it grows: 0.05-0.1 s, 0.2-0.4 s, to the cap
+    factors = [gap / wait for gap, wait in zip(gaps, nominal, strict=True)]
+    assert min(factors) < 0.9 and max(factors) - min(factors) > 0.1, factors  # jittered, not a fixed schedule
+
+    events = [line for line in logs if line["event"].startswith("sync_")]
+    failed = [line for line in events if line["event"] == "sync_failed"]
+    assert len(failed) == 1, failed  # ~10 failures in ~3 s: one line, the rest is rate-limited
+    assert (failed[0]["log_level"], failed[0]["consecutive_failures"]) == ("warning", 1)
+    assert "HTTP 503" in failed[0]["error"]
+    recovered = [line for line in events if line["event"] == "sync_recovered"]
+    assert len(recovered) == 1 and recovered[0]["after_failures"] == outage, recovered

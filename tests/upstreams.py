@@ -3,7 +3,9 @@
 `FloatsrvUpstream` speaks floatsrv's own format (keeps the highest revision per counter); `RebillyUpstream`
 speaks Rebilly's `POST /usages` (409 for an id it has). Faults, drawn from a seeded generator: fail before
 storing (500), store and then fail (so the next delivery is a duplicate), answer too slowly (the client
-times out, after the upstream stored it), and drop the connection.
+times out, after the upstream stored it), and drop the connection. Every request is recorded with its
+arrival time and status in `history`. `serve_in_thread` runs one in a background thread for tests whose
+own thread blocks (subprocesses, blocking HTTP).
 """
 
 from __future__ import annotations
@@ -11,7 +13,11 @@ from __future__ import annotations
 import asyncio
 import json
 import random
+import threading
+import time
 from collections import defaultdict
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -57,9 +63,16 @@ class _Upstream:
     def __init__(self, faults: Faults | None = None) -> None:
         self.faults = faults or Faults()
         self.requests = 0
+        self.history: list[tuple[float, int]] = []  # (time.monotonic() on arrival, status answered)
         self.app = web.Application()
 
     async def faulty(self, request: web.Request, store: Any) -> web.StreamResponse:
+        arrived = time.monotonic()
+        response = await self._faulty(request, store)
+        self.history.append((arrived, response.status))
+        return response
+
+    async def _faulty(self, request: web.Request, store: Any) -> web.StreamResponse:
         self.requests += 1
         if self.faults.down:
             return web.json_response({"error": "down"}, status=503)
@@ -144,3 +157,36 @@ class RebillyUpstream(_Upstream):
         for usage in self.usages.values():
             out[usage["subscriptionId"]] += Decimal(str(usage["quantity"]))
         return dict(out)
+
+
+@contextmanager
+def serve_in_thread(upstream: _Upstream) -> Iterator[str]:
+    """Serve `upstream` on a free loopback port from its own thread and event loop; yields its base URL."""
+    loop = asyncio.new_event_loop()
+    ready = threading.Event()
+    port: list[int] = []
+    runner = web.AppRunner(upstream.app)
+
+    async def start() -> None:
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        port.append(runner.addresses[0][1])
+
+    def main() -> None:
+        asyncio.set_event_loop(loop)
+        loop.run_until_complete(start())
+        ready.set()
+        loop.run_forever()
+        loop.run_until_complete(runner.cleanup())
+        loop.close()
+
+    thread = threading.Thread(target=main, name="upstream", daemon=True)
+    thread.start()
+    if not ready.wait(10):
+        raise RuntimeError("the upstream did not start")
+    try:
+        yield f"http://127.0.0.1:{port[0]}"
+    finally:
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)

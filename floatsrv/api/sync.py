@@ -66,6 +66,9 @@ async def get_status(request: web.Request) -> web.Response:
 async def run_now(request: web.Request) -> web.Response:
     """Sync every upstream now and answer with the outcome (the periodic loop carries on as before)."""
     worker = request.app[SYNC]
+    domain = request.app[DOMAIN]
+    names = [u.name for u in request.app[CONFIG].sync.upstreams]
+    await sync.note_run_requested(domain.store, domain.clock, actor(request), names)
     error = None
     try:
         reports = await asyncio.wait_for(worker.run(), RUN_TIMEOUT_SECONDS)

@@ -21,6 +21,7 @@ from floatsrv.db import sync as db
 from floatsrv.db.store import Store
 from floatsrv.db.sync import BatchRecord as BatchRecord  # re-exported for the worker and the API
 from floatsrv.db.sync import BatchRow as BatchRow
+from floatsrv.domain.accounts import Actor
 from floatsrv.errors import InvalidRequest, NotFound
 from floatsrv.quantity import milli_to_str
 from floatsrv.times import iso_us, to_us
@@ -181,6 +182,15 @@ async def retry_parked(store: Store, clock: Clock, channel: str, actor: str) -> 
         return count
 
     return await store.write(unit)
+
+
+async def note_run_requested(store: Store, clock: Clock, actor: Actor, channels: list[str]) -> None:
+    """Audit an on-demand sync pass (admin sync control) before the worker starts it."""
+
+    def unit(conn: sqlite3.Connection) -> None:
+        actor.audit(conn, to_us(clock.now()), "sync_run_requested", detail={"channels": channels})
+
+    await store.write(unit)
 
 
 async def status(store: Store, channels: list[str]) -> list[ChannelStatus]:

@@ -38,6 +38,7 @@ class PassReport:
     requests: int = 0
     skipped: bool = False
     error: str | None = None
+    parked: int = 0  # batches the upstream refused for good in this pass
 
 
 class SyncFailed(Exception):
@@ -116,6 +117,7 @@ class SyncWorker:
                     if exc.retryable:
                         report.error = error
                         break
+                    report.parked += 1
                     log.error("sync_batch_parked", channel=config.name, batch=batch.id, error=error)
                     continue
                 confirmed = result.confirmed if result else []
