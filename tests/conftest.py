@@ -6,7 +6,10 @@ time instead of sleeping. `tests.procs` starts floatsrv as a separate process fo
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import subprocess
+import sys
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -37,6 +40,13 @@ def make_config(tmp_path: Path, mutate: Callable[[dict[str, Any]], None] | None 
     return parse_config(yaml.safe_dump(data), tmp_path)
 
 
+def floatsrv_cli(*args: str, stdin: str | None = None, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    """Run `python -m floatsrv ARGS` in a separate process and capture its output."""
+    return subprocess.run(
+        [sys.executable, "-m", "floatsrv", *args], capture_output=True, text=True, timeout=timeout, input=stdin
+    )
+
+
 def basic(username: str, password: str) -> str:
     return "Basic " + base64.b64encode(f"{username}:{password}".encode()).decode()
 
@@ -53,6 +63,11 @@ class Api:
     @property
     def app(self) -> Any:
         return self.client.server.app
+
+    async def cli(self, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+        """An admin command on this app's data dir, in a thread: the app shares this event loop."""
+        data_dir = str(self.config.storage.data_dir)
+        return await asyncio.to_thread(floatsrv_cli, *args, "--data-dir", data_dir, stdin=stdin)
 
     async def login(self, username: str = "demo", password: str = "demo-password") -> str:
         resp = await self.client.get("/auth", headers={"Authorization": basic(username, password)})

@@ -18,7 +18,7 @@ from typing import Any
 
 import yaml
 
-from tests.conftest import example_dict
+from tests.conftest import example_dict, floatsrv_cli
 
 
 def free_port() -> int:
@@ -94,6 +94,10 @@ class ServerProcess:
 
     def kill(self) -> None:
         self.stop(signal.SIGKILL)
+
+    def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
+        """An admin command against this server's config and data dir."""
+        return floatsrv_cli(*args, "--config", str(self.config_path), "--data-dir", str(self.data_dir))
 
     def token(self, username: str = "admin", password: str = "admin-password") -> str:
         auth = base64.b64encode(f"{username}:{password}".encode()).decode()

@@ -3,7 +3,6 @@ declared users (config/env) that only their file can change."""
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 from tests.conftest import Api, make_config, start_api
@@ -155,22 +154,8 @@ async def test_declared_users_follow_the_config_and_environment(tmp_path) -> Non
         await client.close()
 
 
-async def cli(api: Api, *args: str, **kwargs: Any) -> Any:
-    """Run the CLI in a thread: the server under test shares this event loop and must keep running."""
-    return await asyncio.to_thread(_cli, api, *args, **kwargs)
-
-
-def _cli(api: Api, *args: str, stdin: str | None = None) -> Any:
-    import subprocess
-    import sys
-
-    return subprocess.run(
-        [sys.executable, "-m", "floatsrv", *args, "--data-dir", str(api.config.storage.data_dir)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        input=stdin,
-    )
+async def cli(api: Api, *args: str, stdin: str | None = None) -> Any:
+    return await api.cli(*args, stdin=stdin)
 
 
 def temporary_of(output: str) -> str:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import sqlite3
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -22,21 +21,7 @@ from tests.procs import ServerProcess
 
 
 def cli(server: ServerProcess, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "floatsrv",
-            *args,
-            "--config",
-            str(server.config_path),
-            "--data-dir",
-            str(server.data_dir),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    return server.cli(*args)
 
 
 def cli_json(server: ServerProcess, *args: str) -> Any:

@@ -3,18 +3,14 @@ receipt comes back and marks it delivered. Any changed byte in either is rejecte
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from floatsrv.signing import REPORT, SignatureError, public_key, public_key_text, sign, verify
-from tests.conftest import Api
+from tests.conftest import Api, floatsrv_cli
 
-
-def floatsrv(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "floatsrv", *args], capture_output=True, text=True, timeout=60)
+floatsrv = floatsrv_cli
 
 
 def test_every_single_byte_change_is_rejected() -> None:

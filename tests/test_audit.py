@@ -6,8 +6,6 @@ from __future__ import annotations
 import asyncio
 import json
 import sqlite3
-import subprocess
-import sys
 from datetime import timedelta
 from typing import Any
 
@@ -145,51 +143,15 @@ async def test_the_audit_log_is_append_only(api: Api) -> None:
 
 
 async def test_cli_audit(api: Api) -> None:
-    created = await asyncio.to_thread(
-        subprocess.run,
-        [
-            sys.executable,
-            "-m",
-            "floatsrv",
-            "user",
-            "add",
-            "kim",
-            "--role",
-            "viewer",
-            "--data-dir",
-            str(api.config.storage.data_dir),
-        ],
-        capture_output=True,
-        text=True,
-    )
+    created = await api.cli("user", "add", "kim", "--role", "viewer")
     assert created.returncode == 0, created.stderr
     assert "temporary password (shown once):" in created.stdout
-    shown = await asyncio.to_thread(
-        subprocess.run,
-        [
-            sys.executable,
-            "-m",
-            "floatsrv",
-            "audit",
-            "--action",
-            "user_created",
-            "--json",
-            "--data-dir",
-            str(api.config.storage.data_dir),
-        ],
-        capture_output=True,
-        text=True,
-    )
+    shown = await api.cli("audit", "--action", "user_created", "--json")
     assert shown.returncode == 0, shown.stderr
 
     [row] = [r for r in json.loads(shown.stdout) if r["target"] == "kim"]
     assert row["actor"].startswith("cli:") and row["detail"] == {"role": "viewer", "source": "local"}
-    table = await asyncio.to_thread(
-        subprocess.run,
-        [sys.executable, "-m", "floatsrv", "audit", "--data-dir", str(api.config.storage.data_dir)],
-        capture_output=True,
-        text=True,
-    )
+    table = await api.cli("audit")
     assert table.stdout.splitlines()[0].split()[:3] == ["ID", "AT", "ACTION"]
 
 
@@ -288,25 +250,6 @@ async def test_audit_filters_by_time_and_pages_by_id(api: Api) -> None:
     status, body = await api.get("/v1/audit", token=admin, params={"since": "yesterday"})
     assert (status, body["error"]["code"]) == (400, "validation_error")
 
-    shown = await asyncio.to_thread(
-        subprocess.run,
-        [
-            sys.executable,
-            "-m",
-            "floatsrv",
-            "audit",
-            "--action",
-            "login_succeeded",
-            "--since",
-            at(13),
-            "--until",
-            at(14),
-            "--json",
-            "--data-dir",
-            str(api.config.storage.data_dir),
-        ],
-        capture_output=True,
-        text=True,
-    )
+    shown = await api.cli("audit", "--action", "login_succeeded", "--since", at(13), "--until", at(14), "--json")
     assert shown.returncode == 0, shown.stderr
     assert [(r["actor"], r["at"]) for r in json.loads(shown.stdout)] == [("demo", "2026-01-15T13:00:00.000Z")]

@@ -9,11 +9,9 @@ from pathlib import Path
 import pytest
 
 from floatsrv import __version__
-from tests.conftest import EXAMPLE
+from tests.conftest import EXAMPLE, floatsrv_cli
 
-
-def floatsrv(*args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "floatsrv", *args], capture_output=True, text=True, timeout=timeout)
+floatsrv = floatsrv_cli
 
 
 def test_version() -> None:

@@ -13,28 +13,14 @@ import sqlite3
 import time
 from typing import Any
 
-from prometheus_client.parser import text_string_to_metric_families
-
 from tests.conftest import Api
+from tests.scrape import scrape, value
 
 BUSY_TIMEOUT_MS = 300
 
 
 def short_busy_timeout(data: dict[str, Any]) -> None:
     data["storage"]["busy_timeout_ms"] = BUSY_TIMEOUT_MS
-
-
-async def metrics(api: Api) -> dict[str, float]:
-    """The unlabelled samples of /metrics, by name."""
-    async with api.client.get("/metrics", headers=api.headers()) as resp:
-        assert resp.status == 200, await resp.text()
-        text = await resp.text()
-    return {
-        sample.name: sample.value
-        for family in text_string_to_metric_families(text)
-        for sample in family.samples
-        if not sample.labels
-    }
 
 
 def hold_connection(api: Api) -> sqlite3.Connection:
@@ -79,9 +65,9 @@ async def test_a_lock_held_past_busy_timeout_gets_503_and_then_recovers(api_fact
         # Operators see it: not ready, the fault named, and in the metrics.
         status, ready = await api.get("/readyz")
         assert status == 503 and ready["checks"]["database"]["reason"] == "SQLITE_BUSY", ready
-        samples = await metrics(api)
-        assert samples["floatsrv_db_storage_fault"] == 1
-        assert samples["floatsrv_db_failed_batches_total"] >= 3  # at least one per refused request above
+        samples = await scrape(api)
+        assert value(samples, "floatsrv_db_storage_fault") == 1
+        assert value(samples, "floatsrv_db_failed_batches_total") >= 3  # at least one per refused request above
     finally:
         if outside.in_transaction:
             outside.execute("ROLLBACK")
@@ -100,7 +86,7 @@ async def test_a_lock_held_past_busy_timeout_gets_503_and_then_recovers(api_fact
     assert [seat["user"] for seat in await api.seats(state="all")] == ["after"]
     assert (await api.license())["consumption"]["total"] == "2"
     assert (await api.get("/readyz"))[0] == 200
-    assert (await metrics(api))["floatsrv_db_storage_fault"] == 0
+    assert value(await scrape(api), "floatsrv_db_storage_fault") == 0
     log = capsys.readouterr().out
     # One line when the fault starts, one when it ends (not one per refused request).
     assert log.count("storage_failed") == 1 and log.count("storage_recovered") == 1, log

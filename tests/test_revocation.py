@@ -3,13 +3,10 @@ the very next request, whether revoked through the admin API or by the CLI from 
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
 import subprocess
-import sys
 from pathlib import Path
-from typing import Any
 
 import jwt
 
@@ -88,18 +85,8 @@ async def test_api_keys(api: Api) -> None:
     assert await works(api, tampered) == 401
 
 
-async def cli(api: Api, *args: str, **kwargs: Any) -> Any:
-    """Run the CLI in a thread: the server under test shares this event loop and must keep running."""
-    return await asyncio.to_thread(_cli, api, *args, **kwargs)
-
-
-def _cli(api: Api, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "floatsrv", *args, "--data-dir", str(api.config.storage.data_dir)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+async def cli(api: Api, *args: str) -> subprocess.CompletedProcess[str]:
+    return await api.cli(*args)
 
 
 async def test_cli_revocation_reaches_the_running_server_on_the_next_request(api: Api) -> None:

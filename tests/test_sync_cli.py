@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import re
 import subprocess
-import sys
 from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
@@ -48,22 +47,7 @@ def server(tmp_path: Path, upstream: tuple[FloatsrvUpstream, str]) -> Iterator[S
 
 
 def cli(server: ServerProcess, *args: str, exit_code: int = 0) -> subprocess.CompletedProcess[str]:
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "floatsrv",
-            "sync",
-            *args,
-            "--config",
-            str(server.config_path),
-            "--data-dir",
-            str(server.data_dir),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    result = server.cli("sync", *args)
     assert result.returncode == exit_code, (result.stdout, result.stderr)
     return result
 

@@ -20,15 +20,14 @@ from floatsrv.errors import InvalidJson, PayloadTooLarge, RequestTimeout, Unsupp
 
 
 def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    out = dict(pairs)
-    if len(out) == len(pairs):  # the common case, decided by C code
-        return out
-    seen: set[str] = set()
-    for key, _ in pairs:
-        if key in seen:
-            raise InvalidJson(f"duplicate key {key!r} in the JSON body", param=key)
-        seen.add(key)
-    raise AssertionError("unreachable: fewer keys than pairs means a duplicate")
+    out = dict(pairs)  # C code; fewer keys than pairs means a duplicate, found only then
+    if len(out) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise InvalidJson(f"duplicate key {key!r} in the JSON body", param=key)
+            seen.add(key)
+    return out
 
 
 def _no_constants(name: str) -> NoReturn:
