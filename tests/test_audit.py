@@ -176,6 +176,7 @@ async def test_sync_control_is_audited(api_factory: Any) -> None:
         assert status == 200 and body["data"]["reopened_batches"] == 1, body
         [retried] = await audit(api, admin, action="sync_parked_retried")
         assert (retried["actor"], retried["target"], retried["detail"]) == ("admin", "vendor", {"batches": 1})
+        assert retried["peer"]  # like every admin action, it says where the request came from
         # Only admins control sync, and a refused request leaves no row.
         assert (await api.post("/v1/sync/run", {}, token=await api.login()))[0] == 403
         assert len(await audit(api, admin, action="sync_run_requested")) == 1

@@ -87,6 +87,6 @@ async def retry_parked(request: web.Request) -> web.Response:
     domain = request.app[DOMAIN]
     who = actor(request)
     names = [u.name for u in request.app[CONFIG].sync.upstreams]
-    reopened = sum([await sync.retry_parked(domain.store, domain.clock, name, who.name) for name in names])
+    reopened = sum([await sync.retry_parked(domain.store, domain.clock, name, who) for name in names])
     request.app[SYNC].wake.set()
     return ok({**await status_view(request), "reopened_batches": reopened})

@@ -167,18 +167,11 @@ async def settle(
     await store.write(unit)
 
 
-async def retry_parked(store: Store, clock: Clock, channel: str, actor: str) -> int:
+async def retry_parked(store: Store, clock: Clock, channel: str, actor: Actor) -> int:
     def unit(conn: sqlite3.Connection) -> int:
         count = db.reopen_parked(conn, channel)
         if count:
-            audit.record(
-                conn,
-                at=to_us(clock.now()),
-                action="sync_parked_retried",
-                actor=actor,
-                target=channel,
-                detail={"batches": count},
-            )
+            actor.audit(conn, to_us(clock.now()), "sync_parked_retried", target=channel, detail={"batches": count})
         return count
 
     return await store.write(unit)
