@@ -108,6 +108,13 @@ def test_disk_full_gets_503_and_recovers_by_itself(tmp_path: Path) -> None:
         integrity(server.data_dir / "floatsrv.db")
 
 
+def _untraced(task: Path) -> bool:
+    try:
+        return "TracerPid:\t0\n" in (task / "status").read_text()
+    except FileNotFoundError:  # the thread ended meanwhile
+        return False
+
+
 def test_read_only_storage_gets_503_and_recovers_by_itself(tmp_path: Path) -> None:
     if shutil.which("strace") is None:
         pytest.skip("strace is not installed (it injects the file system errors)")
@@ -142,11 +149,13 @@ def test_read_only_storage_gets_503_and_recovers_by_itself(tmp_path: Path) -> No
                 stderr=errors,
             )
         deadline = time.monotonic() + 10
-        while "TracerPid:\t0" in Path(f"/proc/{server.proc.pid}/status").read_text():
+        tasks = Path(f"/proc/{server.proc.pid}/task")
+        # strace attaches thread by thread, and the COMMIT (the write that must fail) runs on a worker
+        # thread: wait until every thread of the server is traced, not just the main one.
+        while any(_untraced(task) for task in tasks.iterdir()):
             if tracer.poll() is not None or time.monotonic() > deadline:
                 pytest.skip(f"cannot trace the server here: {(tmp_path / 'strace.err').read_text().strip()}")
             time.sleep(0.05)
-        time.sleep(0.3)  # strace attaches thread by thread
 
         status, body = consume(server, token)
         assert (status, body["code"]) == (503, "storage_unavailable"), body

@@ -57,7 +57,8 @@ def test_sighup_reloads_without_dropping_registrations(tmp_path: Path) -> None:
         config["server"]["max_body_bytes"] = 131072  # needs a restart
         server.config_path.write_text(yaml.safe_dump(config))
         server.proc.send_signal(signal.SIGHUP)
-        wait_for(lambda: any(e["event"] == "config_reloaded" for e in log_events(server)))
+        # Both lines of the reload (the log sink writes in chunks, so they may land a moment apart).
+        wait_for(lambda: {"config_reloaded", "restart_required"} <= {e["event"] for e in log_events(server)})
 
         status, body = server.request("POST", "/api/v4/register", {"product": "other", "user": "dan"}, token)
         assert status == 200, body
@@ -125,9 +126,11 @@ async def test_sigterm_drains_in_flight_requests_and_syncs(tmp_path: Path, upstr
     await asyncio.sleep(0.5)
     assert not in_flight.done()
     server.proc.send_signal(signal.SIGTERM)
-    await asyncio.sleep(0.5)
-    with pytest.raises(OSError):  # no new connections are accepted while draining
-        socket.create_connection(("127.0.0.1", server.port), timeout=1).close()
+    deadline = time.monotonic() + 5
+    with pytest.raises(OSError):  # soon no new connections are accepted while draining
+        while time.monotonic() < deadline:
+            socket.create_connection(("127.0.0.1", server.port), timeout=1).close()
+            await asyncio.sleep(0.05)
     assert not in_flight.done()
     other.execute("ROLLBACK")
     other.close()
@@ -137,6 +140,6 @@ async def test_sigterm_drains_in_flight_requests_and_syncs(tmp_path: Path, upstr
     code = await asyncio.to_thread(server.proc.wait, 30)
     assert code == 0
     # The final sync delivered everything, the drained request included.
-    assert {feature: str(total) for (_, feature, _), total in fake.totals().items()} == {"render": "7"}
+    assert sum(fake.totals().values()) == 7 and {feature for _, feature, _ in fake.totals()} == {"render"}
     events = [e["event"] for e in log_events(server)]
     assert events.index("server_stopped") > events.index("database_closed")

@@ -90,7 +90,11 @@ def use(server: ServerProcess, token: str, event_id: str, render: str, license_u
 
 
 def received(upstream: FloatsrvUpstream) -> dict[tuple[int, str], Decimal]:
-    return {(license_id, feature): total for (license_id, feature, _), total in upstream.totals().items()}
+    """Totals per (license, feature), summed over periods (a run may cross a period boundary)."""
+    out: dict[tuple[int, str], Decimal] = {}
+    for (license_id, feature, _), total in upstream.totals().items():
+        out[license_id, feature] = out.get((license_id, feature), Decimal(0)) + total
+    return out
 
 
 def parked_metric(server: ServerProcess, admin: str) -> float:

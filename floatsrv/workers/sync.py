@@ -73,10 +73,14 @@ class SyncWorker:
         ]
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
         self.wake = asyncio.Event()
+        self.passes = 0  # passes finished, failed or not (status, and a point to wait for in tests)
 
     async def run(self) -> list[PassReport]:
         """One pass over every upstream. Raises SyncFailed if any had a retryable failure."""
-        reports = [await self.run_channel(upstream, client) for upstream, client in self.channels]
+        try:
+            reports = [await self.run_channel(upstream, client) for upstream, client in self.channels]
+        finally:
+            self.passes += 1
         failed = [r for r in reports if r.error is not None]
         if failed:
             raise SyncFailed("; ".join(f"{r.channel}: {r.error}" for r in failed))
