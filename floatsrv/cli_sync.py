@@ -104,7 +104,7 @@ def sync_retry(config_path: Path | None, data_dir: Path | None) -> None:
     config = resolve_config(config_path, data_dir)
 
     async def work(store: Store) -> int:
-        return sum([await sync.retry_parked(store, CLOCK, u.name, cli_actor()) for u in config.sync.upstreams])
+        return await sync.retry_parked(store, CLOCK, [u.name for u in config.sync.upstreams], cli_actor())
 
     click.echo(f"{run_with_store(config, work)} parked batches will be sent again")
 

@@ -98,14 +98,14 @@ def drain() -> None:
         _sink.drain()
 
 
+def _shared_processors() -> list[Any]:
+    return [structlog.contextvars.merge_contextvars, structlog.processors.add_log_level, UtcTimestamp()]
+
+
 def configure_logging(level: str = "info", fmt: Literal["auto", "json", "console"] = "auto") -> None:
     numeric = LEVELS[level]
     use_console = fmt == "console" or (fmt == "auto" and sys.stdout.isatty())
-    shared: list[Any] = [
-        structlog.contextvars.merge_contextvars,
-        structlog.processors.add_log_level,
-        UtcTimestamp(),
-    ]
+    shared = _shared_processors()
     if use_console:
         renderer: Any = structlog.dev.ConsoleRenderer()
         factory: Any = structlog.WriteLoggerFactory(file=sys.stdout)
@@ -139,14 +139,12 @@ def configure_logging(level: str = "info", fmt: Literal["auto", "json", "console
 
 def configure_cli_logging() -> None:
     """Admin commands: log lines go to stderr, so that stdout carries only the command's own output."""
-    processors: list[Any] = [
-        structlog.processors.add_log_level,
-        UtcTimestamp(),
-        structlog.processors.format_exc_info,
-        structlog.dev.ConsoleRenderer(colors=False),
-    ]
     structlog.configure(
-        processors=processors,
+        processors=[
+            *_shared_processors(),
+            structlog.processors.format_exc_info,
+            structlog.dev.ConsoleRenderer(colors=False),
+        ],
         wrapper_class=structlog.make_filtering_bound_logger(logging.INFO),
         logger_factory=structlog.WriteLoggerFactory(file=sys.stderr),
         cache_logger_on_first_use=False,

@@ -59,6 +59,10 @@ async def status_view(request: web.Request) -> dict[str, Any]:
     }
 
 
+def _upstream_names(request: web.Request) -> list[str]:
+    return [u.name for u in request.app[CONFIG].sync.upstreams]
+
+
 async def get_status(request: web.Request) -> web.Response:
     return ok(await status_view(request))
 
@@ -67,8 +71,7 @@ async def run_now(request: web.Request) -> web.Response:
     """Sync every upstream now and answer with the outcome (the periodic loop carries on as before)."""
     worker = request.app[SYNC]
     domain = request.app[DOMAIN]
-    names = [u.name for u in request.app[CONFIG].sync.upstreams]
-    await sync.note_run_requested(domain.store, domain.clock, actor(request), names)
+    await sync.note_run_requested(domain.store, domain.clock, actor(request), _upstream_names(request))
     error = None
     try:
         reports = await asyncio.wait_for(worker.run(), RUN_TIMEOUT_SECONDS)
@@ -85,8 +88,6 @@ async def run_now(request: web.Request) -> web.Response:
 
 async def retry_parked(request: web.Request) -> web.Response:
     domain = request.app[DOMAIN]
-    who = actor(request)
-    names = [u.name for u in request.app[CONFIG].sync.upstreams]
-    reopened = sum([await sync.retry_parked(domain.store, domain.clock, name, who) for name in names])
+    reopened = await sync.retry_parked(domain.store, domain.clock, _upstream_names(request), actor(request))
     request.app[SYNC].wake.set()
     return ok({**await status_view(request), "reopened_batches": reopened})

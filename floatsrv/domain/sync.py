@@ -167,12 +167,17 @@ async def settle(
     await store.write(unit)
 
 
-async def retry_parked(store: Store, clock: Clock, channel: str, actor: Actor) -> int:
+async def retry_parked(store: Store, clock: Clock, channels: list[str], actor: Actor) -> int:
+    """Put the channels' parked batches back in line (one transaction); returns how many were reopened."""
+
     def unit(conn: sqlite3.Connection) -> int:
-        count = db.reopen_parked(conn, channel)
-        if count:
-            actor.audit(conn, to_us(clock.now()), "sync_parked_retried", target=channel, detail={"batches": count})
-        return count
+        total = 0
+        for channel in channels:
+            count = db.reopen_parked(conn, channel)
+            if count:
+                actor.audit(conn, to_us(clock.now()), "sync_parked_retried", target=channel, detail={"batches": count})
+            total += count
+        return total
 
     return await store.write(unit)
 

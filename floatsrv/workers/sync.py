@@ -73,7 +73,7 @@ class SyncWorker:
         ]
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
         self.wake = asyncio.Event()
-        self.passes = 0  # passes finished, failed or not (status, and a point to wait for in tests)
+        self.passes = 0  # passes finished, failed or not: something to wait for (tests, tools)
 
     async def run(self) -> list[PassReport]:
         """One pass over every upstream. Raises SyncFailed if any had a retryable failure."""
