@@ -21,6 +21,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from floatsrv.app import create_app
 from floatsrv.clock import ManualClock
 from floatsrv.config import Config, parse_config
+from tests.upstreams import FloatsrvUpstream, RebillyUpstream
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "config.example.yaml"
@@ -172,3 +173,26 @@ async def api_factory(tmp_path: Path) -> AsyncIterator[Any]:
     finally:
         for client in clients:
             await client.close()
+
+
+async def _serving(upstream: Any, path: str) -> AsyncIterator[tuple[Any, str]]:
+    server = TestServer(upstream.app)
+    await server.start_server()
+    try:
+        yield upstream, str(server.make_url(path))
+    finally:
+        await server.close()
+
+
+@pytest.fixture
+async def floatsrv_upstream() -> AsyncIterator[tuple[FloatsrvUpstream, str]]:
+    """A local upstream speaking floatsrv's sync format (token `UPSTREAM_TOKEN`), and its ingest URL."""
+    async for served in _serving(FloatsrvUpstream(), "/ingest"):
+        yield served
+
+
+@pytest.fixture
+async def rebilly_upstream() -> AsyncIterator[tuple[RebillyUpstream, str]]:
+    """A local upstream speaking Rebilly's `POST /usages`, and its base URL."""
+    async for served in _serving(RebillyUpstream(), "/"):
+        yield served

@@ -95,6 +95,10 @@ class ServerProcess:
     def kill(self) -> None:
         self.stop(signal.SIGKILL)
 
+    def log_lines(self) -> list[dict[str, Any]]:
+        """The server's log so far, one JSON object per line (the format it logs in off a TTY)."""
+        return [json.loads(line) for line in self.log_path.read_text().splitlines()]
+
     def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
         """An admin command against this server's config and data dir."""
         return floatsrv_cli(*args, "--config", str(self.config_path), "--data-dir", str(self.data_dir))

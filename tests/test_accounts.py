@@ -154,10 +154,6 @@ async def test_declared_users_follow_the_config_and_environment(tmp_path) -> Non
         await client.close()
 
 
-async def cli(api: Api, *args: str, stdin: str | None = None) -> Any:
-    return await api.cli(*args, stdin=stdin)
-
-
 def temporary_of(output: str) -> str:
     return output.strip().splitlines()[-1].split()[-1]
 
@@ -165,12 +161,12 @@ def temporary_of(output: str) -> str:
 async def test_user_commands_against_a_running_server(api: Api) -> None:
     import json
 
-    added = await cli(api, "user", "add", "lee", "--role", "user")
+    added = await api.cli("user", "add", "lee", "--role", "user")
     assert added.returncode == 0, added.stderr
     token = await api.login("lee", temporary_of(added.stdout))
     assert (await api.get("/v1/licenses", token=token))[1]["error"]["code"] == "password_change_required"
 
-    reset = await cli(api, "user", "passwd", "lee")
+    reset = await api.cli("user", "passwd", "lee")
     assert reset.returncode == 0
     assert (await api.get("/v1/me", token=token))[0] == 401  # the reset revoked the old session
     token = await api.login("lee", temporary_of(reset.stdout))
@@ -181,22 +177,22 @@ async def test_user_commands_against_a_running_server(api: Api) -> None:
     )
     assert (await api.get("/v1/licenses", token=token))[0] == 200
 
-    assert (await cli(api, "user", "set", "lee", "--role", "viewer")).returncode == 0
+    assert (await api.cli("user", "set", "lee", "--role", "viewer")).returncode == 0
     assert (await api.post("/api/v4/register", {"product": "demo", "user": "l"}, token=token))[0] == 403
 
-    listed = json.loads((await cli(api, "user", "list", "--json")).stdout)
+    listed = json.loads((await api.cli("user", "list", "--json")).stdout)
     assert {u["username"]: (u["role"], u["source"]) for u in listed} == {
         "admin": ("admin", "config"),
         "demo": ("user", "config"),
         "lee": ("viewer", "local"),
     }
-    assert (await cli(api, "user", "passwd", "demo")).stderr.startswith("floatsrv: user_managed_by_config")
-    missing = await cli(api, "user", "rm", "nobody")
+    assert (await api.cli("user", "passwd", "demo")).stderr.startswith("floatsrv: user_managed_by_config")
+    missing = await api.cli("user", "rm", "nobody")
     assert missing.returncode == 1 and "user_not_found" in missing.stderr
 
-    assert (await cli(api, "user", "rm", "lee")).returncode == 0
+    assert (await api.cli("user", "rm", "lee")).returncode == 0
     assert (await api.get("/v1/me", token=token))[0] == 401
 
-    chosen = await cli(api, "user", "add", "mia", "--password-stdin", stdin="mias-chosen-password\n")
+    chosen = await api.cli("user", "add", "mia", "--password-stdin", stdin="mias-chosen-password\n")
     assert chosen.returncode == 0 and "temporary password" not in chosen.stdout
     assert await api.login("mia", "mias-chosen-password")

@@ -8,9 +8,8 @@ from pathlib import Path
 import pytest
 
 from floatsrv.signing import REPORT, SignatureError, public_key, public_key_text, sign, verify
-from tests.conftest import Api, floatsrv_cli
-
-floatsrv = floatsrv_cli
+from tests.conftest import Api
+from tests.conftest import floatsrv_cli as floatsrv
 
 
 def test_every_single_byte_change_is_rejected() -> None:

@@ -11,7 +11,6 @@ from typing import Any
 
 import jwt
 import pytest
-from aiohttp.test_utils import TestServer
 
 from floatsrv.appkeys import DOMAIN, SYNC
 from floatsrv.domain import accounts
@@ -20,7 +19,8 @@ from floatsrv.errors import StorageUnavailable
 from floatsrv.models import Role
 from tests.conftest import Api, basic
 from tests.metering_config import metering_license
-from tests.upstreams import FloatsrvUpstream
+from tests.polling import wait_until
+from tests.upstreams import UPSTREAM_TOKEN
 
 
 async def audit(api: Api, token: str, **params: str) -> list[dict[str, Any]]:
@@ -155,42 +155,40 @@ async def test_cli_audit(api: Api) -> None:
     assert table.stdout.splitlines()[0].split()[:3] == ["ID", "AT", "ACTION"]
 
 
-async def test_sync_control_is_audited(api_factory: Any) -> None:
-    upstream = FloatsrvUpstream("audit-upstream-token")
+async def test_sync_control_is_audited(api_factory: Any, floatsrv_upstream: Any) -> None:
+    upstream, url = floatsrv_upstream
     upstream.faults.permanent_status = 400  # every batch is refused for good: it parks
-    server = TestServer(upstream.app)
-    await server.start_server()
-    try:
-        api: Api = await api_factory(_with_upstream(str(server.make_url("/ingest"))))
-        admin = await api.login("admin", "admin-password")
-        while not api.app[SYNC].passes:  # the start-up pass (nothing to send) must not meet the run below
-            await asyncio.sleep(0.01)
-        status, body = await api.post("/api/v4/add_consumption", {"product": "demo", "user": "u", "consumptions": 2})
-        assert status == 200, body
+    api: Api = await api_factory(_with_upstream(url))
+    admin = await api.login("admin", "admin-password")
 
-        status, body = await api.post("/v1/sync/run", {}, token=admin)
-        assert status == 200 and body["data"]["channels"][0]["parked_batches"] == 1, body
-        [run] = await audit(api, admin, action="sync_run_requested")
-        assert (run["actor"], run["detail"]) == ("admin", {"channels": ["vendor"]}) and run["peer"]
+    async def first_pass_done() -> bool:  # the start-up pass (nothing to send) must not meet the run below
+        return bool(api.app[SYNC].passes)
 
-        upstream.faults.permanent_status = None
-        status, body = await api.post("/v1/sync/retry", {}, token=admin)
-        assert status == 200 and body["data"]["reopened_batches"] == 1, body
-        [retried] = await audit(api, admin, action="sync_parked_retried")
-        assert (retried["actor"], retried["target"], retried["detail"]) == ("admin", "vendor", {"batches": 1})
-        assert retried["peer"]  # like every admin action, it says where the request came from
-        # Only admins control sync, and a refused request leaves no row.
-        assert (await api.post("/v1/sync/run", {}, token=await api.login()))[0] == 403
-        assert len(await audit(api, admin, action="sync_run_requested")) == 1
-    finally:
-        await server.close()
+    await wait_until(first_pass_done)
+    status, body = await api.post("/api/v4/add_consumption", {"product": "demo", "user": "u", "consumptions": 2})
+    assert status == 200, body
+
+    status, body = await api.post("/v1/sync/run", {}, token=admin)
+    assert status == 200 and body["data"]["channels"][0]["parked_batches"] == 1, body
+    [run] = await audit(api, admin, action="sync_run_requested")
+    assert (run["actor"], run["detail"]) == ("admin", {"channels": ["vendor"]}) and run["peer"]
+
+    upstream.faults.permanent_status = None
+    status, body = await api.post("/v1/sync/retry", {}, token=admin)
+    assert status == 200 and body["data"]["reopened_batches"] == 1, body
+    [retried] = await audit(api, admin, action="sync_parked_retried")
+    assert (retried["actor"], retried["target"], retried["detail"]) == ("admin", "vendor", {"batches": 1})
+    assert retried["peer"]  # like every admin action, it says where the request came from
+    # Only admins control sync, and a refused request leaves no row.
+    assert (await api.post("/v1/sync/run", {}, token=await api.login()))[0] == 403
+    assert len(await audit(api, admin, action="sync_run_requested")) == 1
 
 
 def _with_upstream(url: str) -> Any:
     def mutate(data: dict[str, Any]) -> None:
         data["sync"] = {
             "interval_seconds": 3600,  # the periodic pass runs once at start, then keeps out of the way
-            "upstreams": [{"name": "vendor", "format": "floatsrv", "url": url, "token": "audit-upstream-token"}],
+            "upstreams": [{"name": "vendor", "format": "floatsrv", "url": url, "token": UPSTREAM_TOKEN}],
         }
 
     return mutate

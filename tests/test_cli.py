@@ -9,9 +9,8 @@ from pathlib import Path
 import pytest
 
 from floatsrv import __version__
-from tests.conftest import EXAMPLE, floatsrv_cli
-
-floatsrv = floatsrv_cli
+from tests.conftest import EXAMPLE
+from tests.conftest import floatsrv_cli as floatsrv
 
 
 def test_version() -> None:
@@ -118,12 +117,7 @@ def test_serve_refuses_a_database_from_a_newer_floatsrv_untouched(tmp_path: Path
 
 
 def test_hash_password_makes_a_usable_hash(tmp_path: Path) -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "floatsrv", "hash-password", "--password", "s3cret"],
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
+    result = floatsrv("hash-password", "--password", "s3cret")
     assert result.returncode == 0
     encoded = result.stdout.strip()
     from floatsrv.auth.passwords import verify_password

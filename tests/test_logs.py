@@ -7,14 +7,13 @@ from __future__ import annotations
 import base64
 import json
 import signal
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from tests.conftest import example_dict
+from tests.polling import wait_for
 from tests.procs import ServerProcess
 
 METRICS_TOKEN = "metrics-secret-token-5f1e"
@@ -75,17 +74,6 @@ def test_request_lines_and_no_secrets(tmp_path: Path) -> None:
     assert len({line["request_id"] for line in requests}) == len(requests)
 
 
-def log_lines(server: ServerProcess) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in server.log_path.read_text().splitlines()]
-
-
-def wait_for(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.05)
-
-
 def test_log_level_from_config_and_sighup(tmp_path: Path) -> None:
     """`log.level: warning` drops the info lines (one per request among them) from the start; SIGHUP to
     `info` brings them back, and SIGHUP to `warning` silences them again, without a restart. Requests carry
@@ -120,12 +108,12 @@ def test_log_level_from_config_and_sighup(tmp_path: Path) -> None:
         serve("loud")
         reload("warning", "metrics-token-for-warning-phase")
         # The lines written before the switch reach the log while the server runs, not only when it exits.
-        wait_for(lambda: any(line["event"] == "config_reload_requested" for line in log_lines(server)))
+        wait_for(lambda: any(line["event"] == "config_reload_requested" for line in server.log_lines()))
         serve("quiet2")
     finally:
         assert server.stop() == 0
 
-    lines = log_lines(server)
+    lines = server.log_lines()
     by_request: dict[str, list[dict[str, Any]]] = {}
     for line in lines:
         by_request.setdefault(line.get("request_id", ""), []).append(line)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import subprocess
 from pathlib import Path
 
 import jwt
@@ -85,29 +84,25 @@ async def test_api_keys(api: Api) -> None:
     assert await works(api, tampered) == 401
 
 
-async def cli(api: Api, *args: str) -> subprocess.CompletedProcess[str]:
-    return await api.cli(*args)
-
-
 async def test_cli_revocation_reaches_the_running_server_on_the_next_request(api: Api) -> None:
     token = api.token or ""
     assert await works(api, token) == 200
-    listed = await cli(api, "token", "list", "--user", "demo", "--json")
+    listed = await api.cli("token", "list", "--user", "demo", "--json")
     assert listed.returncode == 0, listed.stderr
     assert jti(token) in listed.stdout
-    result = await cli(api, "token", "revoke", jti(token))
+    result = await api.cli("token", "revoke", jti(token))
     assert result.returncode == 0, result.stderr
     assert await works(api, token) == 401
 
-    created = await cli(api, "apikey", "create", "ci-runner", "--role", "user")
+    created = await api.cli("apikey", "create", "ci-runner", "--role", "user")
     key = created.stdout.strip().splitlines()[-1].split()[-1]
     assert await works(api, key) == 200
     key_id = key.split("_")[1]
-    assert (await cli(api, "apikey", "revoke", key_id)).returncode == 0
+    assert (await api.cli("apikey", "revoke", key_id)).returncode == 0
     assert await works(api, key) == 401
 
     fresh = await api.login()
-    assert (await cli(api, "token", "rotate-key")).returncode == 0
+    assert (await api.cli("token", "rotate-key")).returncode == 0
     assert await works(api, fresh) == 401
 
 
@@ -124,7 +119,7 @@ async def test_api_keys_are_stored_hashed(api: Api) -> None:
     status, body = await api.post("/v1/api-keys", {"name": "render-farm", "role": "user"}, token=admin)
     assert status == 200, body
     from_api = body["data"]["key"]
-    from_cli = (await cli(api, "apikey", "create", "ci-runner")).stdout.strip().splitlines()[-1].split()[-1]
+    from_cli = (await api.cli("apikey", "create", "ci-runner")).stdout.strip().splitlines()[-1].split()[-1]
     assert await works(api, from_api) == 200 and await works(api, from_cli) == 200  # both are live keys
     on_disk = stored_bytes(api)
     for key in (from_api, from_cli):
@@ -135,7 +130,7 @@ async def test_api_keys_are_stored_hashed(api: Api) -> None:
 
 
 async def test_cli_apikey_list_shows_keys_without_their_secret(api: Api) -> None:
-    created = await cli(api, "apikey", "create", "nightly", "--role", "viewer")
+    created = await api.cli("apikey", "create", "nightly", "--role", "viewer")
     assert created.returncode == 0, created.stderr
     key = created.stdout.strip().splitlines()[-1].split()[-1]
     key_id = key.split("_")[1]
@@ -143,21 +138,21 @@ async def test_cli_apikey_list_shows_keys_without_their_secret(api: Api) -> None
     _, body = await api.post("/v1/api-keys", {"name": "dashboard", "role": "user"}, token=admin)
     other = body["data"]["key"]
 
-    listed = await cli(api, "apikey", "list", "--json")
+    listed = await api.cli("apikey", "list", "--json")
     assert listed.returncode == 0, listed.stderr
     rows = {r["name"]: r for r in json.loads(listed.stdout)}
     assert set(rows) == {"nightly", "dashboard"}
     assert (rows["nightly"]["id"], rows["nightly"]["role"], rows["nightly"]["revoked_at"]) == (key_id, "viewer", None)
     assert rows["nightly"]["created_by"].startswith("cli:") and rows["dashboard"]["created_by"] == "admin"
     assert set(rows["nightly"]) == {"id", "name", "role", "created_at", "created_by", "revoked_at"}
-    table = (await cli(api, "apikey", "list")).stdout
+    table = (await api.cli("apikey", "list")).stdout
     assert table.splitlines()[0].split() == ["ID", "NAME", "ROLE", "CREATED_AT", "CREATED_BY", "REVOKED_AT"]
     assert key_id in table
     for secret in (key.split("_", 2)[2], other.split("_", 2)[2]):
         assert secret not in listed.stdout and secret not in table
 
-    assert (await cli(api, "apikey", "revoke", key_id)).returncode == 0
-    rows = {r["name"]: r for r in json.loads((await cli(api, "apikey", "list", "--json")).stdout)}
+    assert (await api.cli("apikey", "revoke", key_id)).returncode == 0
+    rows = {r["name"]: r for r in json.loads((await api.cli("apikey", "list", "--json")).stdout)}
     assert rows["nightly"]["revoked_at"] is not None and rows["dashboard"]["revoked_at"] is None
     assert (await api.get("/v1/licenses", token=key))[0] == 401
 
@@ -167,7 +162,7 @@ async def test_cli_revoke_user_reaches_the_running_server_on_the_next_request(ap
     admin = await api.login("admin", "admin-password")
     for token in (*demo_tokens, admin):
         assert await works(api, token) == 200
-    result = await cli(api, "token", "revoke-user", "demo")
+    result = await api.cli("token", "revoke-user", "demo")
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "revoked 2 tokens of 'demo'"
     for token in demo_tokens:
@@ -178,5 +173,5 @@ async def test_cli_revoke_user_reaches_the_running_server_on_the_next_request(ap
     status, body = await api.get("/v1/audit", token=admin, params={"action": "user_tokens_revoked"})
     [row] = body["data"]["data"]
     assert row["target"] == "demo" and row["actor"].startswith("cli:")
-    missing = await cli(api, "token", "revoke-user", "nobody")
+    missing = await api.cli("token", "revoke-user", "nobody")
     assert missing.returncode == 1 and "user_not_found" in missing.stderr

@@ -10,32 +10,19 @@ at that moment is cancelled after the drain timeout: nothing of it is committed 
 from __future__ import annotations
 
 import asyncio
-import json
 import signal
 import socket
 import sqlite3
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
-from aiohttp.test_utils import TestServer
 
+from tests.polling import wait_for
 from tests.procs import ServerProcess
-from tests.upstreams import FloatsrvUpstream
-
-
-def log_events(server: ServerProcess) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in server.log_path.read_text().splitlines() if line.startswith("{")]
-
-
-def wait_for(predicate: Any, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.05)
+from tests.upstreams import UPSTREAM_TOKEN
 
 
 def test_sighup_reloads_without_dropping_registrations(tmp_path: Path) -> None:
@@ -58,7 +45,7 @@ def test_sighup_reloads_without_dropping_registrations(tmp_path: Path) -> None:
         server.config_path.write_text(yaml.safe_dump(config))
         server.proc.send_signal(signal.SIGHUP)
         # Both lines of the reload (the log sink writes in chunks, so they may land a moment apart).
-        wait_for(lambda: {"config_reloaded", "restart_required"} <= {e["event"] for e in log_events(server)})
+        wait_for(lambda: {"config_reloaded", "restart_required"} <= {e["event"] for e in server.log_lines()})
 
         status, body = server.request("POST", "/api/v4/register", {"product": "other", "user": "dan"}, token)
         assert status == 200, body
@@ -69,7 +56,7 @@ def test_sighup_reloads_without_dropping_registrations(tmp_path: Path) -> None:
         assert (view["data"]["floating_users"], view["data"]["seats_in_use"]) == (5, 2)
         assert server.token("carol", "carols-password")
         assert server.request("GET", "/metrics", token="scrape-token-0123456789")[0] == 200
-        events = log_events(server)
+        events = server.log_lines()
         [reloaded] = [e for e in events if e["event"] == "config_reloaded"]
         assert reloaded["licenses_added"] == [2002] and reloaded["applied"] == ["metrics.token"]
         [restart] = [e for e in events if e["event"] == "restart_required"]
@@ -78,8 +65,8 @@ def test_sighup_reloads_without_dropping_registrations(tmp_path: Path) -> None:
         # A broken file changes nothing, and says why.
         server.config_path.write_text(server.config_path.read_text().replace("floating_users: 5", "floating_users: -5"))
         server.proc.send_signal(signal.SIGHUP)
-        wait_for(lambda: any(e["event"] == "config_reload_failed" for e in log_events(server)))
-        [failed] = [e for e in log_events(server) if e["event"] == "config_reload_failed"]
+        wait_for(lambda: any(e["event"] == "config_reload_failed" for e in server.log_lines()))
+        [failed] = [e for e in server.log_lines() if e["event"] == "config_reload_failed"]
         assert any("licenses[0].floating_users" in line for line in failed["problems"]), failed
         status, view = server.request("GET", "/v1/licenses/1001", token=admin)
         assert view["data"]["floating_users"] == 5
@@ -87,24 +74,13 @@ def test_sighup_reloads_without_dropping_registrations(tmp_path: Path) -> None:
         assert server.stop() == 0
 
 
-@pytest.fixture
-async def upstream() -> AsyncIterator[tuple[FloatsrvUpstream, str]]:
-    fake = FloatsrvUpstream("upstream-token")
-    http = TestServer(fake.app)
-    await http.start_server()
-    try:
-        yield fake, str(http.make_url("/ingest"))
-    finally:
-        await http.close()
-
-
-async def test_sigterm_drains_in_flight_requests_and_syncs(tmp_path: Path, upstream: Any) -> None:
-    fake, url = upstream
+async def test_sigterm_drains_in_flight_requests_and_syncs(tmp_path: Path, floatsrv_upstream: Any) -> None:
+    fake, url = floatsrv_upstream
     config = yaml.safe_load((Path(__file__).parent.parent / "config.example.yaml").read_text())
     config["storage"]["busy_timeout_ms"] = 30_000
     config["sync"].update(
         interval_seconds=3600,  # nothing goes up during the test but the final sync
-        upstreams=[{"name": "billing", "format": "floatsrv", "url": url, "token": "upstream-token"}],
+        upstreams=[{"name": "billing", "format": "floatsrv", "url": url, "token": UPSTREAM_TOKEN}],
     )
     server = ServerProcess(tmp_path, config)
     await asyncio.to_thread(server.start)
@@ -141,5 +117,5 @@ async def test_sigterm_drains_in_flight_requests_and_syncs(tmp_path: Path, upstr
     assert code == 0
     # The final sync delivered everything, the drained request included.
     assert sum(fake.totals().values()) == 7 and {feature for _, feature, _ in fake.totals()} == {"render"}
-    events = [e["event"] for e in log_events(server)]
+    events = [e["event"] for e in server.log_lines()]
     assert events.index("server_stopped") > events.index("database_closed")

@@ -8,22 +8,21 @@ import asyncio
 import itertools
 import math
 from collections import defaultdict
-from collections.abc import AsyncIterator
 from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
 import pytest
-from aiohttp.test_utils import TestServer
 from structlog.testing import capture_logs
 
 from floatsrv.appkeys import DOMAIN, SYNC
 from floatsrv.times import iso_us
 from floatsrv.workers import loop as loop_module
 from tests.conftest import Api
-from tests.upstreams import Faults, FloatsrvUpstream, RebillyUpstream
+from tests.polling import wait_until
+from tests.upstreams import UPSTREAM_TOKEN, Faults
 
-TOKEN = "upstream-token"
+TOKEN = UPSTREAM_TOKEN
 
 
 def with_sync(url: str, fmt: str, **upstream: Any) -> Any:
@@ -59,28 +58,6 @@ def with_sync(url: str, fmt: str, **upstream: Any) -> Any:
         }
 
     return mutate
-
-
-@pytest.fixture
-async def floatsrv_upstream() -> AsyncIterator[tuple[FloatsrvUpstream, str]]:
-    upstream = FloatsrvUpstream(TOKEN)
-    server = TestServer(upstream.app)
-    await server.start_server()
-    try:
-        yield upstream, str(server.make_url("/ingest"))
-    finally:
-        await server.close()
-
-
-@pytest.fixture
-async def rebilly_upstream() -> AsyncIterator[tuple[RebillyUpstream, str]]:
-    upstream = RebillyUpstream()
-    server = TestServer(upstream.app)
-    await server.start_server()
-    try:
-        yield upstream, str(server.make_url("/"))
-    finally:
-        await server.close()
 
 
 async def local_counters(api: Api) -> dict[tuple[int, str, str | None], Decimal]:
@@ -126,13 +103,6 @@ async def load(api: Api, rounds: int) -> None:
             api.clock.advance(timedelta(hours=9))  # new daily periods, and a monthly one along the way
             await api.login()
         await asyncio.sleep(0.01)
-
-
-async def wait_until(predicate: Any, seconds: float = 30) -> None:
-    deadline = asyncio.get_running_loop().time() + seconds
-    while not await predicate():
-        assert asyncio.get_running_loop().time() < deadline, "timed out waiting"
-        await asyncio.sleep(0.05)
 
 
 @pytest.mark.parametrize("fmt", ["floatsrv", "rebilly-usages"])

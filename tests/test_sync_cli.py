@@ -16,14 +16,12 @@ import pytest
 
 from tests.conftest import example_dict
 from tests.procs import ServerProcess
-from tests.upstreams import FloatsrvUpstream, serve_in_thread
-
-TOKEN = "upstream-token"
+from tests.upstreams import UPSTREAM_TOKEN, FloatsrvUpstream, serve_in_thread
 
 
 @pytest.fixture
 def upstream() -> Iterator[tuple[FloatsrvUpstream, str]]:
-    server = FloatsrvUpstream(TOKEN)
+    server = FloatsrvUpstream()
     with serve_in_thread(server) as base:
         yield server, base + "/ingest"
 
@@ -36,7 +34,7 @@ def server(tmp_path: Path, upstream: tuple[FloatsrvUpstream, str]) -> Iterator[S
     config["sync"] = {
         "interval_seconds": 3600,
         "shutdown_timeout_seconds": 0,
-        "upstreams": [{"name": "vendor", "url": upstream[1], "token": TOKEN, "timeout_seconds": 5}],
+        "upstreams": [{"name": "vendor", "url": upstream[1], "token": UPSTREAM_TOKEN, "timeout_seconds": 5}],
     }
     proc = ServerProcess(tmp_path, config)
     proc.start()

@@ -16,8 +16,9 @@ import pytest
 from aiohttp.test_utils import TestServer
 
 from tests.conftest import example_dict
+from tests.polling import wait_until
 from tests.procs import ServerProcess
-from tests.test_sync import TOKEN, by_subscription, wait_until, with_sync
+from tests.test_sync import TOKEN, by_subscription, with_sync
 from tests.upstreams import Faults, FloatsrvUpstream, RebillyUpstream
 
 pytestmark = pytest.mark.slow

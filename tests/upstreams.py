@@ -59,6 +59,9 @@ class Faults:
         return "ok"
 
 
+UPSTREAM_TOKEN = "upstream-token"  # the bearer token the test upstreams expect by default
+
+
 class _Upstream:
     def __init__(self, faults: Faults | None = None) -> None:
         self.faults = faults or Faults()
@@ -100,7 +103,7 @@ class FloatsrvUpstream(_Upstream):
     """POST /ingest with floatsrv's sync format (checked against docs/sync-batch.schema.json). Keeps, per
     counter, the highest revision seen."""
 
-    def __init__(self, token: str = "upstream-token", faults: Faults | None = None) -> None:
+    def __init__(self, token: str = UPSTREAM_TOKEN, faults: Faults | None = None) -> None:
         super().__init__(faults)
         self.token = token
         self.counters: dict[tuple[Any, ...], tuple[int, Decimal]] = {}
