@@ -10,6 +10,8 @@ Servers run pinned to CPU 0 and the load generator (wrk, with a Lua script) to C
          info logging on (one JSON line per request).
   naive  the same with storage.max_batch_units: 1, i.e. one commit per request (the baseline to beat).
   scale  floatsrv on 10k licenses, 100k held registrations and 1M stored usage events (start-up timed 3x).
+  floor  bench/floor.py: the least work a durable, authenticated heartbeat needs on this stack (a reference
+         for the heartbeat scenario, not a license server).
 Scenarios: register heartbeats, add_feature_consumption, /v1 usage events and checks, GET /api/v4/license.
 All servers stay up; in each round every run of a floatsrv server follows a run of the echo, figures are
 compared as ratios to that echo run, and the order of the servers rotates from round to round. Medians
@@ -68,6 +70,7 @@ SCENARIOS: list[dict[str, Any]] = [
         "body": '{"product":"bench","user":"u%d"}',
         "modulo": CONNECTIONS,
         "target": True,
+        "floor": True,
     },
     {
         "name": "add_feature_consumption",
@@ -274,7 +277,7 @@ def main() -> int:
         "connections": CONNECTIONS,
     }
     servers: dict[str, Server] = {}
-    runs: dict[str, dict[str, list[dict[str, Any]]]] = {"echo": {}, "small": {}, "naive": {}, "scale": {}}
+    runs: dict[str, dict[str, list[dict[str, Any]]]] = {"echo": {}, "small": {}, "naive": {}, "scale": {}, "floor": {}}
     try:
         print(
             f"bench: {rounds} round(s) of {seconds} s runs, {CONNECTIONS} connections, server on CPU 0, wrk on CPU 1",
@@ -295,8 +298,16 @@ def main() -> int:
         if scale:
             servers["scale"] = start_floatsrv(scale_config, workdir, "scale")
         tokens = {name: login(server.port) for name, server in servers.items() if name != "echo"}
+        floor_port = free_port()
+        servers["floor"] = Server(
+            [sys.executable, str(HERE / "floor.py"), str(floor_port), str(workdir / "data-floor")],
+            floor_port,
+            "/",
+            workdir / "floor.log",
+        )
+        tokens["floor"] = "floor-token"
         echo = {"name": "echo", "path": "/echo", "body": SCENARIOS[0]["body"], "modulo": CONNECTIONS}
-        phases = [phase for phase in ("small", "naive", "scale") if phase in servers]
+        phases = [phase for phase in ("small", "naive", "scale", "floor") if phase in servers]
         for number in range(rounds):
             print(f"bench: round {number + 1}/{rounds}", flush=True)
             # Every run of a floatsrv server comes right after a run of the echo ceiling, and figures are
@@ -306,7 +317,9 @@ def main() -> int:
             order = phases[number % len(phases) :] + phases[: number % len(phases)]
             for scenario in SCENARIOS:
                 for phase in order:
-                    if phase == "naive" and not scenario.get("target"):
+                    if (phase == "naive" and not scenario.get("target")) or (
+                        phase == "floor" and not scenario.get("floor")
+                    ):
                         continue
                     ceiling = measure(servers["echo"], echo, seconds, None)
                     result = measure(servers[phase], scenario, seconds, tokens[phase])
@@ -370,9 +383,9 @@ def report(results: dict[str, Any]) -> None:
             str(sum(e["errors"] + e["non2xx"] for e in echoes)),
         )
     )
-    for phase in ("small", "naive", "scale"):
+    for phase in ("small", "naive", "scale", "floor"):
         for name, data in runs[phase].items():
-            naive = name in runs["naive"] and phase != "naive"
+            naive = name in runs["naive"] and phase in ("small", "scale")
             rows.append(
                 (
                     name,
@@ -394,7 +407,7 @@ def report(results: dict[str, Any]) -> None:
     print()
     rss = ", ".join(
         f"{name} {results[f'{name}_rss_mib']:.0f} MiB"
-        for name in ("echo", "small", "naive", "scale")
+        for name in ("echo", "small", "naive", "scale", "floor")
         if f"{name}_rss_mib" in results
     )
     print(f"peak RSS: {rss}")
@@ -403,6 +416,12 @@ def report(results: dict[str, Any]) -> None:
         print(
             f"scale database: {results['scale_db_mib']:.0f} MiB; start-up to ready: "
             + ", ".join(f"{t:.2f} s" for t in results["scale_startup_s"])
+        )
+    for name in runs["floor"]:
+        floor, ours = median(to_echo("floor", name)), median(to_echo("small", name))
+        print(
+            f"floor ({name}, bench/floor.py): {floor:.2f} x echo; floatsrv's small server reaches"
+            f" {ours / floor:.2f} of it"
         )
     checks = []
     for name in ("register heartbeat", "add_feature_consumption"):
