@@ -10,8 +10,8 @@ Servers run pinned to CPU 0 and the load generator (wrk, with a Lua script) to C
          info logging on (one JSON line per request).
   naive  the same with storage.max_batch_units: 1, i.e. one commit per request (the baseline to beat).
   scale  floatsrv on 10k licenses, 100k held registrations and 1M stored usage events (start-up timed 3x).
-  floor  bench/floor.py: the least work a durable, authenticated heartbeat needs on this stack (a reference
-         for the heartbeat scenario, not a license server).
+  floor  bench/floor.py: the least work a durable, authenticated heartbeat or consumption needs on this
+         stack (a reference for the two target scenarios, not a license server).
 Scenarios: register heartbeats, add_feature_consumption, /v1 usage events and checks, GET /api/v4/license.
 All servers stay up; in each round every run of a floatsrv server follows a run of the echo, figures are
 compared as ratios to that echo run, and the order of the servers rotates from round to round. Medians
@@ -78,6 +78,7 @@ SCENARIOS: list[dict[str, Any]] = [
         "body": '{"product":"bench","user":"u%d","feature":"meter","consumptions":1}',
         "modulo": CONNECTIONS,
         "target": True,
+        "floor": True,
     },
     {
         "name": "usage event (/v1)",

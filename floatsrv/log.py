@@ -75,13 +75,26 @@ _timestamp = UtcTimestamp()
 _request_lines_direct = False
 
 
-def request_completed(**fields: Any) -> None:
-    """Log the one `request_completed` line of a request (pass request_id and error_code explicitly).
+def request_completed(
+    method: str, route: str, status: int, seconds: float, user: str, peer: str | None, request_id: str, error_code: str
+) -> None:
+    """Log the one `request_completed` line of a request (`error_code` "" when it succeeded).
 
     With JSON output this renders straight into the sink: the same keys and format structlog produces, at
     a fifth of the cost of structlog's bound-logger path (measured; it runs for every request). Otherwise
     (console output, or a level above info) it goes through structlog like every other event.
     """
+    fields: dict[str, Any] = {
+        "method": method,
+        "route": route,
+        "status": status,
+        "duration_ms": round(seconds * 1000, 2),
+        "user": user,
+        "peer": peer,
+        "request_id": request_id,
+    }
+    if error_code:
+        fields["error_code"] = error_code
     if not _request_lines_direct or _sink is None:
         _http_log.info("request_completed", **fields)
         return

@@ -70,6 +70,11 @@ async def test_metrics_count_what_happened(api_factory: Any) -> None:
     assert value(samples, "floatsrv_http_requests_total", **register, status="200") == 3
     assert value(samples, "floatsrv_http_requests_total", **register, status="400") == 1
     assert value(samples, "floatsrv_http_request_duration_seconds_count", route="/api/v4/register") == 4
+    # Cumulative buckets: all four answered within 10 s; +Inf holds every one.
+    latency = {"route": "/api/v4/register"}
+    assert value(samples, "floatsrv_http_request_duration_seconds_bucket", **latency, le="10.0") == 4
+    assert value(samples, "floatsrv_http_request_duration_seconds_bucket", **latency, le="+Inf") == 4
+    assert value(samples, "floatsrv_http_request_duration_seconds_sum", **latency) > 0
     # The counter changes are owed to the vendor: the air-gap channel has them pending.
     assert value(samples, "floatsrv_sync_pending_records", channel="airgap") == 1
     assert value(samples, "floatsrv_sync_lag_seconds", channel="airgap") == 30

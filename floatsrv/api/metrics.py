@@ -1,18 +1,21 @@
 """Prometheus metrics: request counters and latencies recorded as requests finish, and the state of seats,
 consumption, sync, storage and the clock read fresh from the database at each scrape (`GET /metrics`).
 
-Each application has its own registry (tests run several apps in one process). Recording a request costs
-two dictionary lookups and two increments: the labelled children are cached per (route, method, status).
+Each application has its own registry (tests run several apps in one process). Requests are counted in
+plain integers, turned into Prometheus families only when scraped (prometheus_client's custom-collector
+API): recording runs for every request, and prometheus_client's own counters and histograms take a lock
+per increment and cost several times as much.
 """
 
 from __future__ import annotations
 
+import itertools
+from bisect import bisect_left
 from collections.abc import Iterator
-from typing import Any
 
 from aiohttp import web
-from prometheus_client import CollectorRegistry, Counter, Histogram
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client import CollectorRegistry, Counter
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4, generate_latest
 from prometheus_client.registry import Collector
 
@@ -29,24 +32,51 @@ from floatsrv.quantity import MILLI
 _BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0)
 
 
+class _Requests(Collector):
+    """Requests answered by (route, method, status), and their latency by route, as plain counts."""
+
+    def __init__(self) -> None:
+        self.counts: dict[tuple[str, str, int], int] = {}
+        # route -> (count per bucket, the last one past the largest bound; [sum of seconds])
+        self.latency: dict[str, tuple[list[int], list[float]]] = {}
+
+    def record(self, route: str, method: str, status: int, seconds: float) -> None:
+        key = (route, method, status)
+        self.counts[key] = self.counts.get(key, 0) + 1
+        histogram = self.latency.get(route)
+        if histogram is None:
+            histogram = self.latency[route] = ([0] * (len(_BUCKETS) + 1), [0.0])
+        histogram[0][bisect_left(_BUCKETS, seconds)] += 1  # the first bucket whose bound is >= seconds
+        histogram[1][0] += seconds
+
+    def collect(self) -> Iterator[Metric]:
+        requests = CounterMetricFamily(
+            "floatsrv_http_requests",
+            "HTTP requests answered, by route, method and status.",
+            labels=["route", "method", "status"],
+        )
+        for (route, method, status), count in self.counts.items():
+            requests.add_metric([route, method, str(status)], count)
+        yield requests
+        latency = HistogramMetricFamily(
+            "floatsrv_http_request_duration_seconds",
+            "Time from a request's arrival at the handler pipeline to its response, by route.",
+            labels=["route"],
+        )
+        bounds = [repr(bound) for bound in _BUCKETS] + ["+Inf"]  # as prometheus_client writes them
+        for route, (buckets, total) in self.latency.items():
+            cumulative = list(zip(bounds, itertools.accumulate(buckets), strict=True))
+            latency.add_metric([route], cumulative, total[0])
+        yield latency
+
+
 class Metrics:
     """The counters the request pipeline feeds."""
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
-        self._requests = Counter(
-            "floatsrv_http_requests",
-            "HTTP requests answered, by route, method and status.",
-            ["route", "method", "status"],
-            registry=self.registry,
-        )
-        self._latency = Histogram(
-            "floatsrv_http_request_duration_seconds",
-            "Time from a request's arrival at the handler pipeline to its response, by route.",
-            ["route"],
-            buckets=_BUCKETS,
-            registry=self.registry,
-        )
+        self._requests = _Requests()
+        self.registry.register(self._requests)
         self._auth_failures = Counter(
             "floatsrv_auth_failures",
             "Refused logins and credentials, by error code (unauthorized, invalid_token, forbidden, ...).",
@@ -59,15 +89,9 @@ class Metrics:
             ["license_id", "feature"],
             registry=self.registry,
         )
-        self._request_children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
 
     def request(self, route: str, method: str, status: int, seconds: float) -> None:
-        children = self._request_children.get((route, method, status))
-        if children is None:
-            children = (self._requests.labels(route, method, str(status)), self._latency.labels(route))
-            self._request_children[(route, method, status)] = children
-        children[0].inc()
-        children[1].observe(seconds)
+        self._requests.record(route, method, status, seconds)
 
     def auth_failure(self, code: str) -> None:
         self._auth_failures.labels(code).inc()

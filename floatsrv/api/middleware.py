@@ -156,13 +156,6 @@ async def pipeline(request: web.Request, handler: Handler) -> web.StreamResponse
     elapsed = time.perf_counter() - started
     request.app[METRICS].request(route_name, request.method, response.status, elapsed)
     request_completed(
-        method=request.method,
-        route=route_name,
-        status=response.status,
-        duration_ms=round(elapsed * 1000, 2),
-        user=user,
-        peer=request.remote,
-        request_id=request_id,
-        **({"error_code": error_code} if error_code else {}),
+        request.method, route_name, response.status, elapsed, user, request.remote, request_id, error_code
     )
     return response

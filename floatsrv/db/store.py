@@ -26,7 +26,7 @@ import sqlite3
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Coroutine, Hashable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Generic, Literal, TypeVar
@@ -238,9 +238,12 @@ class Store:
                 raise _unavailable(exc) from exc
             raise
 
-    async def write_then_read(self, unit: Callable[[sqlite3.Connection], AfterBatch[T]]) -> T:
-        """Like `write`, for a unit whose result is completed from the batch's final state (AfterBatch)."""
-        return await self.write(unit)  # type: ignore[arg-type]
+    def write_then_read(self, unit: Callable[[sqlite3.Connection], AfterBatch[T]]) -> Coroutine[Any, Any, T]:
+        """Like `write`, for a unit whose result is completed from the batch's final state (AfterBatch).
+
+        A plain function handing back `write`'s coroutine: one coroutine frame less on the hottest path.
+        """
+        return self.write(unit)  # type: ignore[arg-type]
 
     async def write(self, unit: Unit[T]) -> T:
         """Run `unit(conn)` in the next group transaction; return once that is committed.
