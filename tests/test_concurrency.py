@@ -55,3 +55,34 @@ async def test_concurrent_consumption_never_exceeds_the_limit(api: Api) -> None:
     statuses = Counter(status for status, _ in results)
     assert statuses == {200: 55, 400: 5}
     assert (await api.license())["consumption"]["total"] == "1100"
+
+
+async def test_concurrent_answers_show_what_their_commit_left(api_factory) -> None:
+    """Answers sharing a group commit share one shaped body: each shows the state its batch committed, so
+    the k-th smallest answer counts at least k requests, and the largest is the final state."""
+
+    def roomy_small_batches(data: dict) -> None:
+        data["licenses"][0]["floating_users"] = 250
+        data["storage"]["max_batch_units"] = 8  # several commits, so several shared bodies
+
+    api: Api = await api_factory(roomy_small_batches)
+    results = await asyncio.gather(
+        *(
+            api.post(
+                "/api/v4/add_feature_consumption",
+                {"product": "demo", "user": f"u{i}", "feature": "render", "consumptions": 2},
+            )
+            for i in range(40)
+        )
+    )
+    assert {status for status, _ in results} == {200}
+    totals = sorted(body["total_consumptions"] for _, body in results)
+    assert all(total >= 2 * (k + 1) for k, total in enumerate(totals)), totals
+    assert totals[-1] == 80
+
+    results = await asyncio.gather(*(api.register(f"user-{i}") for i in range(60)))
+    assert {status for status, _ in results} == {200}
+    in_use = sorted(body["floating_in_use_devices"] for _, body in results)
+    assert all(count >= k + 1 for k, count in enumerate(in_use)), in_use
+    assert in_use[-1] == 60
+    assert (await api.license())["seats_in_use"] == 60

@@ -96,10 +96,16 @@ def decode_json_object(raw: bytes) -> dict[str, Any]:
 
 async def read_json_object(request: web.Request) -> dict[str, Any]:
     _check_content_type(request)
+    content = request.content
+    if content.is_eof():
+        # The whole body came with the headers: take it from the buffer, with no await (aiohttp's read()
+        # loops twice through the stream for it). Its size limit is checked here instead.
+        raw = content.read_nowait()
+        if len(raw) > request.app[CONFIG].server.max_body_bytes:
+            _too_large(request)
+        return decode_json_object(raw)
     server = request.app[LIVE].config.server
     try:
-        if request.content.is_eof():  # the whole body came with the headers: nothing to wait for
-            return decode_json_object(await request.read())
         # A client that sends its headers and then trickles (or withholds) the body must not hold a
         # connection and a handler forever.
         async with asyncio.timeout(server.request_timeout_seconds):
@@ -110,6 +116,10 @@ async def read_json_object(request: web.Request) -> dict[str, Any]:
             f"the request body did not arrive within {limit} s (server.request_timeout_seconds)"
         ) from None
     except web.HTTPRequestEntityTooLarge:
-        limit = request.app[CONFIG].server.max_body_bytes
-        raise PayloadTooLarge(f"the request body is larger than {limit} bytes (server.max_body_bytes)") from None
+        _too_large(request)
     return decode_json_object(raw)
+
+
+def _too_large(request: web.Request) -> NoReturn:
+    limit = request.app[CONFIG].server.max_body_bytes
+    raise PayloadTooLarge(f"the request body is larger than {limit} bytes (server.max_body_bytes)") from None

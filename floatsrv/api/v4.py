@@ -54,7 +54,7 @@ def _seat_request(request: web.Request, body: RegisterBody | FeatureRegisterBody
 async def register(request: web.Request) -> web.Response:
     body = parse(RegisterBody, await read_json_object(request))
     result = await seats.register(request.app[DOMAIN], _seat_request(request, body))
-    return json_response(shapes.register_response(result))
+    return json_response(shapes.register_answer(result))
 
 
 async def borrow(request: web.Request) -> web.Response:
@@ -101,7 +101,7 @@ async def _consume(request: web.Request, body: ConsumptionBody | FeatureConsumpt
         max_overages=body.max_overages if isinstance(body, ConsumptionBody) else None,
     )
     result = await consumption.add_consumption(request.app[DOMAIN], consume)
-    return json_response(shapes.consumption_response(result))
+    return json_response(shapes.consumption_answer(result))
 
 
 async def add_consumption(request: web.Request) -> web.Response:

@@ -12,6 +12,7 @@ copied; only live values (seats, totals, borrow) are filled in per request.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Hashable
 from typing import Any
 
 import orjson
@@ -197,6 +198,22 @@ def _license_json(state: LicenseState, seat: SeatRow) -> tuple[dict[str, Any], s
     return cached
 
 
+def _per_state(state: LicenseState, key: Hashable, shape: Callable[[], Any]) -> bytes:
+    """The JSON of an answer that is the same for every request sharing `state` (one group-commit batch),
+    serialised once: the register answer carries the whole license as a 2 KB JSON string."""
+    body: bytes | None = state.derived.get(key)
+    if body is None:
+        body = state.derived[key] = orjson.dumps(shape())
+    return body
+
+
+def register_answer(result: SeatResult) -> bytes:
+    """The register answer as JSON (shared by the batch unless the seat is borrowed)."""
+    if _borrow(result.seat)[0]:
+        return orjson.dumps(register_response(result))
+    return _per_state(result.state, "v4_register", lambda: register_response(result))
+
+
 def register_response(result: SeatResult) -> dict[str, Any]:
     state, spec = result.state, result.state.license.spec
     license, text = _license_json(state, result.seat)
@@ -247,3 +264,9 @@ def consumption_response(result: ConsumeResult) -> dict[str, Any]:
             **_period(result.state.period),
         }
     return feature_object(result.state.license, result.state.feature(result.feature.code))
+
+
+def consumption_answer(result: ConsumeResult) -> bytes:
+    """The consumption answer as JSON: every answer of a batch shows the same state, so it is shared."""
+    key = ("v4_consumption", result.feature.code if result.feature else None)
+    return _per_state(result.state, key, lambda: consumption_response(result))

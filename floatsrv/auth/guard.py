@@ -9,7 +9,9 @@ net the version is read at least once a second anyway. Changes therefore apply o
 The `stat` is made once per event-loop iteration, not once per request: every request authenticated in an
 iteration had its headers read by that iteration's (or an earlier) `select`, so a stat made at the first
 of them is already later than any of those requests was sent. A CLI change that finished before a client
-sent its request is thus always seen, exactly as with a stat per request, at a fraction of the cost.
+sent its request is thus always seen, exactly as with a stat per request, at a fraction of the cost. The
+time that token expiry is checked against is read once per iteration too, for the same reason: it is
+never earlier than the arrival of the requests it judges.
 
 Verified JWT signatures are cached (the HMAC and JSON work is the expensive part); time, revocation and
 user checks run on every request regardless.
@@ -95,6 +97,7 @@ class Guard:
         self._checked = time.monotonic()
         self._dirty = False
         self._stamp_fresh = False  # the stamp was stat'ed in the current event-loop iteration
+        self._iteration_now: float | None = None  # the clock as a timestamp, read once per iteration
         self._snapshot = store.peek(lambda conn: load_snapshot(conn, to_us(clock.now())))
         self._verified: dict[str, TokenClaims] = {}
         # Principals of tokens already checked against the current snapshot (cleared when it changes).
@@ -122,16 +125,26 @@ class Guard:
         return self._snapshot
 
     def _read_stamp(self) -> tuple[int, int]:
+        self._iteration_now = None
         try:
             asyncio.get_running_loop().call_soon(self._stamp_expired)
             self._stamp_fresh = True
-        except RuntimeError:  # no event loop (tests, tools): stat every time
+        except RuntimeError:  # no event loop (tests, tools): stat (and read the clock) every time
             pass
         return _stamp_of(self._stamp_path)
 
     def _stamp_expired(self) -> None:
         # Runs at the start of the next iteration, before the callbacks that iteration's select queues.
         self._stamp_fresh = False
+        self._iteration_now = None
+
+    def _now(self) -> float:
+        now = self._iteration_now
+        if now is None:
+            now = self._clock.now().timestamp()
+            if self._stamp_fresh:
+                self._iteration_now = now
+        return now
 
     def user(self, username: str) -> UserRow | None:
         row = self.current().users.get(username)
@@ -164,7 +177,7 @@ class Guard:
     def _token(self, snapshot: Snapshot, token: str) -> Principal:
         known = self._principals.get(token)
         if known is not None:  # same token, same credential state: only time can have made it invalid
-            self.issuer.check_time(known[0])
+            self.issuer.check_time(known[0], self._now())
             return known[1]
         claims = self._verified.get(token)
         if claims is None:
@@ -174,7 +187,7 @@ class Guard:
             if len(self._verified) >= _CACHE_LIMIT:
                 self._verified.clear()
             self._verified[token] = claims
-        self.issuer.check_time(claims)
+        self.issuer.check_time(claims, self._now())
         if claims.token_id in snapshot.revoked:
             raise InvalidToken("this token has been revoked; log in again", reason="revoked")
         user = snapshot.users.get(claims.username)

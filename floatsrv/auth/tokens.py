@@ -141,8 +141,10 @@ class TokenIssuer:
         except (TypeError, ValueError):
             raise InvalidToken("token claims are malformed", reason="claims") from None
 
-    def check_time(self, claims: TokenClaims) -> None:
-        now = self._clock.now().timestamp()
+    def check_time(self, claims: TokenClaims, now: float | None = None) -> None:
+        """Refuse expired and not-yet-valid tokens; `now` (a POSIX timestamp) defaults to the clock's."""
+        if now is None:
+            now = self._clock.now().timestamp()
         if claims.expires_at <= now:
             raise InvalidToken("token has expired; log in again at GET /auth", reason="expired")
         if claims.issued_at > now + LEEWAY_SECONDS or claims.not_before > now + LEEWAY_SECONDS:

@@ -81,7 +81,7 @@ def _feature(
     feature = metered_feature(license, request.feature, now)
     if not feature.is_consumption:
         raise FeatureNotConsumption(f"feature {feature.code!r} is not a consumption feature", feature=feature.code)
-    outcome = usage.consume(
+    usage.count(  # the answer shows the counter as the whole batch leaves it, not this unit's outcome
         conn,
         license,
         feature,
@@ -96,7 +96,6 @@ def _feature(
         now,
         feature_ids.get(feature.code),
     )
-    del outcome  # the answer shows the counter as the whole batch leaves it
     return state_after_batch(
         license,
         clock,

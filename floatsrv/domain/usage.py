@@ -13,6 +13,7 @@ import json
 import sqlite3
 from dataclasses import asdict, dataclass
 from datetime import datetime
+from typing import NamedTuple
 
 from floatsrv.db import addons as db_addons
 from floatsrv.db import consumption as db_consumption
@@ -104,14 +105,30 @@ def _limit_error(decision: Decision, request: UsageRequest, state: FeatureState)
     return UsageLimitExceeded(f"{request.feature!r} has no room for this quantity ({decision.reason})", **detail)
 
 
-def consume(
+class Counted(NamedTuple):
+    """What `count` did. A tuple, not a frozen dataclass: /api/v4 consumption makes one per request."""
+
+    state: FeatureState
+    accepted_milli: int
+    total_milli: int
+    credits_spent_milli: int
+    plan_credits_left_milli: int | None
+    purchased_credits_left_milli: int | None
+    from_plan_milli: int
+    from_purchased_milli: int
+    received_at: int
+    occurred_at: datetime
+    event_row: int | None
+
+
+def count(
     conn: sqlite3.Connection,
     license: License,
     feature: FeatureSpec,
     request: UsageRequest,
     now: datetime,
     feature_id: int | None,
-) -> Outcome:
+) -> Counted:
     """Count usage of a feature inside the caller's transaction. Raises a LimitReached/NotEntitled error."""
     spec = license.spec
     at = request.occurred_at or now
@@ -172,40 +189,58 @@ def consume(
         plan_left = max(0, state.allowance.plan_credits_milli - state.balances.plan_used_milli - from_plan)
         purchased_left = state.balances.purchased_milli - from_purchased
     total = state.total_milli + accepted
+    return Counted(
+        state, accepted, total, spent, plan_left, purchased_left, from_plan, from_purchased, t, at, event_row
+    )
+
+
+def consume(
+    conn: sqlite3.Connection,
+    license: License,
+    feature: FeatureSpec,
+    request: UsageRequest,
+    now: datetime,
+    feature_id: int | None,
+) -> Outcome:
+    """`count`, and the outcome of the event (stored with its id, when it has one)."""
+    counted = count(conn, license, feature, request, now, feature_id)
+    state, total = counted.state, counted.total_milli
     after_balances = Balances(
-        total, state.balances.plan_used_milli + from_plan, state.balances.purchased_milli - from_purchased
+        total,
+        state.balances.plan_used_milli + counted.from_plan_milli,
+        state.balances.purchased_milli - counted.from_purchased_milli,
     )
     after = decide(state.allowance, after_balances, 0)
     outcome = Outcome(
-        license_id=spec.id,
+        license_id=license.spec.id,
         feature=feature.code,
         model=feature.model,
         event_id=request.event_id,
-        status="accepted" if accepted == request.quantity_milli else "partial",
+        status="accepted" if counted.accepted_milli == request.quantity_milli else "partial",
         requested_milli=request.quantity_milli,
-        accepted_milli=accepted,
-        occurred_at=to_us(at),
-        received_at=t,
+        accepted_milli=counted.accepted_milli,
+        occurred_at=to_us(counted.occurred_at),
+        received_at=counted.received_at,
         period_start=to_us(state.period.start) if state.period else None,
         period_end=to_us(state.period.end) if state.period else None,
         current_milli=total,
         remaining_milli=after.remaining_milli,
         included_milli=state.allowance.included_milli,
         overage_milli=max(0, total - state.allowance.included_milli) if feature.model == "metered" else 0,
-        credits_spent_milli=spent,
-        plan_credits_left_milli=plan_left,
-        purchased_credits_left_milli=purchased_left,
+        credits_spent_milli=counted.credits_spent_milli,
+        plan_credits_left_milli=counted.plan_credits_left_milli,
+        purchased_credits_left_milli=counted.purchased_credits_left_milli,
     )
     if request.event_id is not None:
-        assert event_row is not None
+        assert counted.event_row is not None
         db_consumption.remember_event(
             conn,
-            license_id=spec.id,
+            license_id=license.spec.id,
             event_id=request.event_id,
             request_hash=request_hash(request),
             outcome=json.dumps(asdict(outcome)),
-            usage_event_id=event_row,
-            now=t,
+            usage_event_id=counted.event_row,
+            now=counted.received_at,
         )
     return outcome
 
