@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from decimal import ROUND_DOWN, Decimal, InvalidOperation
 from enum import StrEnum
-from typing import Annotated, Any, Literal, Self
+from typing import Annotated, Any, Literal, NamedTuple, Self
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
@@ -86,8 +86,7 @@ class Role(StrEnum):
 _ROLE_RANK = {Role.VIEWER: 0, Role.USER: 1, Role.ADMIN: 2}
 
 
-@dataclass(frozen=True, slots=True)
-class ClientInfo:
+class ClientInfo(NamedTuple):
     """What a client tells us about itself on register; kept on the seat for admins."""
 
     os_hostname: str | None = None

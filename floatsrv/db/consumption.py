@@ -7,11 +7,10 @@ counter is always exactly the sum of its events.
 from __future__ import annotations
 
 import sqlite3
-from dataclasses import dataclass
+from typing import NamedTuple
 
 
-@dataclass(frozen=True, slots=True)
-class CounterKey:
+class CounterKey(NamedTuple):
     license_id: int
     feature: str  # '' for the license-level counter
     period_start: int  # 0 for counters that never reset

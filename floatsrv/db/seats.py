@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Iterable
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from floatsrv.models import ClientInfo
 
@@ -28,8 +28,10 @@ def _expiry_reason(alias: str) -> str:
     )
 
 
-@dataclass(frozen=True, slots=True)
-class SeatRow:
+class SeatRow(NamedTuple):
+    """A row of `seats`. A NamedTuple, like the other values made per request on the hot path (requests,
+    results, counter keys, balances): immutable as a frozen dataclass, and several times cheaper to build."""
+
     id: int
     license_id: int
     feature: str

@@ -29,7 +29,7 @@ from collections import deque
 from collections.abc import Callable, Coroutine, Hashable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Generic, Literal, TypeVar
+from typing import Any, Generic, Literal, NamedTuple, TypeVar
 
 from floatsrv.clock import Clock
 from floatsrv.db import migrate
@@ -63,8 +63,7 @@ def is_storage_fault(exc: BaseException) -> bool:
     return isinstance(exc, sqlite3.DatabaseError) and name.startswith(_STORAGE_FAULTS)
 
 
-@dataclass(frozen=True, slots=True)
-class AfterBatch(Generic[T]):
+class AfterBatch(NamedTuple, Generic[T]):
     """A unit's result that wants a view of the batch's final state (e.g. a license's live counts).
 
     `read(conn)` runs once per `key` after every unit of the batch has run, inside the same transaction,

@@ -29,6 +29,7 @@ class Catalog:
         for lic in ordered:
             self._by_product.setdefault(lic.product, []).append(lic)
         self._feature_ids = dict(feature_ids)
+        self._ids_by_license: dict[int, Mapping[str, int]] = {}  # feature_ids_of, built on first use
 
     def resolve(self, product: str | None, license_id: int | None) -> License:
         """The license a request addresses. Raises UnknownProduct, LicenseNotFound or MissingParameters."""
@@ -62,6 +63,17 @@ class Catalog:
 
     def feature_id(self, license_id: int, code: str) -> int | None:
         return self._feature_ids.get((license_id, code))
+
+    def feature_ids_of(self, license: License) -> Mapping[str, int]:
+        """Feature code -> feature id of a license's features (every seat and consumption request asks)."""
+        found = self._ids_by_license.get(license.id)
+        if found is None:
+            found = self._ids_by_license[license.id] = {
+                feature.code: feature_id
+                for feature in license.spec.features
+                if (feature_id := self._feature_ids.get((license.id, feature.code))) is not None
+            }
+        return found
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,8 +10,9 @@ exactly at the boundary: the first write of a new period simply lands in a fresh
 from __future__ import annotations
 
 import sqlite3
-from dataclasses import dataclass
+from collections.abc import Mapping
 from datetime import datetime
+from typing import NamedTuple
 
 from floatsrv.clock import Clock
 from floatsrv.db import consumption as db_consumption
@@ -34,8 +35,7 @@ from floatsrv.times import to_us
 MILLI = 1000
 
 
-@dataclass(frozen=True, slots=True)
-class ConsumeRequest:
+class ConsumeRequest(NamedTuple):
     target: Target
     quantity: int  # whole units, as LicenseSpring v1 clients send them
     feature: str | None = None  # None: the license-level counter
@@ -48,8 +48,7 @@ class ConsumeRequest:
     source: str = "api_v4"
 
 
-@dataclass(frozen=True, slots=True)
-class ConsumeResult:
+class ConsumeResult(NamedTuple):
     state: LicenseState
     feature: FeatureSpec | None
     limits: ConsumptionLimits
@@ -73,7 +72,7 @@ def _feature(
     license: License,
     request: ConsumeRequest,
     now: datetime,
-    feature_ids: dict[str, int],
+    feature_ids: Mapping[str, int],
     clock: Clock,
 ) -> AfterBatch[ConsumeResult]:
     """LicenseSpring feature consumption: the native metering rules, refused whole (no partial writes)."""

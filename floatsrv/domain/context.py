@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -31,10 +32,5 @@ class Domain:
     catalog: Catalog  # swapped as a whole on reload; never mutated
     usage: UsageWindows = UsageWindows()
 
-    def feature_ids(self, license: License) -> dict[str, int]:
-        out = {}
-        for feature in license.spec.features:
-            feature_id = self.catalog.feature_id(license.id, feature.code)
-            if feature_id is not None:
-                out[feature.code] = feature_id
-        return out
+    def feature_ids(self, license: License) -> Mapping[str, int]:
+        return self.catalog.feature_ids_of(license)

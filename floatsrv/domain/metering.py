@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from decimal import Decimal
+from typing import NamedTuple
 
 from floatsrv.db.addons import AddonRow
 from floatsrv.models import ConsumptionModel, FeatureSpec, LicenseSpec
@@ -35,15 +36,13 @@ class Allowance:
     plan_credits_milli: int  # the license's plan credits per credits period (add-ons included)
 
 
-@dataclass(frozen=True, slots=True)
-class Balances:
+class Balances(NamedTuple):
     current_milli: int  # units used this period (seats: seats held, in milli)
     plan_used_milli: int = 0
     purchased_milli: int = 0
 
 
-@dataclass(frozen=True, slots=True)
-class Decision:
+class Decision(NamedTuple):
     allowed: bool
     reason: Reason | None
     grantable_milli: int  # the most a write with accept_partial would accept now

@@ -8,8 +8,8 @@ is the heartbeat that renews it, never a second seat.
 from __future__ import annotations
 
 import sqlite3
-from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import NamedTuple
 
 from floatsrv.db import audit
 from floatsrv.db import licenses as db_licenses
@@ -36,24 +36,21 @@ from floatsrv.times import iso, to_us
 MINUTE_US = 60_000_000
 
 
-@dataclass(frozen=True, slots=True)
-class Target:
+class Target(NamedTuple):
     """Which license a request addresses: a product and/or a license id (at least one)."""
 
     product: str | None
     license_id: int | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class SeatRequest:
+class SeatRequest(NamedTuple):
     target: Target
     user: str
     principal: str | None = None
     client: ClientInfo = ClientInfo()
 
 
-@dataclass(frozen=True, slots=True)
-class SeatResult:
+class SeatResult(NamedTuple):
     state: LicenseState
     seat: SeatRow
     created: bool

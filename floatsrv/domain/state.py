@@ -8,10 +8,10 @@ reader (for listings).
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 from floatsrv.clock import Clock
 from floatsrv.db import addons as db_addons
@@ -32,14 +32,12 @@ from floatsrv.times import to_us
 T = TypeVar("T")
 
 
-@dataclass(frozen=True, slots=True)
-class Period:
+class Period(NamedTuple):
     start: datetime
     end: datetime
 
 
-@dataclass(frozen=True, slots=True)
-class FeatureState:
+class FeatureState(NamedTuple):
     spec: FeatureSpec
     feature_id: int | None
     seats_in_use: int
@@ -161,7 +159,7 @@ def _assemble(
 
 
 def state_after_batch(
-    license: License, clock: Clock, feature_ids: dict[str, int], finish: Callable[[LicenseState], T]
+    license: License, clock: Clock, feature_ids: Mapping[str, int], finish: Callable[[LicenseState], T]
 ) -> AfterBatch[T]:
     """A unit result completed with the license's state as the whole batch leaves it (read once per batch)."""
     return AfterBatch(
@@ -171,7 +169,9 @@ def state_after_batch(
     )
 
 
-def read_state(conn: sqlite3.Connection, license: License, now: datetime, feature_ids: dict[str, int]) -> LicenseState:
+def read_state(
+    conn: sqlite3.Connection, license: License, now: datetime, feature_ids: Mapping[str, int]
+) -> LicenseState:
     """Everything a client sees of a license right now, in a handful of queries."""
     spec = license.spec
     in_use = db_seats.live_counts(conn, spec.id, to_us(now))

@@ -40,8 +40,7 @@ from floatsrv.models import FeatureSpec, License
 from floatsrv.times import from_us, iso, to_us
 
 
-@dataclass(frozen=True, slots=True)
-class UsageRequest:
+class UsageRequest(NamedTuple):
     target: Target
     feature: str
     quantity_milli: int
