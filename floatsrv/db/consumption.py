@@ -50,13 +50,19 @@ def add(
     now: int,
     occurred_at: int | None = None,
     event_id: str | None = None,
+    counter_exists: bool = False,
 ) -> int:
-    """Record one consumption event (the trigger adds it to its counter); returns the event's row id."""
-    conn.execute(
-        "INSERT INTO consumption_counters (license_id, feature, period_start, period_end, updated_at) "
-        "VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
-        (key.license_id, key.feature, key.period_start, period_end, now),
-    )
+    """Record one consumption event (the trigger adds it to its counter); returns the event's row id.
+
+    `counter_exists`: the caller knows the counter row is there (it read a non-zero total from it in this
+    transaction), so the insert that creates a missing one is skipped.
+    """
+    if not counter_exists:
+        conn.execute(
+            "INSERT INTO consumption_counters (license_id, feature, period_start, period_end, updated_at) "
+            "VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+            (key.license_id, key.feature, key.period_start, period_end, now),
+        )
     # lastrowid, not RETURNING (which SQLite runs through a temporary table); it is the outer INSERT's
     # row even though the trigger writes other tables.
     cursor = conn.execute(

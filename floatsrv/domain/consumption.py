@@ -142,6 +142,7 @@ async def add_consumption(domain: Domain, request: ConsumeRequest) -> ConsumeRes
                 principal=request.principal,
                 source=request.source,
                 now=to_us(now),
+                counter_exists=current != 0,  # a total was read from the counter's row
             )
         return state_after_batch(
             license, domain.clock, feature_ids, lambda state: ConsumeResult(state, None, limits, state.total_milli)

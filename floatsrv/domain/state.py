@@ -78,21 +78,37 @@ def bounds(spec: LicenseSpec, kind: PeriodKind, at: datetime) -> Period:
     return Period(start, end)
 
 
-def current_period(spec: LicenseSpec, limits: ConsumptionLimits, at: datetime) -> Period | None:
+def _span(spec: LicenseSpec, limits: ConsumptionLimits, at: datetime) -> tuple[datetime, datetime] | None:
     if not limits.reset_consumption or limits.consumption_period is None:
         return None
-    return bounds(spec, limits.consumption_period, at)
+    return period_bounds(limits.consumption_period, spec.period_anchor, at)
+
+
+def current_period(spec: LicenseSpec, limits: ConsumptionLimits, at: datetime) -> Period | None:
+    span = _span(spec, limits, at)
+    return None if span is None else Period(*span)
+
+
+# (license id, counter's feature, period bounds) -> the counter's key and period: every consumption asks.
+_counter_keys: dict[tuple[int, str, tuple[datetime, datetime] | None], tuple[CounterKey, Period | None]] = {}
 
 
 def counter_key(spec: LicenseSpec, feature: FeatureSpec | None, at: datetime) -> tuple[CounterKey, Period | None]:
-    period = current_period(spec, feature or spec, at)
-    start = to_us(period.start) if period else 0
-    return CounterKey(spec.id, feature.code if feature else db_seats.LICENSE_SEAT, start), period
+    span = _span(spec, feature or spec, at)
+    code = feature.code if feature else db_seats.LICENSE_SEAT
+    found = _counter_keys.get((spec.id, code, span))
+    if found is None:
+        period = None if span is None else Period(*span)
+        found = (CounterKey(spec.id, code, to_us(period.start) if period else 0), period)
+        if len(_counter_keys) > 10_000:
+            _counter_keys.clear()
+        _counter_keys[(spec.id, code, span)] = found
+    return found
 
 
 def allowance(license: License, feature: FeatureSpec, addons: list[AddonRow], seat_limit: int | None) -> Allowance:
     """The feature's allowance, computed once per (license, feature, add-ons, seat limit) and then reused."""
-    key = ("allowance", feature.code, tuple((a.id, a.updated_at) for a in addons), seat_limit)
+    key = ("allowance", feature.code, tuple((a.id, a.updated_at) for a in addons) if addons else (), seat_limit)
     found: Allowance | None = license.derived.get(key)
     if found is None:
         if len(license.derived) > 1000:

@@ -164,6 +164,7 @@ def count(
             now=t,
             occurred_at=to_us(at),
             event_id=request.event_id,
+            counter_exists=state.total_milli != 0,  # a total was read from the counter's row
         )
     spent = from_plan = from_purchased = 0
     plan_left = purchased_left = None
