@@ -36,8 +36,9 @@ class LineSink:
         self._last = time.monotonic()
 
     def write(self, data: bytes) -> int:
-        with self._lock:
-            self._buffer += data
+        # No lock: extend() is one C call, atomic under the GIL, and drain() removes only the prefix it
+        # copied, so a line written meanwhile by another thread stays for the next drain.
+        self._buffer.extend(data)
         return len(data)
 
     def flush(self) -> None:
@@ -45,8 +46,9 @@ class LineSink:
             self.drain()
 
     def drain(self) -> None:
-        with self._lock:
-            data, self._buffer = bytes(self._buffer), bytearray()
+        with self._lock:  # drains (the flusher task, a full chunk, atexit) take turns
+            data = bytes(self._buffer)
+            del self._buffer[: len(data)]
             self._last = time.monotonic()
         if data:
             self._file.write(data)

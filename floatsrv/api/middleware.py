@@ -113,9 +113,12 @@ async def pipeline(request: web.Request, handler: Handler) -> web.StreamResponse
     started = time.perf_counter()
     incoming = request.headers.get("X-Request-Id", "")
     request_id = incoming if incoming and _REQUEST_ID.match(incoming) else _ids.next()
-    structlog.contextvars.clear_contextvars()
+    # request_id is the only key ever bound, so binding it replaces the previous request's on this
+    # connection (no clear_contextvars, which walks every context variable, needed).
     structlog.contextvars.bind_contextvars(request_id=request_id)
-    route = request.match_info.route
+    app = request.app
+    match_info = request.match_info
+    route = match_info.route
     resource = route.resource
     route_name = resource.canonical if resource is not None else "-"
     user = "-"
@@ -123,23 +126,24 @@ async def pipeline(request: web.Request, handler: Handler) -> web.StreamResponse
     required = None
     response: web.StreamResponse
     try:
-        if request.match_info.http_exception is None:
-            required = request.app[ROUTE_ROLES].get((route.method, route_name))
+        if match_info.http_exception is None:
+            key = (route.method, route_name)
+            required = app[ROUTE_ROLES].get(key)
             if required is not None:
-                principal = _authorize(request, (route.method, route_name), required)
+                principal = _authorize(request, key, required)
                 request[PRINCIPAL] = principal
                 user = principal.username
         response = await handler(request)
         if required is Role.ADMIN or route_name == "/v1/me/password":
             # Admin writes and password changes may change credentials: re-read them for the next request.
-            request.app[GUARD].note_change()
+            app[GUARD].note_change()
     except errors.FloatsrvError as exc:
         response = _error_response(request, exc)
         error_code = exc.code
         if isinstance(exc, errors.AuthError):
-            request.app[METRICS].auth_failure(exc.code)
+            app[METRICS].auth_failure(exc.code)
         elif isinstance(exc, errors.SeatsExhausted):
-            request.app[METRICS].seat_denial(exc.detail.get("license_id"), exc.detail.get("feature"))
+            app[METRICS].seat_denial(exc.detail.get("license_id"), exc.detail.get("feature"))
     except web.HTTPException as exc:
         response = _http_error_response(request, exc)
     except asyncio.CancelledError:
@@ -156,8 +160,7 @@ async def pipeline(request: web.Request, handler: Handler) -> web.StreamResponse
         response = json_response(body, status=500)
     response.headers["X-Request-Id"] = request_id
     elapsed = time.perf_counter() - started
-    request.app[METRICS].request(route_name, request.method, response.status, elapsed)
-    request_completed(
-        request.method, route_name, response.status, elapsed, user, request.remote, request_id, error_code
-    )
+    method, status = request.method, response.status
+    app[METRICS].request(route_name, method, status, elapsed)
+    request_completed(method, route_name, status, elapsed, user, request.remote, request_id, error_code)
     return response

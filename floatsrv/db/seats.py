@@ -174,6 +174,9 @@ def renew_held(
         _or(client.sdk_ver, sdk_ver),
         _or(client.app_ver, app_ver),
     )
+    if borrow_until is None and client == _NO_CLIENT_INFO:  # a bare heartbeat changes two columns
+        conn.execute("UPDATE seats SET heartbeat_at = ?, expires_at = ? WHERE id = ?", (now, seat.expires_at, seat_id))
+        return seat
     conn.execute(
         "UPDATE seats SET heartbeat_at = ?, expires_at = ?, borrowed_until = ?, os_hostname = ?, ip_local = ?,"
         " user_info = ?, sdk_ver = ?, app_ver = ? WHERE id = ?",
@@ -191,6 +194,8 @@ def renew_held(
     )
     return seat
 
+
+_NO_CLIENT_INFO = ClientInfo()
 
 _HELD_UNEXPIRED = (
     f"SELECT {_COLUMNS} FROM seats"
