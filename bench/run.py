@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """floatsrv benchmark: throughput and latency beside a bare aiohttp JSON echo measured in the same run.
 
-    python3 dev.py bench                 # everything (about 13 minutes)
+    python3 dev.py bench                 # everything (about 10 minutes)
     python3 dev.py bench --quick         # one round of 3 s runs, no scale phase
 
 Servers run pinned to CPU 0 and the load generator (wrk, with a Lua script) to CPU 1. Servers:
