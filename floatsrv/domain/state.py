@@ -96,13 +96,14 @@ _counter_keys: dict[tuple[int, str, tuple[datetime, datetime] | None], tuple[Cou
 def counter_key(spec: LicenseSpec, feature: FeatureSpec | None, at: datetime) -> tuple[CounterKey, Period | None]:
     span = _span(spec, feature or spec, at)
     code = feature.code if feature else db_seats.LICENSE_SEAT
-    found = _counter_keys.get((spec.id, code, span))
+    memo = (spec.id, code, span)
+    found = _counter_keys.get(memo)
     if found is None:
         period = None if span is None else Period(*span)
         found = (CounterKey(spec.id, code, to_us(period.start) if period else 0), period)
         if len(_counter_keys) > 10_000:
             _counter_keys.clear()
-        _counter_keys[(spec.id, code, span)] = found
+        _counter_keys[memo] = found
     return found
 
 

@@ -194,16 +194,10 @@ def count(
     )
 
 
-def consume(
-    conn: sqlite3.Connection,
-    license: License,
-    feature: FeatureSpec,
-    request: UsageRequest,
-    now: datetime,
-    feature_id: int | None,
+def _outcome(
+    conn: sqlite3.Connection, license: License, feature: FeatureSpec, request: UsageRequest, counted: Counted
 ) -> Outcome:
-    """`count`, and the outcome of the event (stored with its id, when it has one)."""
-    counted = count(conn, license, feature, request, now, feature_id)
+    """The outcome of a counted event (stored with its id, when it has one, for replays)."""
     state, total = counted.state, counted.total_milli
     after_balances = Balances(
         total,
@@ -285,7 +279,8 @@ async def record(domain: Domain, request: UsageRequest) -> Outcome:
             )
         check_usable(license.spec, now)
         feature = metered_feature(license, request.feature, at)
-        return consume(conn, license, feature, request, now, feature_ids.get(feature.code))
+        counted = count(conn, license, feature, request, now, feature_ids.get(feature.code))
+        return _outcome(conn, license, feature, request, counted)
 
     return await domain.store.write(unit)
 
