@@ -5,6 +5,8 @@ from __future__ import annotations
 import sqlite3
 from dataclasses import astuple, dataclass
 
+from floatsrv.db.memo import memo_of
+
 
 @dataclass(frozen=True, slots=True)
 class AddonRow:
@@ -42,7 +44,15 @@ _ADDON = (
 _ACTIVATION = "id, license_id, addon_id, activated_at, deactivated_at, period_start, period_end, prorated_charge, actor"
 
 
+def _changed(conn: sqlite3.Connection) -> None:
+    """Every write here calls this: the writer's memoised active add-ons may no longer be exact."""
+    memo = memo_of(conn)
+    if memo is not None:
+        memo.addons.clear()
+
+
 def insert(conn: sqlite3.Connection, row: AddonRow) -> None:
+    _changed(conn)
     conn.execute(f"INSERT INTO addons ({_ADDON}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", astuple(row))
 
 
@@ -66,6 +76,7 @@ def live_for_feature(conn: sqlite3.Connection, feature: str) -> AddonRow | None:
 def replace(conn: sqlite3.Connection, row: AddonRow) -> None:
     """Overwrite a live add-on's definition with `row`'s (its id and created_at stay)."""
     definition = astuple(row)[1:9]  # name .. credit_cost, in _ADDON's order
+    _changed(conn)
     conn.execute(
         "UPDATE addons SET name = ?, description = ?, base_price = ?, feature = ?, consumption_model = ?,"
         " included_units = ?, overage_rate = ?, credit_cost = ?, updated_at = ? WHERE id = ? AND deleted_at IS NULL",
@@ -74,6 +85,7 @@ def replace(conn: sqlite3.Connection, row: AddonRow) -> None:
 
 
 def soft_delete(conn: sqlite3.Connection, addon_id: str, now: int) -> None:
+    _changed(conn)
     conn.execute("UPDATE addons SET deleted_at = ?, updated_at = ? WHERE id = ?", (now, now, addon_id))
 
 
@@ -91,6 +103,19 @@ def active_on(conn: sqlite3.Connection, license_id: int) -> list[tuple[Activatio
     rows = conn.execute(_ACTIVE_ON, (license_id,)).fetchall()
     width = _ACTIVATION_WIDTH
     return [(ActivationRow(*row[:width]), AddonRow(*row[width:])) for row in rows]
+
+
+def active_addons(conn: sqlite3.Connection, license_id: int) -> tuple[AddonRow, ...]:
+    """The catalog rows of a license's active add-ons (on the writer, read once and kept: db.memo)."""
+    memo = memo_of(conn)
+    if memo is not None:
+        found = memo.addons.get(license_id)
+        if found is not None:
+            return found
+    addons = tuple(addon for _, addon in active_on(conn, license_id))
+    if memo is not None:
+        memo.addons[license_id] = addons
+    return addons
 
 
 def activations_of(conn: sqlite3.Connection, addon_id: str) -> int:
@@ -111,6 +136,7 @@ def activate(
     prorated_charge: str,
     actor: str | None,
 ) -> ActivationRow:
+    _changed(conn)
     row = conn.execute(
         "INSERT INTO license_addons (license_id, addon_id, activated_at, period_start, period_end, prorated_charge,"
         f" actor) VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING {_ACTIVATION}",
@@ -120,6 +146,7 @@ def activate(
 
 
 def deactivate(conn: sqlite3.Connection, license_id: int, addon_id: str, now: int) -> ActivationRow | None:
+    _changed(conn)
     row = conn.execute(
         f"UPDATE license_addons SET deactivated_at = ? WHERE license_id = ? AND addon_id = ? AND deactivated_at IS NULL"
         f" RETURNING {_ACTIVATION}",

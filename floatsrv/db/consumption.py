@@ -9,6 +9,8 @@ from __future__ import annotations
 import sqlite3
 from typing import NamedTuple
 
+from floatsrv.db.memo import memo_of
+
 
 class CounterKey(NamedTuple):
     license_id: int
@@ -17,12 +19,23 @@ class CounterKey(NamedTuple):
 
 
 def total(conn: sqlite3.Connection, key: CounterKey) -> int:
-    """Current total in thousandths (0 when nothing was consumed yet in the period)."""
+    """Current total in thousandths (0 when nothing was consumed yet in the period).
+
+    On the writer, read once and then kept by `add` (db.memo).
+    """
+    memo = memo_of(conn)
+    if memo is not None:
+        found = memo.totals.get(key)
+        if found is not None:
+            return found
     row = conn.execute(
         "SELECT total_milli FROM consumption_counters WHERE license_id = ? AND feature = ? AND period_start = ?",
         (key.license_id, key.feature, key.period_start),
     ).fetchone()
-    return int(row[0]) if row else 0
+    value = int(row[0]) if row else 0
+    if memo is not None:
+        memo.totals[key] = value
+    return value
 
 
 def totals(conn: sqlite3.Connection, license_id: int, keys: list[tuple[str, int]]) -> dict[tuple[str, int], int]:
@@ -82,6 +95,9 @@ def add(
         ),
     )
     assert cursor.lastrowid is not None
+    memo = memo_of(conn)
+    if memo is not None and key in memo.totals:
+        memo.totals[key] += quantity_milli  # what the trigger just added to the counter's row
     return cursor.lastrowid
 
 

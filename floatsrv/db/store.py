@@ -26,13 +26,14 @@ import sqlite3
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Coroutine, Hashable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Generic, Literal, NamedTuple, TypeVar
 
 from floatsrv.clock import Clock
 from floatsrv.db import migrate
+from floatsrv.db.memo import Memo, WriterConnection
 from floatsrv.errors import StorageFull, StorageUnavailable
 from floatsrv.log import get_logger
 from floatsrv.times import to_us
@@ -99,11 +100,20 @@ class StoreOptions:
 
 
 def connect(
-    path: Path, options: StoreOptions, *, read_only: bool = False, any_thread: bool = False
+    path: Path,
+    options: StoreOptions,
+    *,
+    read_only: bool = False,
+    any_thread: bool = False,
+    factory: type[sqlite3.Connection] = sqlite3.Connection,
 ) -> sqlite3.Connection:
     """Open a connection with our pragmas. isolation_level=None: Python never BEGINs on its own."""
     conn = sqlite3.connect(
-        path, isolation_level=None, timeout=options.busy_timeout_ms / 1000, check_same_thread=not any_thread
+        path,
+        isolation_level=None,
+        timeout=options.busy_timeout_ms / 1000,
+        check_same_thread=not any_thread,
+        factory=factory,
     )
     conn.execute(f"PRAGMA busy_timeout = {int(options.busy_timeout_ms)}")
     conn.execute("PRAGMA foreign_keys = ON")
@@ -120,14 +130,16 @@ def _unavailable(exc: BaseException) -> StorageUnavailable:
     return error
 
 
-def _open_writer(path: Path, options: StoreOptions, applied_at_us: int) -> tuple[sqlite3.Connection, list[int]]:
+def _open_writer(path: Path, options: StoreOptions, applied_at_us: int) -> tuple[WriterConnection, list[int]]:
     """Connect, refuse foreign/newer files, switch to WAL, migrate. Runs in a worker thread."""
     if not path.exists():
         # Created private whatever the umask: it holds password hashes and usage. SQLite gives the -wal and
         # -shm files the database file's permissions.
         os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
     # any_thread: the connection is used by the loop thread and by worker threads, never at the same time.
-    conn = connect(path, options, any_thread=True)
+    conn = connect(path, options, any_thread=True, factory=WriterConnection)
+    assert isinstance(conn, WriterConnection)
+    conn.memo = Memo()
     try:
         migrate.check_identity(conn, str(path))
         mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
@@ -139,6 +151,17 @@ def _open_writer(path: Path, options: StoreOptions, applied_at_us: int) -> tuple
         conn.close()
         raise
     return conn, applied
+
+
+def _begin(conn: sqlite3.Connection) -> int:
+    """Take the write lock; then tell whether another connection has committed since (data_version)."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        return int(conn.execute("PRAGMA data_version").fetchone()[0])
+    except BaseException:
+        with contextlib.suppress(sqlite3.Error):
+            conn.execute("ROLLBACK")
+        raise
 
 
 class _Reader(threading.Thread):
@@ -197,12 +220,14 @@ class Store:
         self.options = options or StoreOptions()
         self.stats = StoreStats()
         self.applied_migrations: list[int] = []
-        self._conn: sqlite3.Connection | None = None
+        self._conn: WriterConnection | None = None
+        self._data_version = -1  # another connection's commit moves it: the memo is then dropped
         self._reader: _Reader | None = None
         self._peek: sqlite3.Connection | None = None
         self._queue: deque[tuple[Callable[[sqlite3.Connection], Any], asyncio.Future[Any]]] = deque()
         self._flusher: asyncio.Task[None] | None = None
         self._closed = False
+        self._loop: asyncio.AbstractEventLoop  # the loop the store was opened on (set by open)
 
     @property
     def pending_writes(self) -> int:
@@ -215,7 +240,8 @@ class Store:
         self._conn, self.applied_migrations = await asyncio.to_thread(
             _open_writer, self.path, self.options, to_us(self.clock.now())
         )
-        reader = _Reader(self.path, self.options, asyncio.get_running_loop())
+        self._loop = asyncio.get_running_loop()
+        reader = _Reader(self.path, self.options, self._loop)
         reader.start()
         await reader.ready
         self._reader = reader
@@ -237,31 +263,31 @@ class Store:
                 raise _unavailable(exc) from exc
             raise
 
-    def write_then_read(self, unit: Callable[[sqlite3.Connection], AfterBatch[T]]) -> Coroutine[Any, Any, T]:
-        """Like `write`, for a unit whose result is completed from the batch's final state (AfterBatch).
-
-        A plain function handing back `write`'s coroutine: one coroutine frame less on the hottest path.
-        """
+    def write_then_read(self, unit: Callable[[sqlite3.Connection], AfterBatch[T]]) -> asyncio.Future[T]:
+        """Like `write`, for a unit whose result is completed from the batch's final state (AfterBatch)."""
         return self.write(unit)  # type: ignore[arg-type]
 
-    async def write(self, unit: Unit[T]) -> T:
-        """Run `unit(conn)` in the next group transaction; return once that is committed.
+    def write(self, unit: Unit[T]) -> asyncio.Future[T]:
+        """Queue `unit(conn)` for the next group transaction; the future resolves once that is committed.
 
-        Raises whatever the unit raised (its changes rolled back), or StorageUnavailable.
+        Resolves to whatever the unit returned, or raises what it raised (its changes rolled back) or
+        StorageUnavailable. A plain function handing back the future (`await store.write(unit)`): no
+        coroutine of its own to create and resume on the hottest path.
         """
         if self._conn is None or self._closed:
             raise StorageUnavailable("the store is closed")
-        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[T] = self._loop.create_future()
         self._queue.append((unit, future))
-        if self._flusher is None or self._flusher.done():
-            self._flusher = asyncio.create_task(self._flush(), name="floatsrv-commit")
-        return await future
+        flusher = self._flusher
+        if flusher is None or flusher.done():
+            self._flusher = self._loop.create_task(self._flush(), name="floatsrv-commit")
+        return future
 
     async def read(self, unit: Unit[T]) -> T:
         """Run `unit(conn)` on the reader (one consistent snapshot of committed data)."""
         if self._reader is None or self._closed:
             raise StorageUnavailable("the store is closed")
-        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[T] = self._loop.create_future()
         self._reader.jobs.put((unit, future))
         return await future
 
@@ -269,21 +295,29 @@ class Store:
         """Apply and commit batches until the queue is empty."""
         assert self._conn is not None
         conn = self._conn
+        version: int | None = None  # set while a transaction is open: the last commit began the next one
         while self._queue:
-            try:
-                await asyncio.to_thread(conn.execute, "BEGIN IMMEDIATE")  # may wait for another process
-            except sqlite3.Error as exc:
-                self._note_fault(exc)
-                self._fail(self._take(), _unavailable(exc))
-                continue
+            if version is None:
+                try:
+                    version = await asyncio.to_thread(_begin, conn)  # may wait for another process
+                except sqlite3.Error as exc:
+                    self._note_fault(exc)
+                    self._fail(self._take(), _unavailable(exc))
+                    continue
+            if version != self._data_version:
+                conn.memo.clear()
+                self._data_version = version
+            conn.memo.bounded()
             batch = self._take()
             outcomes, fault = self._apply(conn, batch)
+            version = None
             if fault is None:
                 try:
-                    await asyncio.to_thread(conn.execute, "COMMIT")  # the fsync happens here, off the loop
+                    version = await asyncio.to_thread(self._commit, conn)  # the fsync happens there, off the loop
                 except sqlite3.Error as exc:
                     fault = exc
             if fault is not None:
+                conn.memo.clear()  # it holds the batch's changes, which are gone
                 with contextlib.suppress(sqlite3.Error):  # SQLite may have rolled back already
                     await asyncio.to_thread(conn.execute, "ROLLBACK")
                 self._note_fault(fault)
@@ -300,6 +334,32 @@ class Store:
                     future.set_exception(error)
                 else:
                     future.set_result(result)
+        if version is not None:  # only this loop takes units, so the queue cannot have emptied; be safe anyway
+            with contextlib.suppress(sqlite3.Error):
+                await asyncio.to_thread(conn.execute, "ROLLBACK")
+
+    def _commit(self, conn: sqlite3.Connection) -> int | None:
+        """COMMIT (runs in a worker thread). Only an error of the COMMIT itself fails the batch.
+
+        When more units are already queued, their transaction is begun in the same trip to the worker
+        thread, saving a hand-off per batch; that begin never waits for another process's lock (the
+        batch's answers would wait with it), so with the lock held elsewhere the next batch begins on its
+        own, waiting as usual. Returns the new transaction's data_version, or None when none was begun.
+        """
+        conn.execute("COMMIT")
+        if not self._queue:
+            return None
+        try:
+            conn.execute("PRAGMA busy_timeout = 0")
+            try:
+                return _begin(conn)
+            finally:
+                conn.execute(f"PRAGMA busy_timeout = {int(self.options.busy_timeout_ms)}")
+        except sqlite3.Error:
+            if conn.in_transaction:
+                with contextlib.suppress(sqlite3.Error):
+                    conn.execute("ROLLBACK")
+            return None
 
     def _note_fault(self, exc: BaseException) -> None:
         stats = self.stats
@@ -335,7 +395,7 @@ class Store:
 
     @staticmethod
     def _apply(
-        conn: sqlite3.Connection, batch: list[tuple[Callable[[sqlite3.Connection], Any], asyncio.Future[Any]]]
+        conn: WriterConnection, batch: list[tuple[Callable[[sqlite3.Connection], Any], asyncio.Future[Any]]]
     ) -> tuple[list[tuple[asyncio.Future[Any], Any, BaseException | None]], BaseException | None]:
         """Run each unit in its own savepoint. Returns the outcomes, or the storage fault that sinks them all."""
         outcomes: list[tuple[asyncio.Future[Any], Any, BaseException | None]] = []
@@ -349,6 +409,7 @@ class Store:
                         return outcomes, exc
                     conn.execute("ROLLBACK TO unit")
                     conn.execute("RELEASE unit")
+                    conn.memo.clear()  # it may hold the unit's changes, which are gone
                     outcomes.append((future, None, exc))
                 else:
                     conn.execute("RELEASE unit")

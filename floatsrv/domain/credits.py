@@ -41,7 +41,7 @@ def _license(domain: Domain, license_id: int) -> License:
 def _balance(conn: sqlite3.Connection, license: License, domain: Domain) -> CreditBalance:
     spec = license.spec
     period = bounds(spec, spec.credits_period, domain.clock.now())
-    extra = sum(a.included_units for _, a in db_addons.active_on(conn, spec.id) if a.consumption_model == "credits")
+    extra = sum(a.included_units for a in db_addons.active_addons(conn, spec.id) if a.consumption_model == "credits")
     return CreditBalance(
         spec.id,
         period,

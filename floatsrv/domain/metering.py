@@ -64,7 +64,7 @@ def split_credits(cost_milli: int, allowance: Allowance, balances: Balances) -> 
 
 
 def allowance_of(
-    license: LicenseSpec, feature: FeatureSpec, addons: list[AddonRow], seat_limit: int | None = None
+    license: LicenseSpec, feature: FeatureSpec, addons: tuple[AddonRow, ...], seat_limit: int | None = None
 ) -> Allowance:
     """The feature's allowance with the license's active add-ons applied (one add-on per feature)."""
     addon = next((a for a in addons if a.feature == feature.code), None)

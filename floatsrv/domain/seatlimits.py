@@ -14,7 +14,7 @@ from floatsrv.db.addons import AddonRow
 from floatsrv.models import LicenseSpec
 
 
-def _seat_limit(spec: LicenseSpec, code: str, active: list[AddonRow]) -> int | None:
+def _seat_limit(spec: LicenseSpec, code: str, active: tuple[AddonRow, ...]) -> int | None:
     feature = spec.feature(code)
     if feature is None or feature.floating_users is None:
         return None
@@ -25,7 +25,7 @@ def _seat_limit(spec: LicenseSpec, code: str, active: list[AddonRow]) -> int | N
 
 def sync_seat_limits(conn: sqlite3.Connection, spec: LicenseSpec) -> None:
     """Store each floating feature's effective seat limit for the slot trigger."""
-    active = [addon for _, addon in db_addons.active_on(conn, spec.id)]
+    active = db_addons.active_addons(conn, spec.id)
     for feature in spec.features:
         limit = _seat_limit(spec, feature.code, active)
         if limit is not None:

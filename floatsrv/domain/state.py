@@ -46,6 +46,7 @@ class FeatureState(NamedTuple):
     allowance: Allowance
     balances: Balances
     credits_period: Period | None
+    counter: CounterKey | None = None  # the period counter a usage write adds to (None: not read here)
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,7 +61,10 @@ class LicenseState:
     derived: dict[Any, Any] = field(default_factory=dict, compare=False, hash=False, repr=False)
 
     def feature(self, code: str) -> FeatureState:
-        return next(state for state in self.features if state.spec.code == code)
+        for state in self.features:  # a loop, not next(generator): every consumption answer asks
+            if state.spec.code == code:
+                return state
+        raise KeyError(code)
 
 
 def check_usable(spec: LicenseSpec, now: datetime) -> None:
@@ -107,7 +111,9 @@ def counter_key(spec: LicenseSpec, feature: FeatureSpec | None, at: datetime) ->
     return found
 
 
-def allowance(license: License, feature: FeatureSpec, addons: list[AddonRow], seat_limit: int | None) -> Allowance:
+def allowance(
+    license: License, feature: FeatureSpec, addons: tuple[AddonRow, ...], seat_limit: int | None
+) -> Allowance:
     """The feature's allowance, computed once per (license, feature, add-ons, seat limit) and then reused."""
     key = ("allowance", feature.code, tuple((a.id, a.updated_at) for a in addons) if addons else (), seat_limit)
     found: Allowance | None = license.derived.get(key)
@@ -130,7 +136,7 @@ def feature_state(
     feature: FeatureSpec,
     at: datetime,
     now: datetime,
-    addons: list[AddonRow],
+    addons: tuple[AddonRow, ...],
     feature_id: int | None,
 ) -> FeatureState:
     """One feature's allowance and balances for the period containing `at` (usage may be late)."""
@@ -139,11 +145,11 @@ def feature_state(
     if feature.is_floating:
         seat_limit = db_licenses.feature_seat_limit(conn, spec.id, feature.code)
         seats_in_use = db_seats.count_live(conn, spec.id, feature.code, to_us(now))
-    total, period = 0, None
+    total, period, key = 0, None, None
     if feature.is_consumption:
         key, period = counter_key(spec, feature, at)
         total = db_consumption.total(conn, key)
-    return _assemble(conn, license, feature, at, addons, feature_id, seats_in_use, seat_limit, total, period)
+    return _assemble(conn, license, feature, at, addons, feature_id, seats_in_use, seat_limit, total, period, key)
 
 
 def _assemble(
@@ -151,12 +157,13 @@ def _assemble(
     license: License,
     feature: FeatureSpec,
     at: datetime,
-    addons: list[AddonRow],
+    addons: tuple[AddonRow, ...],
     feature_id: int | None,
     seats_in_use: int,
     seat_limit: int | None,
     total: int,
     period: Period | None,
+    counter: CounterKey | None = None,
 ) -> FeatureState:
     balances, credits_period = Balances(total), None
     if feature.model == "credits":
@@ -172,6 +179,7 @@ def _assemble(
         allowance(license, feature, addons, seat_limit),
         balances,
         credits_period,
+        counter,
     )
 
 
@@ -194,7 +202,7 @@ def read_state(
     in_use = db_seats.live_counts(conn, spec.id, to_us(now))
     floating = any(f.is_floating for f in spec.features)
     limits = db_licenses.feature_seat_limits(conn, spec.id) if floating else {}
-    addons = [addon for _, addon in db_addons.active_on(conn, spec.id)] if spec.features else []
+    addons = db_addons.active_addons(conn, spec.id) if spec.features else ()
     keys: dict[str, tuple[CounterKey, Period | None]] = {}
     if spec.is_consumption:
         keys[db_seats.LICENSE_SEAT] = counter_key(spec, None, now)

@@ -139,7 +139,7 @@ def count(
         raise NegativeConsumptionsNotAllowed(
             f"feature {feature.code!r} does not allow negative quantities", param="quantity"
         )
-    addons = [addon for _, addon in db_addons.active_on(conn, spec.id)]
+    addons = db_addons.active_addons(conn, spec.id)
     state = feature_state(conn, license, feature, at, now, addons, feature_id)
     decision = decide(state.allowance, state.balances, max(request.quantity_milli, 0))
     accepted = request.quantity_milli
@@ -150,21 +150,22 @@ def count(
     if request.quantity_milli < 0 and state.total_milli + accepted < 0:
         raise ConsumptionBelowZero(f"the period total is {state.total_milli / 1000}; it cannot go below zero")
     t = to_us(now)
-    key = CounterKey(spec.id, feature.code, to_us(state.period.start) if state.period else 0)
+    key = state.counter or CounterKey(spec.id, feature.code, to_us(state.period.start) if state.period else 0)
     event_row = None
     if accepted != 0:
+        exists = state.total_milli != 0  # a total was read from the counter's row
         event_row = db_consumption.add(
             conn,
             key,
-            period_end=to_us(state.period.end) if state.period else None,
+            period_end=to_us(state.period.end) if state.period and not exists else None,
             quantity_milli=accepted,
             user=request.user,
             principal=request.principal,
             source=request.source,
             now=t,
-            occurred_at=to_us(at),
+            occurred_at=t if at is now else to_us(at),
             event_id=request.event_id,
-            counter_exists=state.total_milli != 0,  # a total was read from the counter's row
+            counter_exists=exists,
         )
     spent = from_plan = from_purchased = 0
     plan_left = purchased_left = None
@@ -293,7 +294,7 @@ async def check(domain: Domain, target: Target, code: str, quantity_milli: int) 
     def unit(conn: sqlite3.Connection) -> CheckResult:
         now = domain.clock.now()
         feature = metered_feature(license, code, now)
-        addons = [addon for _, addon in db_addons.active_on(conn, license.id)]
+        addons = db_addons.active_addons(conn, license.id)
         state = feature_state(conn, license, feature, now, now, addons, feature_ids.get(code))
         unusable = None
         try:
