@@ -11,13 +11,13 @@ recovers by itself.
 Where things run: the units execute on the event-loop thread, where they cannot be interleaved with
 anything (they are synchronous) and pay no thread hand-off or GIL ping-pong per statement; the only calls
 that may block, `BEGIN IMMEDIATE` (waiting for another process's lock) and `COMMIT` (fsync), run in a worker
-thread, during which new units wait in the queue for the next batch. When units are already queued at a
-COMMIT, the same trip to the thread begins their transaction (without waiting for another process's lock).
+thread, during which new units wait in the queue for the next batch. This is why floatsrv uses the stdlib
+sqlite3 module rather than aiosqlite: aiosqlite turns every statement into a separate hop through another
+thread, so a transaction could not be a single uninterrupted run of a unit. When units are already queued at
+a COMMIT, the same trip to the thread begins their transaction (without waiting for another process's lock).
 
 The writer's memo (db.memo) lets units reuse counter totals and add-ons they or earlier units read; the
-store drops it on every rollback and whenever `PRAGMA data_version` shows another connection committed. This is why floatsrv uses the stdlib
-sqlite3 module rather than aiosqlite: aiosqlite turns every statement into a separate hop through another
-thread, so a transaction could not be a single uninterrupted run of a unit.
+store drops it on every rollback and whenever `PRAGMA data_version` shows another connection committed.
 """
 
 from __future__ import annotations
