@@ -8,15 +8,9 @@ admin's sqlite3 shell) is seen by the very next request, because the store drops
 from __future__ import annotations
 
 import sqlite3
-from typing import Any
 
 from tests.conftest import Api
-
-
-async def consume_feature(api: Api, n: int) -> tuple[int, Any]:
-    return await api.post(
-        "/api/v4/add_feature_consumption", {"product": "demo", "user": "a", "feature": "render", "consumptions": n}
-    )
+from tests.test_consumption import consume_feature
 
 
 def add_elsewhere(api: Api, units: int) -> None:

@@ -338,9 +338,6 @@ class Store:
                     future.set_exception(error)
                 else:
                     future.set_result(result)
-        if version is not None:  # only this loop takes units, so the queue cannot have emptied; be safe anyway
-            with contextlib.suppress(sqlite3.Error):
-                await asyncio.to_thread(conn.execute, "ROLLBACK")
 
     def _commit(self, conn: sqlite3.Connection) -> int | None:
         """COMMIT (runs in a worker thread). Only an error of the COMMIT itself fails the batch.
@@ -349,6 +346,8 @@ class Store:
         thread, saving a hand-off per batch; that begin never waits for another process's lock (the
         batch's answers would wait with it), so with the lock held elsewhere the next batch begins on its
         own, waiting as usual. Returns the new transaction's data_version, or None when none was begun.
+        A begun transaction is always used: only `_flush` takes units off the queue, so it is not empty
+        when `_flush` looks again.
         """
         conn.execute("COMMIT")
         if not self._queue:

@@ -150,7 +150,7 @@ def count(
     if request.quantity_milli < 0 and state.total_milli + accepted < 0:
         raise ConsumptionBelowZero(f"the period total is {state.total_milli / 1000}; it cannot go below zero")
     t = to_us(now)
-    key = state.counter or CounterKey(spec.id, feature.code, to_us(state.period.start) if state.period else 0)
+    key = state.counter or CounterKey(spec.id, feature.code, 0)  # no counter read: a feature without periods
     event_row = None
     if accepted != 0:
         exists = state.total_milli != 0  # a total was read from the counter's row
