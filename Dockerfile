@@ -1,6 +1,7 @@
 # floatsrv container image. Build and run: docs/install.md ("In Docker").
 #
 #   docker build -t floatsrv .
+#   docker build -t floatsrv --build-arg VENDOR_KEYS="$(cat vendor.pub)" .    # a vendor build (license-files.md)
 #   docker run -d --name floatsrv -p 8080:8080 -v floatsrv-data:/var/lib/floatsrv \
 #       -v /srv/floatsrv/config.yaml:/etc/floatsrv/config.yaml:ro --stop-timeout 60 floatsrv
 #
@@ -17,12 +18,23 @@ COPY pyproject.toml constraints.txt ./
 RUN python -c "import tomllib; print(*tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies'], sep='\n')" \
         > requirements.txt \
  && pip --python /opt/floatsrv/bin/python install -r requirements.txt -c constraints.txt
-COPY README.md ./
+COPY README.md dev.py ./
 COPY floatsrv ./floatsrv
-RUN pip --python /opt/floatsrv/bin/python install --no-deps .
+# A vendor build: the vendor's public keys (base64, space-separated) become the only keys it trusts.
+ARG VENDOR_KEYS=""
+# ... and, only if the vendor wants it, inline (unsigned) licenses in the YAML stay allowed.
+ARG ALLOW_INLINE_LICENSES=""
+RUN if [ -n "$VENDOR_KEYS" ]; then \
+        python dev.py trust --package floatsrv $(for key in $VENDOR_KEYS; do printf -- '--vendor-key %s ' "$key"; done) \
+            ${ALLOW_INLINE_LICENSES:+--allow-inline-licenses}; \
+    fi \
+ && pip --python /opt/floatsrv/bin/python install --no-deps .
 # The example config, listening on all interfaces, with its data in the volume. Mount your own over it.
+# Its demo license file comes along in the repository build only (a vendor build does not trust it).
 COPY config.example.yaml ./
-RUN mkdir -p /etc/floatsrv \
+COPY licenses ./licenses
+RUN mkdir -p /etc/floatsrv/licenses \
+ && if [ -z "$VENDOR_KEYS" ]; then cp licenses/*.lic /etc/floatsrv/licenses/; fi \
  && sed -e 's|^\(  host: \)127\.0\.0\.1  |\10.0.0.0    |' \
         -e 's|^\(  data_dir: \)floatsrv-data|\1/var/lib/floatsrv|' \
         config.example.yaml > /etc/floatsrv/config.yaml \
@@ -38,7 +50,7 @@ RUN groupadd --system --gid 10001 floatsrv \
         --shell /usr/sbin/nologin floatsrv \
  && install -d -o floatsrv -g floatsrv -m 0700 /var/lib/floatsrv
 COPY --from=build /opt/floatsrv /opt/floatsrv
-COPY --from=build /etc/floatsrv/config.yaml /etc/floatsrv/config.yaml
+COPY --from=build /etc/floatsrv /etc/floatsrv
 # FLOATSRV_CONFIG: admin commands find the database by themselves (`docker exec floatsrv floatsrv user list`).
 ENV PATH=/opt/floatsrv/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \

@@ -4,7 +4,11 @@
     python3 dev.py serve [floatsrv serve flags...]   start the server on config.example.yaml
     python3 dev.py test  [pytest args...]            ruff (lint, format) + mypy + the whole test suite
     python3 dev.py bench [--quick]                   the benchmark (bench/run.py; needs wrk)
-    python3 dev.py build [-o FILE] [pip args...]     the single-file build: dist/floatsrv.pyz (docs/install.md)
+    python3 dev.py build [-o FILE] [--vendor-key PUB]... [--allow-inline-licenses] [pip args...]
+                                                     the single-file build: dist/floatsrv.pyz (docs/install.md);
+                                                     with --vendor-key a vendor build (docs/license-files.md)
+    python3 dev.py trust --package DIR --vendor-key PUB... [--allow-inline-licenses]
+                                                     make DIR (a floatsrv package) a vendor build (the Dockerfile)
 
 The first run creates `.venv/` and installs floatsrv with pinned dependencies (constraints.txt); later runs
 reinstall only when pyproject.toml or constraints.txt change.
@@ -12,7 +16,10 @@ reinstall only when pyproject.toml or constraints.txt change.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
+import json
 import os
 import re
 import shutil
@@ -52,20 +59,90 @@ def ensure_venv() -> None:
     STAMP.write_text(fingerprint)
 
 
+# DER prefix of an Ed25519 SubjectPublicKeyInfo (RFC 8410): what precedes the 32 key bytes in a PEM public key.
+_ED25519_SPKI = bytes.fromhex("302a300506032b6570032100")
+
+
+def vendor_key_bytes(value: str) -> bytes:
+    """A vendor's Ed25519 public key from a file or text: base64 of its 32 raw bytes (as `floatsrv vendor
+    keygen` writes vendor.pub) or a PEM public key. Stdlib only: dev.py runs before any dependency exists."""
+    path = Path(value)
+    text = path.read_text(encoding="ascii") if path.is_file() else value
+    text = text.strip()
+    if text.startswith("-----BEGIN PUBLIC KEY-----"):
+        body = "".join(line for line in text.splitlines() if not line.startswith("-----"))
+        der = base64.b64decode(body, validate=True)
+        if len(der) != 44 or not der.startswith(_ED25519_SPKI):
+            raise ValueError(f"{value}: not an Ed25519 public key")
+        return der[len(_ED25519_SPKI) :]
+    try:
+        raw = base64.b64decode(text, validate=True)
+    except binascii.Error:
+        raise ValueError(f"{value}: not a file, and not an Ed25519 public key (base64 of 32 bytes)") from None
+    if len(raw) != 32:
+        raise ValueError(f"{value}: not an Ed25519 public key (base64 of 32 bytes)")
+    return raw
+
+
+def vendor_trust(keys: Sequence[str], allow_inline_licenses: bool) -> dict[str, object]:
+    """The trust anchor of a vendor build (floatsrv/entitlements/trust.json): only the vendor's keys."""
+    entries = []
+    for value in keys:
+        raw = vendor_key_bytes(value)
+        kid = hashlib.sha256(raw).hexdigest()[:16]
+        entries.append({"kid": kid, "public_key": base64.b64encode(raw).decode("ascii"), "name": "vendor key"})
+    return {"format": "floatsrv-trust/1", "build": "vendor", "allow_inline_licenses": allow_inline_licenses,
+            "keys": entries}  # fmt: skip
+
+
+def write_trust(package: Path, keys: Sequence[str], allow_inline_licenses: bool) -> None:
+    """Make the floatsrv package at `package` a vendor build trusting `keys` (and nothing else)."""
+    target = package / "entitlements" / "trust.json"
+    if not target.exists():
+        raise ValueError(f"{package} is not a floatsrv package (no {target.relative_to(package)})")
+    target.write_text(json.dumps(vendor_trust(keys, allow_inline_licenses), indent=2) + "\n", encoding="ascii")
+
+
+def build_options(args: Sequence[str]) -> tuple[Path, list[str], bool, list[str]]:
+    """(-o FILE, --vendor-key values, --allow-inline-licenses, the rest for pip) from `dev.py build` args."""
+    out, keys, allow_inline, rest = PYZ, [], False, list(args)
+    while rest:
+        if rest[0] in ("-o", "--output", "--vendor-key") and len(rest) >= 2:
+            if rest[0] == "--vendor-key":
+                keys.append(rest[1])
+            else:
+                out = Path(rest[1])
+            rest = rest[2:]
+        elif rest[0] == "--allow-inline-licenses":
+            allow_inline, rest = True, rest[1:]
+        else:
+            break
+    return out, keys, allow_inline, rest
+
+
 def run(*argv: str | Path) -> int:
     return subprocess.run([str(a) for a in argv], cwd=ROOT).returncode
 
 
-def build(out: Path = PYZ, python: Path = PYTHON, pip_args: Sequence[str] = ()) -> int:
+def build(
+    out: Path = PYZ,
+    python: Path = PYTHON,
+    pip_args: Sequence[str] = (),
+    vendor_keys: Sequence[str] = (),
+    allow_inline_licenses: bool = False,
+) -> int:
     """The single-file build: a shiv zipapp at `out` holding floatsrv and every dependency at the versions
     pinned in constraints.txt. It runs with a plain `python3` of the same minor version, on the same OS and CPU
     architecture as `python` (the dependencies' compiled extensions are inside). At its first start it unpacks
-    them into $SHIV_ROOT (default ~/.shiv). `pip_args` go to `pip install` (e.g. --find-links DIR --no-index)."""
+    them into $SHIV_ROOT (default ~/.shiv). `pip_args` go to `pip install` (e.g. --find-links DIR --no-index).
+    With `vendor_keys` it is a vendor build: it trusts those keys only (docs/license-files.md)."""
     out = out.absolute()
     with tempfile.TemporaryDirectory(prefix="floatsrv-build-") as tmp:
         # Build from a clean copy: setuptools' in-tree build/ directory can carry deleted modules into the wheel.
         src = Path(tmp) / "src"
         shutil.copytree(ROOT / "floatsrv", src / "floatsrv", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+        if vendor_keys:
+            write_trust(src / "floatsrv", vendor_keys, allow_inline_licenses)
         for name in ("pyproject.toml", "README.md"):
             shutil.copy2(ROOT / name, src / name)
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -91,7 +168,10 @@ def build(out: Path = PYZ, python: Path = PYTHON, pip_args: Sequence[str] = ()) 
         glibc = _glibc_floor(out)
         target += f" with glibc >= {glibc}" if glibc else ""
         size = out.stat().st_size / 1e6
-        print(f"dev.py: built {out} ({size:.1f} MB); it runs only on {target}", file=sys.stderr)
+        kind = (
+            f"a vendor build trusting {len(vendor_keys)} key(s)" if vendor_keys else "the repository build (demo key)"
+        )
+        print(f"dev.py: built {out} ({size:.1f} MB, {kind}); it runs only on {target}", file=sys.stderr)
     return code
 
 
@@ -115,19 +195,47 @@ def _glibc_floor(pyz: Path) -> str | None:
     return None if floor is None else f"{floor[0]}.{floor[1]}"
 
 
+def trust_command(args: Sequence[str]) -> int:
+    """`dev.py trust --package DIR --vendor-key PUB... [--allow-inline-licenses]` (needs no virtualenv)."""
+    rest = list(args)
+    package: list[str] = []
+    if "--package" in rest[:-1]:
+        at = rest.index("--package")
+        package, rest = rest[at + 1 : at + 2], rest[:at] + rest[at + 2 :]
+    _, keys, allow_inline, rest = build_options(rest)
+    rest = ["--package", *package] if package and not rest else ["?"]
+    if len(rest) != 2 or not keys:
+        print("usage: dev.py trust --package DIR --vendor-key PUB [--vendor-key PUB]... [--allow-inline-licenses]",
+              file=sys.stderr)  # fmt: skip
+        return 2
+    try:
+        write_trust(Path(rest[1]), keys, allow_inline)
+    except (OSError, ValueError) as exc:
+        print(f"dev.py: {exc}", file=sys.stderr)
+        return 2
+    print(f"dev.py: {rest[1]} trusts {len(keys)} vendor key(s) only", file=sys.stderr)
+    return 0
+
+
 def main() -> int:
-    if len(sys.argv) < 2 or sys.argv[1] not in ("serve", "test", "bench", "build"):
+    if len(sys.argv) < 2 or sys.argv[1] not in ("serve", "test", "bench", "build", "trust"):
         print(__doc__, file=sys.stderr)
         return 2
     command, extra = sys.argv[1], sys.argv[2:]
+    if command == "trust":
+        return trust_command(extra)
+    if command == "build":
+        try:  # a wrong key fails here, before the virtualenv and the build are made
+            out, keys, allow_inline, pip_args = build_options(extra)
+            vendor_trust(keys, allow_inline)
+        except (OSError, ValueError) as exc:
+            print(f"dev.py: --vendor-key {exc}", file=sys.stderr)
+            return 2
     ensure_venv()
     if command == "bench":
         return run(PYTHON, ROOT / "bench" / "run.py", *extra)
     if command == "build":
-        out = PYZ
-        if extra[:1] in (["-o"], ["--output"]) and len(extra) >= 2:
-            out, extra = Path(extra[1]), extra[2:]
-        return build(out, PYTHON, extra)
+        return build(out, PYTHON, pip_args, keys, allow_inline)
     if command == "serve":
         floatsrv = BIN / "floatsrv"
         os.execv(str(floatsrv), [str(floatsrv), "serve", "--config", str(ROOT / "config.example.yaml"), *extra])

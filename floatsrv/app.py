@@ -1,8 +1,9 @@
 """The application factory: wiring only. `serve`, the tests and benchmarks all build the app here.
 
 Start-up order (cleanup_ctx; teardown runs in reverse, and only for what started):
-store (open, migrate, sync licenses) -> auth (declared users, signing key, guard) -> seat sweeper -> upstream
-sync (which flushes at shutdown, before the store closes).
+store (open, migrate, the server's identity key, license files and inline licenses) -> auth (declared users,
+signing key, guard) -> seat sweeper -> license watch -> upstream sync (which flushes at shutdown, before the
+store closes).
 """
 
 from __future__ import annotations
@@ -25,12 +26,17 @@ from floatsrv.clock import Clock, ClockJump, SteadyClock, SystemClock
 from floatsrv.config import DEMO_PASSWORDS, Config, ConfigError, LiveConfig, bootstrap_admin
 from floatsrv.db.store import Store, StoreOptions
 from floatsrv.domain.accounts import DeclaredUser, sync_declared_users
-from floatsrv.domain.catalog import sync_catalog
 from floatsrv.domain.context import Domain, UsageWindows
 from floatsrv.domain.health import remember_time, time_floor
-from floatsrv.errors import StorageUnavailable
+from floatsrv.domain.licensefiles import Licensing
+from floatsrv.domain.licensing import load
+from floatsrv.entitlements.trust import TrustAnchor, config_problems, load_trust_anchor
+from floatsrv.errors import LicenseFileLicenseConflict, StorageUnavailable
+from floatsrv.licenselog import log_licenses
 from floatsrv.log import get_logger
 from floatsrv.reload import reload_on_sighup
+from floatsrv.signing import load_or_create_private_key, public_key_text
+from floatsrv.workers.licensewatch import license_watch_context
 from floatsrv.workers.sweeper import sweeper_context
 from floatsrv.workers.sync import sync_context
 
@@ -64,8 +70,16 @@ def create_app(
     store_options: StoreOptions | None = None,
     environ: Mapping[str, str] | None = None,
     reload_config: Callable[[], Config] | None = None,
+    trust: TrustAnchor | None = None,
 ) -> web.Application:
-    """The application. `reload_config` (re-reading the config file) enables reloading on SIGHUP."""
+    """The application. `reload_config` (re-reading the config file) enables reloading on SIGHUP; `trust`
+    replaces this build's trust anchor (tests of vendor builds)."""
+    anchor = trust or load_trust_anchor()
+    problems = config_problems(
+        anchor, inline_licenses=bool(config.licenses), vendor_public_key=config.sync.vendor_public_key is not None
+    )
+    if problems:
+        raise ConfigError(problems)
 
     def clock_jumped(jump: ClockJump) -> None:
         log.warning(
@@ -100,10 +114,18 @@ def create_app(
                 clock.floor(floor)  # never hand out a time before one this database has already seen
             if store.applied_migrations:
                 log.info("database_migrated", path=str(config.db_path), versions=store.applied_migrations)
-            catalog, report = await sync_catalog(store, list(config.licenses), clock)
-            log.info("licenses_loaded", **report.log_fields(catalog))
+            # The server's identity: license files are bound to it; made at the first start, kept in data_dir.
+            server_key = public_key_text(load_or_create_private_key(config.signing_key_path))
+            licensing = Licensing(anchor, server_key, tuple(config.licenses), config.license_paths)
+            try:
+                result = await load(store, clock, licensing)
+            except LicenseFileLicenseConflict as exc:
+                raise ConfigError([exc.message]) from None
+            log_licenses(result, licensing)
             windows = UsageWindows.of(config.usage.max_future_skew_seconds, config.usage.max_lateness_days)
-            app[DOMAIN] = domain = Domain(store=store, clock=clock, catalog=catalog, usage=windows)
+            app[DOMAIN] = domain = Domain(
+                store=store, clock=clock, catalog=result.catalog, usage=windows, licensing=licensing
+            )
             yield
             with contextlib.suppress(StorageUnavailable):
                 await remember_time(domain)
@@ -153,6 +175,7 @@ def create_app(
     app.cleanup_ctx.append(store_context)
     app.cleanup_ctx.append(auth_context)
     app.cleanup_ctx.append(sweeper_context)
+    app.cleanup_ctx.append(license_watch_context)
     app.cleanup_ctx.append(sync_context)
     if reload_config is not None:
         env = os.environ if environ is None else environ

@@ -67,15 +67,32 @@ def check_config(config_path: Path) -> None:
         for line in exc.lines:
             click.echo(f"floatsrv: config error: {line}", err=True)
         sys.exit(1)
+    from floatsrv.cli_license import check_license_files
+    from floatsrv.entitlements.trust import TrustAnchorError, config_problems, load_trust_anchor
+
+    try:
+        problems = config_problems(
+            load_trust_anchor(),
+            inline_licenses=bool(config.licenses),
+            vendor_public_key=config.sync.vendor_public_key is not None,
+        )
+    except TrustAnchorError as exc:
+        problems = [str(exc)]
+    files, from_files, file_problems = check_license_files(config)
+    for line in problems + file_problems:
+        click.echo(f"floatsrv: config error: {line}", err=True)
+    if problems or file_problems:
+        sys.exit(1)
     click.echo(
-        f"{config_path}: ok ({len(config.licenses)} licenses, {len(config.auth.users)} users, "
-        f"data in {config.storage.data_dir})"
+        f"{config_path}: ok (license files: {files} with {from_files} licenses, inline licenses: "
+        f"{len(config.licenses)}, users: {len(config.auth.users)}, data in {config.storage.data_dir})"
     )
 
 
 def _register_admin_commands() -> None:
     from floatsrv.cli_admin import db_group, licenses_group, seats_group, status_command, usage_show
     from floatsrv.cli_auth import apikey_group, audit_command, token_group, user_group
+    from floatsrv.cli_license import license_group, vendor_group
     from floatsrv.cli_sync import server_key, sync_group, usage_group
 
     usage_group.add_command(usage_show)
@@ -91,6 +108,8 @@ def _register_admin_commands() -> None:
         usage_group,
         server_key,
         db_group,
+        license_group,
+        vendor_group,
     ):
         main.add_command(command)
 

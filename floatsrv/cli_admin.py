@@ -19,9 +19,10 @@ from floatsrv.clitools import cli_actor, data_options, emit, resolve_config, run
 from floatsrv.clock import SystemClock
 from floatsrv.config import Config
 from floatsrv.db.store import Store
-from floatsrv.domain import health, queries, seats
+from floatsrv.domain import health, licensing, queries, seats
 from floatsrv.domain.catalog import load_catalog
 from floatsrv.domain.context import Domain
+from floatsrv.domain.licensefiles import file_state
 from floatsrv.domain.sync import AIRGAP, lag_seconds, status
 from floatsrv.quantity import milli_to_str
 from floatsrv.times import iso_us
@@ -58,10 +59,19 @@ def status_command(as_json: bool, config_path: Path | None, data_dir: Path | Non
         states = await queries.license_states(domain)
         channels = [u.name for u in config.sync.upstreams] + [AIRGAP]
         now = domain.clock.now()
+        kinds: dict[str, list[int]] = {"signed": [], "demo": [], "unsigned": []}
+        for state in states:
+            kinds[state.license.source.entitlements].append(state.license.id)
+        files = await licensing.files(store)
         return {
             "database": {"path": str(config.db_path), "bytes": config.db_path.stat().st_size},
             "server": _probe(config) if config_path is not None else {"state": "unknown (give --config)"},
             "licenses": len(states),
+            "entitlements": kinds,
+            "license_files": [
+                {"file_id": row.file_id, "state": file_state(row, now), "expires_at": iso_us(row.expires_at)}
+                for row in files
+            ],
             "seats_in_use": sum(s.seats_in_use for s in states),
             "seats_limit": sum(s.license.spec.floating_users for s in states),
             "sync": [
@@ -85,6 +95,16 @@ def status_command(as_json: bool, config_path: Path | None, data_dir: Path | Non
     click.echo(f"server:    {server['state']}" + (f" ({server['url']})" if "url" in server else ""))
     click.echo(f"database:  {report['database']['path']} ({report['database']['bytes'] / 2**20:.1f} MiB)")
     click.echo(f"licenses:  {report['licenses']}, seats in use {report['seats_in_use']} of {report['seats_limit']}")
+    kinds = report["entitlements"]
+    click.echo(
+        f"terms:     {len(kinds['signed'])} vendor-signed, {len(kinds['demo'])} demo-signed, "
+        f"{len(kinds['unsigned'])} unsigned (inline YAML)"
+    )
+    if kinds["unsigned"]:
+        click.echo(f"warning:   licenses {kinds['unsigned']} are not signed by the vendor; usage upstream is flagged")
+    for file in report["license_files"]:
+        if file["state"] != "in_force":
+            click.echo(f"warning:   license file {file['file_id']} has {file['state']} ({file['expires_at']})")
     for channel in report["sync"]:
         lag = channel["lag_seconds"]
         click.echo(

@@ -14,7 +14,8 @@ from floatsrv.clitools import cli_actor, data_options, emit, resolve_config, run
 from floatsrv.clock import SystemClock
 from floatsrv.db.store import Store
 from floatsrv.domain import sync
-from floatsrv.domain.sync import AIRGAP, wire_record
+from floatsrv.domain.sync import AIRGAP, weakest_entitlements, wire_record
+from floatsrv.entitlements.trust import load_trust_anchor
 from floatsrv.signing import (
     RECEIPT,
     REPORT,
@@ -112,9 +113,16 @@ def sync_retry(config_path: Path | None, data_dir: Path | None) -> None:
 @click.command("server-key")
 @data_options
 def server_key(config_path: Path | None, data_dir: Path | None) -> None:
-    """Print this server's public key (Ed25519, base64): the vendor verifies usage reports with it."""
+    """Print this server's identity key (Ed25519, base64): license files are bound to it, and the vendor
+    verifies usage reports with it. The server makes it at its first start."""
     config = resolve_config(config_path, data_dir)
-    click.echo(public_key_text(load_or_create_private_key(config.signing_key_path)))
+    if not config.signing_key_path.exists():
+        click.echo(
+            f"floatsrv: no server key at {config.signing_key_path}: start the server once (it makes its key)",
+            err=True,
+        )
+        sys.exit(1)
+    click.echo(public_key_text(read_private_key(config.signing_key_path)))
 
 
 @click.group("usage")
@@ -140,6 +148,7 @@ def usage_export(out_path: Path, config_path: Path | None, data_dir: Path | None
             "report_id": batch.id,
             "server_id": server,
             "created_at": iso(CLOCK.now()),
+            "entitlements": weakest_entitlements(batch.records),
             "records": [wire_record(r) for r in batch.records],
         }
         return sign(REPORT, payload, key), len(batch.records)
@@ -170,18 +179,35 @@ def usage_verify(report: Path, key_text: str) -> None:
 
 @usage_group.command("ack")
 @click.argument("receipt", type=click.Path(path_type=Path, exists=True, dir_okay=False))
-@click.option("--vendor-public-key", "key_text", help="Defaults to sync.vendor_public_key from the config.")
+@click.option(
+    "--vendor-public-key",
+    "key_text",
+    help="Defaults to sync.vendor_public_key from the config (a vendor build uses its own keys only).",
+)
 @data_options
 def usage_ack(receipt: Path, key_text: str | None, config_path: Path | None, data_dir: Path | None) -> None:
     """Import the vendor's signed receipt: its report's usage counts as delivered."""
     config = resolve_config(config_path, data_dir)
-    key_text = key_text or config.sync.vendor_public_key
-    if not key_text:
-        raise click.UsageError("give --vendor-public-key or set sync.vendor_public_key")
-    try:
-        payload = verify(RECEIPT, receipt.read_bytes(), public_key(key_text))
-    except SignatureError as exc:
-        click.echo(f"floatsrv: receipt rejected: {exc}", err=True)
+    anchor = load_trust_anchor()
+    if anchor.vendor_build:
+        # A vendor build verifies receipts with the keys it was built with; nothing the customer controls.
+        if key_text is not None:
+            raise click.UsageError("this vendor build verifies receipts with its own vendor keys; drop the option")
+        keys = anchor.receipt_keys()
+    else:
+        key_text = key_text or config.sync.vendor_public_key
+        if not key_text:
+            raise click.UsageError("give --vendor-public-key or set sync.vendor_public_key")
+        keys = [public_key(key_text)]
+    payload, problem = None, "no receipt key"
+    for key in keys:
+        try:
+            payload = verify(RECEIPT, receipt.read_bytes(), key)
+            break
+        except SignatureError as exc:
+            problem = str(exc)
+    if payload is None:
+        click.echo(f"floatsrv: receipt rejected: {problem}", err=True)
         sys.exit(1)
 
     async def work(store: Store) -> int:

@@ -195,7 +195,15 @@ class Config(_Section):
     usage: UsageConfig = Field(default_factory=UsageConfig)
     sync: SyncConfig = Field(default_factory=SyncConfig)
     metrics: MetricsConfig = Field(default_factory=MetricsConfig)
+    # Vendor-signed license files: files and/or directories (their *.lic files); default: licenses/ beside
+    # the config file. `floatsrv license import` adds files without listing them here.
+    license_files: list[Path] | None = None
+    # Inline (unsigned) licenses: only where the build allows them (the repository build does).
     licenses: Annotated[list[LicenseSpec], _unique("id", "license id")] = Field(default_factory=list)
+
+    @property
+    def license_paths(self) -> tuple[Path, ...]:
+        return tuple(self.license_files or ())
 
     @property
     def db_path(self) -> Path:
@@ -253,10 +261,18 @@ def parse_config(text: str, base_dir: Path) -> Config:
     try:
         config = Config.model_validate(raw)
     except ValidationError as exc:
-        raise ConfigError([_describe(error) for error in exc.errors()]) from None
+        raise ConfigError([describe(error) for error in exc.errors()]) from None
     data_dir = config.storage.data_dir
     if not data_dir.is_absolute():
         config = config.with_overrides(data_dir=base_dir / data_dir)
+    if config.license_files is None:
+        config = config.model_copy(update={"license_files": [base_dir / "licenses"]})
+    else:
+        paths = [path if path.is_absolute() else base_dir / path for path in config.license_files]
+        missing = [f"license_files[{i}]: {path} does not exist" for i, path in enumerate(paths) if not path.exists()]
+        if missing:
+            raise ConfigError(missing)
+        config = config.model_copy(update={"license_files": paths})
     if config.server.tls_cert is not None and config.server.tls_key is not None:
         server = config.server.model_copy(
             update={"tls_cert": base_dir / config.server.tls_cert, "tls_key": base_dir / config.server.tls_key}
@@ -281,7 +297,7 @@ def bootstrap_admin(environ: Mapping[str, str]) -> UserConfig | None:
     try:
         return UserConfig.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError([f"FLOATSRV_ADMIN_*: {_describe(e)}" for e in exc.errors()]) from None
+        raise ConfigError([f"FLOATSRV_ADMIN_*: {describe(e)}" for e in exc.errors()]) from None
 
 
 def load_config(path: Path) -> Config:
@@ -325,7 +341,7 @@ _MESSAGES: dict[str, str] = {
 }
 
 
-def _describe(error: Any) -> str:
+def describe(error: Any) -> str:
     kind: str = error["type"]
     ctx: dict[str, Any] = error.get("ctx") or {}
     # pydantic puts union members and validator names into loc; keep only real keys and indexes.

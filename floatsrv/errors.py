@@ -25,7 +25,8 @@
     │   ├── TokenNotFound                 token_not_found
     │   ├── ApiKeyNotFound                api_key_not_found
     │   ├── AddonNotFound                 addon_not_found
-    │   └── AddonNotActive                addon_not_active
+    │   ├── AddonNotActive                addon_not_active
+    │   └── LicenseFileNotFound           license_file_not_found
     ├── Conflict                          conflict
     │   ├── UserExists                    user_exists
     │   ├── ApiKeyExists                  api_key_exists
@@ -33,7 +34,9 @@
     │   ├── IdempotencyConflict           idempotency_key_reused
     │   ├── AddonExists                   addon_exists
     │   ├── AddonInUse                    addon_in_use
-    │   └── AddonAlreadyActive            addon_already_active
+    │   ├── AddonAlreadyActive            addon_already_active
+    │   ├── AddonFromLicenseFile          addon_from_license_file
+    │   └── CreditGrantApplied            credit_grant_already_applied
     ├── LicenseUnusable
     │   ├── LicenseNotEnabled             license_not_enabled
     │   ├── LicenseNotActive              license_not_active
@@ -53,6 +56,18 @@
     │   ├── ConsumptionBelowZero          consumption_below_zero
     │   ├── UsageLimitExceeded            limit_exceeded
     │   └── InsufficientCredits           insufficient_credits
+    ├── LicenseFileRefused                license_file_refused
+    │   ├── LicenseFileMalformed          license_file_malformed
+    │   ├── LicenseFileAlgUnsupported     license_file_alg_unsupported
+    │   ├── LicenseFileKeyUntrusted       license_file_key_untrusted
+    │   ├── LicenseFileSignatureInvalid   license_file_signature_invalid
+    │   ├── LicenseFilePayloadInvalid     license_file_payload_invalid
+    │   ├── LicenseFileNotYetValid        license_file_not_yet_valid
+    │   ├── LicenseFileExpired            license_file_expired
+    │   ├── LicenseFileWrongServer        license_file_wrong_server
+    │   ├── LicenseFileSuperseded         license_file_superseded
+    │   └── LicenseFileLicenseConflict    license_file_license_conflict
+    ├── NotGrantedByVendor                not_granted_by_vendor
     ├── AuthError
     │   ├── Unauthenticated               unauthorized
     │   ├── InvalidToken                  invalid_token
@@ -206,6 +221,11 @@ class AddonNotActive(NotFound):
     default_message = "the add-on is not active on this license"
 
 
+class LicenseFileNotFound(NotFound):
+    code = "license_file_not_found"
+    default_message = "no such license file in force"
+
+
 class Conflict(FloatsrvError):
     code = "conflict"
     default_message = "conflicts with the current state"
@@ -244,6 +264,16 @@ class AddonInUse(Conflict):
 class AddonAlreadyActive(Conflict):
     code = "addon_already_active"
     default_message = "the add-on is already active on this license"
+
+
+class AddonFromLicenseFile(Conflict):
+    code = "addon_from_license_file"
+    default_message = "the add-on is granted by a vendor's license file; it changes only with a new file"
+
+
+class CreditGrantApplied(Conflict):
+    code = "credit_grant_already_applied"
+    default_message = "this credit grant was applied to the license before"
 
 
 class LicenseUnusable(FloatsrvError):
@@ -336,6 +366,68 @@ class UsageLimitExceeded(LimitReached):
 class InsufficientCredits(LimitReached):
     code = "insufficient_credits"
     default_message = "not enough credits"
+
+
+class LicenseFileRefused(FloatsrvError):
+    """A license file was refused; nothing changed. Each subclass names why."""
+
+    code = "license_file_refused"
+    default_message = "the license file was refused"
+
+
+class LicenseFileMalformed(LicenseFileRefused):
+    code = "license_file_malformed"
+    default_message = "not a floatsrv license file (armour, envelope or base64 is damaged)"
+
+
+class LicenseFileAlgUnsupported(LicenseFileRefused):
+    code = "license_file_alg_unsupported"
+    default_message = "the license file names a signature algorithm floatsrv does not accept"
+
+
+class LicenseFileKeyUntrusted(LicenseFileRefused):
+    code = "license_file_key_untrusted"
+    default_message = "the license file is signed by a key this floatsrv build does not trust"
+
+
+class LicenseFileSignatureInvalid(LicenseFileRefused):
+    code = "license_file_signature_invalid"
+    default_message = "the license file's signature does not match its contents"
+
+
+class LicenseFilePayloadInvalid(LicenseFileRefused):
+    code = "license_file_payload_invalid"
+    default_message = "the license file's contents are not valid"
+
+
+class LicenseFileNotYetValid(LicenseFileRefused):
+    code = "license_file_not_yet_valid"
+    default_message = "the license file is not valid yet (not_before lies in the future)"
+
+
+class LicenseFileExpired(LicenseFileRefused):
+    code = "license_file_expired"
+    default_message = "the license file has expired"
+
+
+class LicenseFileWrongServer(LicenseFileRefused):
+    code = "license_file_wrong_server"
+    default_message = "the license file is bound to another server"
+
+
+class LicenseFileSuperseded(LicenseFileRefused):
+    code = "license_file_superseded"
+    default_message = "a file of the same series with this or a higher sequence was imported before"
+
+
+class LicenseFileLicenseConflict(LicenseFileRefused):
+    code = "license_file_license_conflict"
+    default_message = "a license in the file is already in force from another source"
+
+
+class NotGrantedByVendor(FloatsrvError):
+    code = "not_granted_by_vendor"
+    default_message = "in this vendor build only what a vendor-signed license file grants can be added"
 
 
 class AuthError(FloatsrvError):

@@ -227,6 +227,50 @@ def _unique_codes(features: list[FeatureSpec]) -> list[FeatureSpec]:
     return features
 
 
+GrantId = Annotated[str, Field(min_length=4, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")]
+
+
+class AddonGrant(_Spec):
+    """An add-on the vendor grants on a license: the admin may then activate it there (`/v1/addons`).
+    The fields are those of an add-on in the catalog; `id` is the vendor's, stable across files."""
+
+    id: GrantId
+    name: Annotated[str, Field(min_length=1, max_length=100)]
+    description: Annotated[str, Field(max_length=255)] = ""
+    base_price: Price = Decimal(0)
+    feature: ShortCode
+    consumption_model: ConsumptionModel
+    included_units: Annotated[int, Field(ge=0, le=10**9)] = 0
+    overage_rate: Price | None = None
+    credit_cost: Credits | None = None
+
+
+class CreditGrant(_Spec):
+    """Purchased credits the vendor grants on a license, applied once by the admin (by `id`)."""
+
+    id: GrantId
+    amount: Credits
+    note: Annotated[str, Field(max_length=500)] | None = None
+
+    @model_validator(mode="after")
+    def check_positive(self) -> Self:
+        if self.amount <= 0:
+            raise ValueError("amount must be more than zero")
+        return self
+
+
+def _unique_ids(kind: str) -> AfterValidator:
+    def check(items: list[Any]) -> list[Any]:
+        seen: set[str] = set()
+        for item in items:
+            if item.id in seen:
+                raise ValueError(f"{kind} id {item.id!r} appears twice")
+            seen.add(item.id)
+        return items
+
+    return AfterValidator(check)
+
+
 class LicenseSpec(ConsumptionLimits):
     id: Annotated[int, Field(gt=0, lt=2**53)]
     product: ShortCode
@@ -255,11 +299,20 @@ class LicenseSpec(ConsumptionLimits):
     metadata: dict[str, Any] = Field(default_factory=dict)
     customer: dict[str, Any] = Field(default_factory=dict)
     features: Annotated[list[FeatureSpec], AfterValidator(_unique_codes)] = Field(default_factory=list)
+    # What the vendor grants on top (signed license files; inline licenses may carry them too).
+    addons: Annotated[list[AddonGrant], _unique_ids("add-on")] = Field(default_factory=list)
+    credit_grants: Annotated[list[CreditGrant], _unique_ids("credit grant")] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def check_consumption_fields_need_type(self) -> Self:
         if not self.is_consumption:
             self._reject_consumption_fields("consumption licenses (license_type: consumption)", "max_consumptions")
+        for grant in self.addons:
+            feature = self.feature(grant.feature)
+            if feature is None:
+                raise ValueError(f"add-on {grant.id!r} is for feature {grant.feature!r}, which the license lacks")
+            if feature.model != grant.consumption_model:
+                raise ValueError(f"add-on {grant.id!r} is {grant.consumption_model}; feature is {feature.model}")
         return self
 
     @property
@@ -280,12 +333,23 @@ class LicenseSpec(ConsumptionLimits):
         return feature.floating_timeout or self.floating_timeout
 
 
+# Where a license's terms come from: a file signed by a vendor key, by the repository's demo key (whose
+# private half is public), or the customer's own YAML (unsigned).
+Entitlements = Literal["signed", "demo", "unsigned"]
+
+
+class LicenseSource(NamedTuple):
+    entitlements: Entitlements = "unsigned"
+    file_id: str | None = None  # the license file it comes from (None: inline in the YAML config)
+
+
 @dataclass(frozen=True, slots=True)
 class License:
     """A license this server serves: its definition plus when it was added (for 'most recent')."""
 
     spec: LicenseSpec
     added_seq: int
+    source: LicenseSource = LicenseSource()
     # Values derived from the (immutable) spec, computed once and reused by every request.
     derived: dict[Any, Any] = field(default_factory=dict, compare=False, hash=False, repr=False)
 

@@ -1,6 +1,7 @@
 """SIGHUP: re-read the config file and apply what can change while serving, without dropping anyone.
 
-Applied live: licenses (added, changed and removed as at start-up; seats of unchanged licenses stay held),
+Applied live: licenses (inline ones and the `license_files`, added, changed and removed as at start-up;
+seats of unchanged licenses stay held),
 the declared users (config and environment), `log.level`, the usage windows, `metrics.token`,
 `server.request_timeout_seconds`, `server.clock_jump_tolerance_seconds` and
 `storage.event_retention_days`. Anything else that changed (listening address, TLS, storage, sync, ...)
@@ -22,9 +23,12 @@ from aiohttp import web
 from floatsrv.appkeys import DOMAIN, GUARD, LIVE
 from floatsrv.clock import SteadyClock
 from floatsrv.config import Config, ConfigError
+from floatsrv.domain import licensing as license_files
 from floatsrv.domain.accounts import sync_declared_users
-from floatsrv.domain.catalog import sync_catalog
 from floatsrv.domain.context import UsageWindows
+from floatsrv.entitlements.trust import config_problems
+from floatsrv.errors import LicenseFileLicenseConflict
+from floatsrv.licenselog import log_licenses
 from floatsrv.log import configure_logging, get_logger
 
 log = get_logger("floatsrv")
@@ -57,6 +61,7 @@ def changed_keys(old: Config, new: Config) -> set[str]:
     dump_old, dump_new = old.model_dump(mode="json"), new.model_dump(mode="json")
     for dump in (dump_old, dump_new):
         dump.pop("licenses")
+        dump.pop("license_files")
         dump["auth"].pop("users")
     # Secrets dump as "**********": compare their real values.
     dump_old["metrics"]["token"] = old.metrics.token.get_secret_value() if old.metrics.token else None
@@ -82,11 +87,28 @@ async def reload(app: web.Application, load: Callable[[], Config], declared: Cal
     restart = sorted(changed - LIVE_KEYS)
     try:
         users = declared(new)
+        problems = config_problems(
+            domain.licensing.trust,
+            inline_licenses=bool(new.licenses),
+            vendor_public_key=new.sync.vendor_public_key is not None,
+        )
+        if problems:
+            raise ConfigError(problems)
     except ConfigError as exc:
         log.error("config_reload_failed", problems=exc.lines, message="the running configuration is unchanged")
         return False
-    catalog, report = await sync_catalog(domain.store, list(new.licenses), domain.clock)
+    licensing = domain.licensing
+    before = (licensing.inline, licensing.paths)
+    licensing.inline, licensing.paths = tuple(new.licenses), new.license_paths
+    try:
+        result = await license_files.load(domain.store, domain.clock, licensing)
+    except LicenseFileLicenseConflict as exc:
+        licensing.inline, licensing.paths = before
+        log.error("config_reload_failed", problems=[exc.message], message="the running configuration is unchanged")
+        return False
+    catalog, report = result.catalog, result.report
     domain.catalog = catalog
+    log_licenses(result, licensing, at_start=False)
     removed_users = await sync_declared_users(domain.store, domain.clock, users)
     app[GUARD].note_change()
     domain.usage = UsageWindows.of(new.usage.max_future_skew_seconds, new.usage.max_lateness_days)

@@ -17,6 +17,7 @@ from floatsrv import __version__
 from floatsrv.app import create_app
 from floatsrv.config import EXIT_BAD_CONFIG, Config, ConfigError
 from floatsrv.db.migrate import SchemaError
+from floatsrv.entitlements.trust import TrustAnchorError, config_problems, load_trust_anchor
 from floatsrv.log import configure_logging, drain, get_logger
 
 log = get_logger("floatsrv")
@@ -70,6 +71,18 @@ def run(config: Config, reload_config: Callable[[], Config] | None = None) -> in
         for line in exc.lines:
             print(f"floatsrv: config error: {line}", file=sys.stderr)
         return EXIT_BAD_CONFIG
+    try:
+        anchor = load_trust_anchor()
+    except TrustAnchorError as exc:
+        print(f"floatsrv: {exc}", file=sys.stderr)
+        return EXIT_BAD_CONFIG
+    lines = config_problems(
+        anchor, inline_licenses=bool(config.licenses), vendor_public_key=config.sync.vendor_public_key is not None
+    )
+    for line in lines:
+        print(f"floatsrv: config error: {line}", file=sys.stderr)
+    if lines:
+        return EXIT_BAD_CONFIG
     problem = data_dir_problem(config)
     if problem is not None:
         log.error("data_dir_unusable", error=problem)
@@ -90,7 +103,7 @@ def run(config: Config, reload_config: Callable[[], Config] | None = None) -> in
         tls=context is not None,
         data_dir=str(config.storage.data_dir),
     )
-    app = create_app(config, reload_config=reload_config)
+    app = create_app(config, reload_config=reload_config, trust=anchor)
 
     async def announce(app: web.Application) -> None:
         # Everything loaded at start-up lives until shutdown: move it out of the collector's way, and collect

@@ -21,7 +21,7 @@ import aiohttp
 from floatsrv import __version__
 from floatsrv.clock import Clock
 from floatsrv.config import UpstreamConfig
-from floatsrv.domain.sync import Batch, BatchRecord, wire_record
+from floatsrv.domain.sync import Batch, BatchRecord, weakest_entitlements, wire_record
 from floatsrv.times import from_us, iso
 
 RETRYABLE_STATUS = frozenset({408, 425, 429}) | frozenset(range(500, 600))
@@ -89,6 +89,7 @@ class FloatsrvUpstream(_Http):
         body: dict[str, object] = {
             "server_id": server_id,
             "sent_at": iso(self.clock.now()),
+            "entitlements": weakest_entitlements(batch.records),
             "records": [wire_record(r) for r in batch.records],
         }
         status, text = await self.post(self.config.url, body, {"Idempotency-Key": batch.id})

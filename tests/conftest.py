@@ -21,6 +21,8 @@ from aiohttp.test_utils import TestClient, TestServer
 from floatsrv.app import create_app
 from floatsrv.clock import ManualClock
 from floatsrv.config import Config, parse_config
+from floatsrv.entitlements.trust import TrustAnchor
+from tests.licensing import demo_licenses, sign_licenses
 from tests.upstreams import FloatsrvUpstream, RebillyUpstream
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -28,23 +30,44 @@ EXAMPLE = ROOT / "config.example.yaml"
 
 
 def example_dict() -> dict[str, Any]:
+    """The example config, its demo license as an editable inline `licenses` list (see tests.licensing)."""
     data: dict[str, Any] = yaml.safe_load(EXAMPLE.read_text())
+    data.pop("license_files", None)
+    data["licenses"] = demo_licenses()
     return data
 
 
-def make_config(tmp_path: Path, mutate: Callable[[dict[str, Any]], None] | None = None) -> Config:
-    """The example config with its data dir in tmp_path, optionally edited first."""
+def make_config(
+    tmp_path: Path, mutate: Callable[[dict[str, Any]], None] | None = None, *, signed: bool = True
+) -> Config:
+    """The example config with its data dir in tmp_path, optionally edited first. Its licenses are served
+    from a demo-signed file in tmp_path (`signed=False`: inline, unsigned)."""
     data = example_dict()
     data["storage"]["data_dir"] = str(tmp_path / "data")
     if mutate is not None:
         mutate(data)
+    if signed:
+        sign_licenses(data, tmp_path)
     return parse_config(yaml.safe_dump(data), tmp_path)
 
 
-def floatsrv_cli(*args: str, stdin: str | None = None, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    """Run `python -m floatsrv ARGS` in a separate process and capture its output."""
+def floatsrv_cli(
+    *args: str,
+    stdin: str | None = None,
+    timeout: float = 60,
+    env: dict[str, str] | None = None,
+    cwd: Path | None = None,
+) -> subprocess.CompletedProcess[str]:
+    """Run `python -m floatsrv ARGS` in a separate process and capture its output. With `env` (another build
+    on PYTHONPATH) give a `cwd` outside the checkout: `-m` looks in the working directory first."""
     return subprocess.run(
-        [sys.executable, "-m", "floatsrv", *args], capture_output=True, text=True, timeout=timeout, input=stdin
+        [sys.executable, "-m", "floatsrv", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        input=stdin,
+        env=env,
+        cwd=cwd,
     )
 
 
@@ -129,10 +152,14 @@ class Api:
 
 
 async def start_api(
-    config: Config, clock: ManualClock | None = None, environ: dict[str, str] | None = None
+    config: Config,
+    clock: ManualClock | None = None,
+    environ: dict[str, str] | None = None,
+    trust: TrustAnchor | None = None,
 ) -> tuple[Api, TestClient[Any, Any]]:
+    """`trust`: the build's trust anchor (default: the repository build's), e.g. a vendor build's."""
     clock = clock or ManualClock()
-    app = create_app(config, clock=clock, environ=environ if environ is not None else {})
+    app = create_app(config, clock=clock, environ=environ if environ is not None else {}, trust=trust)
     client: TestClient[Any, Any] = TestClient(TestServer(app))
     await client.start_server()
     return Api(client, clock, config), client
@@ -160,9 +187,11 @@ async def api_factory(tmp_path: Path) -> AsyncIterator[Any]:
         login: bool = True,
         clock: ManualClock | None = None,
         subdir: str = "",
+        signed: bool = True,
+        trust: TrustAnchor | None = None,
     ) -> Api:
-        config = make_config(tmp_path / subdir if subdir else tmp_path, mutate)
-        instance, client = await start_api(config, clock)
+        config = make_config(tmp_path / subdir if subdir else tmp_path, mutate, signed=signed)
+        instance, client = await start_api(config, clock, trust=trust)
         clients.append(client)  # closed at teardown even if login fails
         if login and config.auth.users:
             await instance.login()

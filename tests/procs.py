@@ -19,6 +19,7 @@ from typing import Any
 import yaml
 
 from tests.conftest import example_dict, floatsrv_cli
+from tests.licensing import sign_licenses
 
 
 def free_port() -> int:
@@ -32,13 +33,24 @@ class ServerProcess:
     """One floatsrv process on a free port; `start()` waits until it answers, `stop()` sends SIGTERM."""
 
     def __init__(
-        self, workdir: Path, config: dict[str, Any] | None = None, ssl_context: ssl.SSLContext | None = None
+        self,
+        workdir: Path,
+        config: dict[str, Any] | None = None,
+        ssl_context: ssl.SSLContext | None = None,
+        *,
+        signed: bool = True,
+        env: dict[str, str] | None = None,
     ) -> None:
+        """`config`'s inline licenses are moved into a demo-signed file in `workdir` (`signed=False`: kept).
+        `env`: the environment of the server and its admin commands (e.g. a vendor build's PYTHONPATH)."""
         self.workdir = workdir
+        self.env = env
         self.data_dir = workdir / "data"
         self.config_path = workdir / "floatsrv.yaml"
         self.log_path = workdir / "server.log"
-        data = config or example_dict()
+        data = config if config is not None else example_dict()
+        if signed:
+            sign_licenses(data, workdir)
         self.config_path.write_text(yaml.safe_dump(data))
         self.port = free_port()
         self.ssl_context = ssl_context
@@ -69,7 +81,8 @@ class ServerProcess:
             ],
             stdout=log,
             stderr=subprocess.STDOUT,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            env={**(self.env or os.environ), "PYTHONUNBUFFERED": "1"},
+            cwd=self.workdir,  # not the checkout: `-m floatsrv` must find the build on PYTHONPATH
         )
         log.close()
         deadline = time.monotonic() + timeout
@@ -101,7 +114,9 @@ class ServerProcess:
 
     def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
         """An admin command against this server's config and data dir."""
-        return floatsrv_cli(*args, "--config", str(self.config_path), "--data-dir", str(self.data_dir))
+        return floatsrv_cli(
+            *args, "--config", str(self.config_path), "--data-dir", str(self.data_dir), env=self.env, cwd=self.workdir
+        )
 
     def token(self, username: str = "admin", password: str = "admin-password") -> str:
         auth = base64.b64encode(f"{username}:{password}".encode()).decode()

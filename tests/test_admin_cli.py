@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 import yaml
 
+from floatsrv.db.migrate import latest_version
 from tests.conftest import example_dict
 from tests.procs import ServerProcess
 
@@ -224,7 +225,9 @@ def test_db_backup_under_write_load_and_restore(tmp_path: Path) -> None:
     restored.data_dir.mkdir()
     out.rename(restored.data_dir / "floatsrv.db")
     check = cli(restored, "db", "check")
-    assert check.returncode == 0 and check.stdout.strip().endswith("ok (schema 6)"), check.stdout + check.stderr
+    assert check.returncode == 0 and check.stdout.strip().endswith(f"ok (schema {latest_version()})"), (
+        check.stdout + check.stderr
+    )
     restored.start()
     try:
         token = restored.token()
@@ -239,7 +242,7 @@ def test_db_backup_under_write_load_and_restore(tmp_path: Path) -> None:
 
 def test_db_check(server: ServerProcess, tmp_path: Path) -> None:
     result = cli(server, "db", "check")
-    assert result.returncode == 0 and result.stdout.strip().endswith("ok (schema 6)"), result.stderr
+    assert result.returncode == 0 and result.stdout.strip().endswith(f"ok (schema {latest_version()})"), result.stderr
     assert cli_json(server, "db", "check")["problems"] == []
     # A damaged copy: a counter that no longer matches its events, and pages overwritten with garbage.
     (tmp_path / "damaged").mkdir()

@@ -64,6 +64,7 @@ async def test_each_audited_action_leaves_a_row(api: Api) -> None:
     rows = await audit(api, admin, limit="1000")
     trail = [(r["action"], r["actor"]) for r in reversed(rows) if r["actor"] != "system"]
     assert trail == [
+        ("license_file_imported", "config"),  # the test's license file, taken in at start
         ("login_succeeded", "demo"),
         ("login_succeeded", "admin"),
         ("login_failed", "demo"),

@@ -20,7 +20,7 @@ def test_version() -> None:
 
 def test_check_config_ok_and_bad(tmp_path: Path) -> None:
     ok = floatsrv("check-config", "--config", str(EXAMPLE))
-    assert ok.returncode == 0 and "ok (1 licenses, 2 users" in ok.stdout
+    assert ok.returncode == 0 and "ok (license files: 1 with 1 licenses, inline licenses: 0, users: 2" in ok.stdout
     bad = tmp_path / "bad.yaml"
     bad.write_text(
         "licenses:\n  - id: 1\n    product: x\n    floating_users: 2\n"

@@ -10,8 +10,9 @@ import pytest
 from pydantic import BaseModel
 
 from floatsrv.config import Config, ConfigError, load_config, parse_config
-from floatsrv.models import FeatureSpec, LicenseSpec
+from floatsrv.models import AddonGrant, CreditGrant, FeatureSpec, LicenseSpec
 from tests.conftest import EXAMPLE
+from tests.licensing import DEMO_SOURCE, demo_file_licenses
 
 
 def test_example_config_is_valid_and_is_the_demo() -> None:
@@ -21,8 +22,10 @@ def test_example_config_is_valid_and_is_the_demo() -> None:
         ("demo", "user"),
         ("admin", "admin"),
     }
-    [lic] = config.licenses
-    assert (lic.product, lic.floating_users, lic.floating_timeout, lic.can_borrow, lic.max_borrow_time) == (
+    assert config.licenses == [] and config.license_paths == (EXAMPLE.parent / "licenses",)
+    [lic] = demo_file_licenses()  # the demo license comes from the demo-signed file
+    assert (lic.id, lic.product, lic.floating_users, lic.floating_timeout, lic.can_borrow, lic.max_borrow_time) == (
+        1001,
         "demo",
         3,
         30,
@@ -51,9 +54,10 @@ def _keys(model: type[BaseModel]) -> set[str]:
 
 
 def test_every_config_key_is_documented_in_the_example() -> None:
-    text = EXAMPLE.read_text()
+    """Config keys in config.example.yaml; license keys (inline or in a file) in demo/demo-licenses.yaml."""
+    text = EXAMPLE.read_text() + DEMO_SOURCE.read_text()
     documented = set(re.findall(r"^\s*#?\s*-?\s*([a-z_]+):", text, flags=re.MULTILINE))
-    sections: list[type[BaseModel]] = [Config, LicenseSpec, FeatureSpec]
+    sections: list[type[BaseModel]] = [Config, LicenseSpec, FeatureSpec, AddonGrant, CreditGrant]
     sections += [Config.model_fields[name].annotation for name in ("server", "storage", "log", "auth", "seats")]  # type: ignore[misc]
     from floatsrv.config import UserConfig
 

@@ -349,6 +349,7 @@ def test_single_file_build_runs_with_a_plain_python(tmp_path: Path) -> None:
 
     config = tmp_path / "config.yaml"
     shutil.copy(ROOT / "config.example.yaml", config)
+    shutil.copytree(ROOT / "licenses", tmp_path / "licenses")  # the demo license file, beside the config
     port, data = free_port(), tmp_path / "data"
     log = tmp_path / "server.log"
     with log.open("wb") as out:

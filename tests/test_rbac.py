@@ -27,6 +27,7 @@ PARAMS = {
     "key_id": "0" * 12,
     "seat_id": "999",
     "addon_id": "addon_missing",
+    "file_id": "lf-missing",
 }
 WEAKER = {Role.USER: Role.VIEWER, Role.ADMIN: Role.USER}
 

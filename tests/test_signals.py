@@ -20,6 +20,8 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.conftest import example_dict
+from tests.licensing import demo_licenses, sign_licenses
 from tests.polling import wait_for
 from tests.procs import ServerProcess
 from tests.upstreams import UPSTREAM_TOKEN
@@ -37,8 +39,11 @@ def test_sighup_reloads_without_dropping_registrations(tmp_path: Path) -> None:
         held = {seat["user"]: seat["id"] for seat in before["data"]["data"]}
 
         config = yaml.safe_load(server.config_path.read_text())
+        # The vendor's new file: more seats on 1001, and a new license (it replaces the last of its series).
+        config["licenses"] = demo_licenses()
         config["licenses"][0]["floating_users"] = 5
         config["licenses"].append({"id": 2002, "product": "other", "floating_users": 1})
+        sign_licenses(config, tmp_path)
         config["auth"]["users"].append({"username": "carol", "password": "carols-password", "role": "user"})
         config["metrics"] = {"token": "scrape-token-0123456789"}
         config["server"]["max_body_bytes"] = 131072  # needs a restart
@@ -62,8 +67,9 @@ def test_sighup_reloads_without_dropping_registrations(tmp_path: Path) -> None:
         [restart] = [e for e in events if e["event"] == "restart_required"]
         assert restart["keys"] == ["server.max_body_bytes"]
 
-        # A broken file changes nothing, and says why.
-        server.config_path.write_text(server.config_path.read_text().replace("floating_users: 5", "floating_users: -5"))
+        # A broken config changes nothing, and says why.
+        config["licenses"] = [{"id": 3003, "product": "third", "floating_users": -5}]
+        server.config_path.write_text(yaml.safe_dump(config))
         server.proc.send_signal(signal.SIGHUP)
         wait_for(lambda: any(e["event"] == "config_reload_failed" for e in server.log_lines()))
         [failed] = [e for e in server.log_lines() if e["event"] == "config_reload_failed"]
@@ -76,7 +82,7 @@ def test_sighup_reloads_without_dropping_registrations(tmp_path: Path) -> None:
 
 async def test_sigterm_drains_in_flight_requests_and_syncs(tmp_path: Path, floatsrv_upstream: Any) -> None:
     fake, url = floatsrv_upstream
-    config = yaml.safe_load((Path(__file__).parent.parent / "config.example.yaml").read_text())
+    config = example_dict()
     config["storage"]["busy_timeout_ms"] = 30_000
     config["sync"].update(
         interval_seconds=3600,  # nothing goes up during the test but the final sync

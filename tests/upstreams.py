@@ -108,6 +108,7 @@ class FloatsrvUpstream(_Upstream):
         self.token = token
         self.counters: dict[tuple[Any, ...], tuple[int, Decimal]] = {}
         self.batches: set[str] = set()
+        self.entitlements: list[str | None] = []  # each stored batch's entitlements flag
         self.app.router.add_post("/ingest", self.ingest)
 
     async def ingest(self, request: web.Request) -> web.StreamResponse:
@@ -119,6 +120,7 @@ class FloatsrvUpstream(_Upstream):
 
         def store() -> web.Response:
             self.batches.add(key)
+            self.entitlements.append(body.get("entitlements"))
             for record in body["records"]:
                 counter = (body["server_id"], record["license_id"], record["feature"], record["period_start"])
                 old = self.counters.get(counter)

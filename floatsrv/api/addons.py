@@ -51,6 +51,7 @@ def addon_view(row: AddonRow) -> dict[str, Any]:
         "credit_cost": row.credit_cost,
         "created_at": iso_us(row.created_at),
         "updated_at": iso_us(row.updated_at),
+        "granted": bool(row.granted),  # granted by a vendor's license file (it changes only with the files)
     }
 
 

@@ -114,30 +114,34 @@ def decode_json_object(raw: bytes) -> dict[str, Any]:
 
 async def read_json_object(request: web.Request) -> dict[str, Any]:
     _check_content_type(request)
+    return decode_json_object(await read_body(request))
+
+
+async def read_body(request: web.Request) -> bytes:
+    """The whole body, within server.max_body_bytes (413) and server.request_timeout_seconds (408)."""
     content = request.content
     if content.is_eof():
         # The whole body came with the headers: take it from the buffer, with no await (aiohttp's read()
         # loops twice through the stream for it). Its size limit is checked here instead.
         raw = content.read_nowait()
         if len(raw) > request.app[CONFIG].server.max_body_bytes:
-            _too_large(request)
-        return decode_json_object(raw)
+            too_large(request)
+        return raw
     server = request.app[LIVE].config.server
     try:
         # A client that sends its headers and then trickles (or withholds) the body must not hold a
         # connection and a handler forever.
         async with asyncio.timeout(server.request_timeout_seconds):
-            raw = await request.read()
+            return await request.read()
     except TimeoutError:
         limit = server.request_timeout_seconds
         raise RequestTimeout(
             f"the request body did not arrive within {limit} s (server.request_timeout_seconds)"
         ) from None
     except web.HTTPRequestEntityTooLarge:
-        _too_large(request)
-    return decode_json_object(raw)
+        too_large(request)
 
 
-def _too_large(request: web.Request) -> NoReturn:
+def too_large(request: web.Request) -> NoReturn:
     limit = request.app[CONFIG].server.max_body_bytes
     raise PayloadTooLarge(f"the request body is larger than {limit} bytes (server.max_body_bytes)") from None

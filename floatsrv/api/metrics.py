@@ -22,7 +22,7 @@ from prometheus_client.registry import Collector
 from floatsrv import __version__
 from floatsrv.appkeys import CONFIG, DOMAIN, METRICS
 from floatsrv.clock import SteadyClock
-from floatsrv.domain import queries, sync
+from floatsrv.domain import licensing, queries, sync
 from floatsrv.domain.context import Domain
 from floatsrv.domain.state import LicenseState
 from floatsrv.domain.sync import AIRGAP
@@ -103,8 +103,14 @@ class Metrics:
 class _Snapshot(Collector):
     """The database-derived metrics of one scrape (gathered before rendering, off the event loop)."""
 
-    def __init__(self, domain: Domain, states: list[LicenseState], channels: list[sync.ChannelStatus]) -> None:
-        self.domain, self.states, self.channels = domain, states, channels
+    def __init__(
+        self,
+        domain: Domain,
+        states: list[LicenseState],
+        channels: list[sync.ChannelStatus],
+        files: list[licensing.FileRow],
+    ) -> None:
+        self.domain, self.states, self.channels, self.files = domain, states, channels, files
 
     def collect(self) -> Iterator[Metric]:
         labels = ["license_id", "product", "feature"]
@@ -168,9 +174,38 @@ class _Snapshot(Collector):
         jumps = len(clock.jumps) if isinstance(clock, SteadyClock) else 0
         yield CounterMetricFamily("floatsrv_clock_backward_jumps", "Backward steps of the system clock.", value=jumps)
         yield GaugeMetricFamily("floatsrv_licenses", "Licenses served.", value=len(self.domain.catalog.licenses()))
+        yield from self._entitlements()
         info = GaugeMetricFamily("floatsrv_build_info", "Always 1; the version is a label.", labels=["version"])
         info.add_metric([__version__], 1)
         yield info
+
+    def _entitlements(self) -> Iterator[Metric]:
+        kinds = GaugeMetricFamily(
+            "floatsrv_licenses_by_entitlements",
+            "Licenses served, by where their terms come from: signed (vendor-signed files), demo (files signed "
+            "with the published demo key), unsigned (inline in the YAML config).",
+            labels=["entitlements"],
+        )
+        counts = dict.fromkeys(("signed", "demo", "unsigned"), 0)
+        for license in self.domain.catalog.licenses():
+            counts[license.source.entitlements] += 1
+        for kind, count in counts.items():
+            kinds.add_metric([kind], count)
+        yield kinds
+        expiry = GaugeMetricFamily(
+            "floatsrv_license_file_expiry_timestamp_seconds",
+            "When each license file in force expires (Unix time; files without expiry are not listed).",
+            labels=["file_id"],
+        )
+        for row in self.files:
+            if row.expires_at is not None:
+                expiry.add_metric([row.file_id], row.expires_at / 1_000_000)
+        yield expiry
+        yield GaugeMetricFamily(
+            "floatsrv_license_files_not_served",
+            "Stored license files that no longer verify (their licenses are not served).",
+            value=len(self.domain.licensing.problems),
+        )
 
 
 async def metrics(request: web.Request) -> web.Response:
@@ -180,7 +215,8 @@ async def metrics(request: web.Request) -> web.Response:
     states = await queries.license_states(domain)
     statuses = await sync.status(domain.store, channels)
     scrape = CollectorRegistry(auto_describe=False)
-    scrape.register(_Snapshot(domain, states, statuses))
+    files = await licensing.files(domain.store)
+    scrape.register(_Snapshot(domain, states, statuses, files))
     body = generate_latest(request.app[METRICS].registry) + generate_latest(scrape)
     # The classic text format (0.0.4): every Prometheus and agent version reads it.
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_PLAIN_0_0_4})

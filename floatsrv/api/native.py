@@ -77,6 +77,9 @@ def license_view(state: LicenseState) -> dict[str, Any]:
         if spec.is_consumption
         else None,
         "features": [_feature(f, spec.feature_timeout(f.spec)) for f in state.features],
+        # Where the terms come from: signed / demo (a vendor-signed or demo-signed file) or unsigned (YAML).
+        "entitlements": state.license.source.entitlements,
+        "license_file": state.license.source.file_id,
     }
 
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from floatsrv.api import account, addons, admin, meta, metrics, native, ops, sync, usage, v4
+from floatsrv.api import account, addons, admin, licensefiles, meta, metrics, native, ops, sync, usage, v4
 from floatsrv.appkeys import ROUTE_ROLES
 from floatsrv.models import Role
 
@@ -45,6 +45,8 @@ ROUTES: tuple[Route, ...] = (
     Route("POST", "/api/v4/featureRelease", v4.feature_release, USER),
     Route("GET", "/api/v4/featureRelease/all", v4.feature_release_all, USER),
     Route("GET", "/api/v4/license", v4.list_licenses, VIEWER),
+    # LicenseSpring's offline license upload takes a floatsrv license file (spec §1.5).
+    Route("POST", "/api/v4/license/upload", licensefiles.v4_upload, ADMIN),
     # License-API-compatible twins (spec §1.7).
     Route("GET", "/api/v4/check_license_feature", v4.check_license_feature, USER),
     Route("POST", "/api/v4/feature_release", v4.feature_release, USER),
@@ -70,6 +72,10 @@ ROUTES: tuple[Route, ...] = (
     Route("GET", "/v1/licenses/{license_id}/addons", addons.list_active, VIEWER),
     Route("POST", "/v1/licenses/{license_id}/addons", addons.activate, ADMIN),
     Route("DELETE", "/v1/licenses/{license_id}/addons/{addon_id}", addons.deactivate, ADMIN),
+    # Vendor-signed license files.
+    Route("GET", "/v1/license-files", licensefiles.list_files, VIEWER),
+    Route("POST", "/v1/license-files", licensefiles.import_file, ADMIN),
+    Route("DELETE", "/v1/license-files/{file_id}", licensefiles.remove_file, ADMIN),
     # Upstream sync.
     Route("GET", "/v1/sync", sync.get_status, VIEWER),
     Route("POST", "/v1/sync/run", sync.run_now, ADMIN),

@@ -65,7 +65,8 @@ class BatchBody(_Body):
 
 
 class Grant(_Body):
-    amount: Any
+    amount: Any = None
+    grant_id: Annotated[str, Field(min_length=4, max_length=64)] | None = None
     note: Annotated[str, Field(max_length=500)] | None = None
 
 
@@ -250,11 +251,16 @@ async def get_credits(request: web.Request) -> web.Response:
 
 async def grant_credits(request: web.Request) -> web.Response:
     body = parse(Grant, await read_json_object(request))
-    try:
-        amount = to_milli(body.amount)
-    except QuantityError as exc:
-        raise InvalidQuantity(f"amount {exc}", param="amount") from None
-    balance = await credits.grant(request.app[DOMAIN], actor(request), license_id_of(request), amount, body.note)
+    amount = None
+    if body.grant_id is not None and body.amount is not None:
+        raise InvalidRequest("give amount or grant_id, not both", param="amount")
+    if body.grant_id is None:
+        try:
+            amount = to_milli(body.amount)
+        except QuantityError as exc:
+            raise InvalidQuantity(f"amount {exc}", param="amount") from None
+    domain, license_id = request.app[DOMAIN], license_id_of(request)
+    balance = await credits.grant(domain, actor(request), license_id, amount, body.note, body.grant_id)
     return ok(balance_view(balance))
 
 

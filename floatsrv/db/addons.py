@@ -22,6 +22,7 @@ class AddonRow:
     created_at: int
     updated_at: int
     deleted_at: int | None
+    granted: int = 0  # 1: granted by a vendor's license file (changes only with the files)
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,7 +40,7 @@ class ActivationRow:
 
 _ADDON = (
     "id, name, description, base_price, feature, consumption_model, included_units, overage_rate, credit_cost,"
-    " created_at, updated_at, deleted_at"
+    " created_at, updated_at, deleted_at, granted"
 )
 _ACTIVATION = "id, license_id, addon_id, activated_at, deactivated_at, period_start, period_end, prorated_charge, actor"
 
@@ -53,7 +54,7 @@ def _changed(conn: sqlite3.Connection) -> None:
 
 def insert(conn: sqlite3.Connection, row: AddonRow) -> None:
     _changed(conn)
-    conn.execute(f"INSERT INTO addons ({_ADDON}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", astuple(row))
+    conn.execute(f"INSERT INTO addons ({_ADDON}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", astuple(row))
 
 
 def get(conn: sqlite3.Connection, addon_id: str) -> AddonRow | None:
@@ -69,8 +70,39 @@ def live(conn: sqlite3.Connection) -> list[AddonRow]:
 
 
 def live_for_feature(conn: sqlite3.Connection, feature: str) -> AddonRow | None:
-    row = conn.execute(f"SELECT {_ADDON} FROM addons WHERE feature = ? AND deleted_at IS NULL", (feature,)).fetchone()
+    """The live admin-made add-on of a feature (one at most); vendor-granted ones are not counted."""
+    row = conn.execute(
+        f"SELECT {_ADDON} FROM addons WHERE feature = ? AND deleted_at IS NULL AND granted = 0", (feature,)
+    ).fetchone()
     return AddonRow(*row) if row else None
+
+
+def any_by_id(conn: sqlite3.Connection, addon_id: str) -> AddonRow | None:
+    """The add-on with this id, live or deleted."""
+    row = conn.execute(f"SELECT {_ADDON} FROM addons WHERE id = ?", (addon_id,)).fetchone()
+    return AddonRow(*row) if row else None
+
+
+def granted(conn: sqlite3.Connection) -> list[AddonRow]:
+    """Live add-ons granted by vendor license files."""
+    rows = conn.execute(f"SELECT {_ADDON} FROM addons WHERE deleted_at IS NULL AND granted = 1 ORDER BY id")
+    return [AddonRow(*row) for row in rows]
+
+
+def revive(conn: sqlite3.Connection, row: AddonRow) -> None:
+    """Bring a deleted vendor-granted add-on back with `row`'s definition."""
+    _changed(conn)
+    conn.execute("UPDATE addons SET deleted_at = NULL WHERE id = ? AND granted = 1", (row.id,))
+    replace(conn, row)
+
+
+def licenses_with(conn: sqlite3.Connection, addon_id: str) -> list[int]:
+    """Licenses the add-on is active on."""
+    rows = conn.execute(
+        "SELECT license_id FROM license_addons WHERE addon_id = ? AND deactivated_at IS NULL ORDER BY license_id",
+        (addon_id,),
+    )
+    return [int(row[0]) for row in rows]
 
 
 def replace(conn: sqlite3.Connection, row: AddonRow) -> None:

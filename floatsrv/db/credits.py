@@ -46,13 +46,22 @@ def append(
     usage_event_id: int | None = None,
     actor: str | None = None,
     note: str | None = None,
+    grant_id: str | None = None,
 ) -> int:
     row = conn.execute(
         "INSERT INTO credit_ledger (license_id, at, kind, pool, amount_milli, period_start, feature, usage_event_id,"
-        " actor, note) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
-        (license_id, at, kind, pool, amount_milli, period_start, feature, usage_event_id, actor, note),
+        " actor, note, grant_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+        (license_id, at, kind, pool, amount_milli, period_start, feature, usage_event_id, actor, note, grant_id),
     ).fetchone()
     return int(row[0])
+
+
+def grant_applied(conn: sqlite3.Connection, license_id: int, grant_id: str) -> bool:
+    """Whether a vendor credit grant was applied to the license (the schema allows it once)."""
+    row = conn.execute(
+        "SELECT 1 FROM credit_ledger WHERE license_id = ? AND grant_id = ?", (license_id, grant_id)
+    ).fetchone()
+    return row is not None
 
 
 def ledger(conn: sqlite3.Connection, license_id: int, *, before_id: int | None, limit: int) -> list[LedgerRow]:

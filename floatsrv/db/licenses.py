@@ -13,30 +13,47 @@ class LicenseRow:
     added_seq: int
     removed_at: int | None
     definition: str
+    floating_users: int
+    file_id: str | None  # the license file it comes from; None: inline in the YAML config
+    entitlements: str  # signed | demo | unsigned
 
 
 def all_licenses(conn: sqlite3.Connection) -> list[LicenseRow]:
-    rows = conn.execute("SELECT id, product, added_seq, removed_at, definition FROM licenses ORDER BY added_seq")
+    rows = conn.execute(
+        "SELECT id, product, added_seq, removed_at, definition, floating_users, file_id, entitlements"
+        " FROM licenses ORDER BY added_seq"
+    )
     return [LicenseRow(*row) for row in rows]
 
 
 def upsert_license(
-    conn: sqlite3.Connection, *, license_id: int, product: str, floating_users: int, definition: str, now: int
+    conn: sqlite3.Connection,
+    *,
+    license_id: int,
+    product: str,
+    floating_users: int,
+    definition: str,
+    now: int,
+    file_id: str | None,
+    entitlements: str,
 ) -> None:
     """Insert a new license (next added_seq) or update an existing one; a re-added license counts as new."""
     conn.execute(
         """
-        INSERT INTO licenses (id, product, added_seq, added_at, floating_users, definition, updated_at)
-        VALUES (?1, ?2, (SELECT COALESCE(MAX(added_seq), 0) + 1 FROM licenses), ?5, ?3, ?4, ?5)
+        INSERT INTO licenses (id, product, added_seq, added_at, floating_users, definition, updated_at, file_id,
+                              entitlements)
+        VALUES (?1, ?2, (SELECT COALESCE(MAX(added_seq), 0) + 1 FROM licenses), ?5, ?3, ?4, ?5, ?6, ?7)
         ON CONFLICT (id) DO UPDATE SET
             product = excluded.product,
             floating_users = excluded.floating_users,
             definition = excluded.definition,
             updated_at = excluded.updated_at,
+            file_id = excluded.file_id,
+            entitlements = excluded.entitlements,
             added_seq = CASE WHEN licenses.removed_at IS NULL THEN licenses.added_seq ELSE excluded.added_seq END,
             removed_at = NULL
         """,
-        (license_id, product, floating_users, definition, now),
+        (license_id, product, floating_users, definition, now, file_id, entitlements),
     )
 
 

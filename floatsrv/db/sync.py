@@ -20,6 +20,8 @@ class BatchRecord:
     base_total_milli: int
     changed_at: int
     delivered: bool
+    # Where the license's terms came from when the batch was made: signed, demo or unsigned (None: before v7).
+    entitlements: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,7 +50,7 @@ class StateRow:
 
 _RECORD = (
     "batch_id, license_id, product, feature, period_start, period_end, revision, total_milli, base_revision, "
-    "base_total_milli, changed_at, delivered"
+    "base_total_milli, changed_at, delivered, entitlements"
 )
 _BATCH = "id, channel, created_at, status, attempts, last_attempt_at, last_error, finished_at"
 _STATE = "channel, lease_owner, lease_until, last_success_at, last_error_at, last_error, consecutive_failures, requests"
@@ -141,7 +143,7 @@ def due(conn: sqlite3.Connection, channel: str, limit: int, skip_open: bool) -> 
         conn.execute(
             f"""
         SELECT o.license_id, l.product, o.feature, o.period_start, c.period_end, c.revision, c.total_milli,
-               COALESCE(d.revision, 0), COALESCE(d.total_milli, 0), o.changed_at
+               COALESCE(d.revision, 0), COALESCE(d.total_milli, 0), o.changed_at, l.entitlements
         FROM sync_outbox AS o
         JOIN consumption_counters AS c
           ON c.license_id = o.license_id AND c.feature = o.feature AND c.period_start = o.period_start
@@ -184,7 +186,8 @@ def insert_batch(conn: sqlite3.Connection, batch_id: str, channel: str, now: int
 def insert_record(conn: sqlite3.Connection, batch_id: str, row: tuple[object, ...]) -> None:
     conn.execute(
         "INSERT INTO sync_batch_records (batch_id, license_id, product, feature, period_start, period_end, revision,"
-        " total_milli, base_revision, base_total_milli, changed_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        " total_milli, base_revision, base_total_milli, changed_at, entitlements)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (batch_id, *row),
     )
 

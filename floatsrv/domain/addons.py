@@ -26,12 +26,14 @@ from floatsrv.domain.state import Period, bounds, current_period
 from floatsrv.errors import (
     AddonAlreadyActive,
     AddonExists,
+    AddonFromLicenseFile,
     AddonInUse,
     AddonModelMismatch,
     AddonNotActive,
     AddonNotFound,
     FeatureNotFound,
     LicenseNotFound,
+    NotGrantedByVendor,
 )
 from floatsrv.models import ConsumptionModel, FeatureSpec, License, LicenseSpec
 from floatsrv.quantity import decimal_str
@@ -69,7 +71,23 @@ def _row(addon_id: str, data: AddonInput, created_at: int, now: int) -> AddonRow
     )
 
 
+def _admin_catalog_allowed(domain: Domain) -> None:
+    """In a vendor build the catalog holds only what vendor-signed license files grant."""
+    if domain.licensing.trust.vendor_build:
+        raise NotGrantedByVendor(
+            "in this vendor build add-ons come from the vendor's signed license files (import one that grants it)"
+        )
+
+
+def _not_granted(row: AddonRow) -> None:
+    if row.granted:
+        raise AddonFromLicenseFile(
+            f"add-on {row.id!r} is granted by a vendor's license file; it changes with a new file"
+        )
+
+
 async def create(domain: Domain, actor: Actor, data: AddonInput) -> AddonRow:
+    _admin_catalog_allowed(domain)
     addon_id = f"addon_{secrets.token_hex(8)}"
 
     def unit(conn: sqlite3.Connection) -> AddonRow:
@@ -107,10 +125,12 @@ async def list_all(domain: Domain) -> list[AddonRow]:
 
 async def replace(domain: Domain, actor: Actor, addon_id: str, data: AddonInput) -> AddonRow:
     """Replace an add-on's definition. Its feature and model may change only while it is active nowhere."""
+    _admin_catalog_allowed(domain)
 
     def unit(conn: sqlite3.Connection) -> AddonRow:
         now = to_us(domain.clock.now())
         old = _get(conn, addon_id)
+        _not_granted(old)
         moving = (old.feature, old.consumption_model) != (data.feature, data.consumption_model)
         if moving and db.activations_of(conn, addon_id):
             raise AddonInUse("deactivate the add-on everywhere before changing its feature or model")
@@ -127,9 +147,11 @@ async def replace(domain: Domain, actor: Actor, addon_id: str, data: AddonInput)
 
 
 async def delete(domain: Domain, actor: Actor, addon_id: str) -> None:
+    _admin_catalog_allowed(domain)
+
     def unit(conn: sqlite3.Connection) -> None:
         now = to_us(domain.clock.now())
-        _get(conn, addon_id)
+        _not_granted(_get(conn, addon_id))
         if db.activations_of(conn, addon_id):
             raise AddonInUse()
         db.soft_delete(conn, addon_id, now)
@@ -160,12 +182,7 @@ def _license(domain: Domain, license_id: int) -> License:
 
 
 def _resize_seats(conn: sqlite3.Connection, domain: Domain, addon_id: str) -> None:
-    for license_id in [
-        row[0]
-        for row in conn.execute(
-            "SELECT license_id FROM license_addons WHERE addon_id = ? AND deactivated_at IS NULL", (addon_id,)
-        )
-    ]:
+    for license_id in db.licenses_with(conn, addon_id):
         license = domain.catalog.get(license_id)
         if license is not None:
             sync_seat_limits(conn, license.spec)
@@ -179,6 +196,10 @@ async def activate(domain: Domain, actor: Actor, license_id: int, addon_id: str)
         now = domain.clock.now()
         t = to_us(now)
         addon = _get(conn, addon_id)
+        if addon.granted and all(grant.id != addon_id for grant in spec.addons):
+            raise NotGrantedByVendor(f"no license file grants add-on {addon_id!r} on license {license_id}")
+        if not addon.granted and domain.licensing.trust.vendor_build:
+            raise NotGrantedByVendor(f"add-on {addon_id!r} is not granted by a vendor-signed license file")
         feature = spec.feature(addon.feature)
         if feature is None:
             raise FeatureNotFound(f"license {license_id} has no feature {addon.feature!r}", param="addon_id")

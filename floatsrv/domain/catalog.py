@@ -1,24 +1,25 @@
-"""The licenses this server serves: synced from the config into SQLite at start-up, held in memory.
+"""The licenses this server serves, held in memory, and how they are written into SQLite.
 
-`Catalog` is immutable; a reload builds a new one and swaps it in. Requests resolve their license here
-(`license_id`, or else the most recently added license of the product, as LicenseSpring v1 does).
+`Catalog` is immutable; a reload or a license file import builds a new one and swaps it in. Requests
+resolve their license here (`license_id`, or else the most recently added license of the product, as
+LicenseSpring v1 does). Which licenses to serve is decided by `domain.licensing` (signed files and inline
+YAML); `apply_entries` writes that decision.
 """
 
 from __future__ import annotations
 
 import sqlite3
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
 
-from floatsrv.clock import Clock
 from floatsrv.db import licenses as db_licenses
 from floatsrv.db import seats as db_seats
 from floatsrv.db.store import Store
+from floatsrv.domain.grants import sync_grants
 from floatsrv.domain.seatlimits import sync_seat_limits
 from floatsrv.errors import LicenseNotFound, MissingParameters, UnknownProduct
-from floatsrv.models import License, LicenseSpec
-from floatsrv.times import to_us
+from floatsrv.models import License, LicenseSource, LicenseSpec
 
 
 class Catalog:
@@ -76,86 +77,104 @@ class Catalog:
         return found
 
 
+class Entry(NamedTuple):
+    """A license to serve, and where its terms come from."""
+
+    spec: LicenseSpec
+    source: LicenseSource
+
+
 @dataclass(frozen=True, slots=True)
 class SyncReport:
     added: list[int]
     removed: list[int]
     seats_ended: int
+    changed: list[int] = field(default_factory=list)
 
     def log_fields(self, catalog: Catalog) -> dict[str, Any]:
         return {
             "licenses": len(catalog.licenses()),
             "licenses_added": self.added,
+            "licenses_changed": self.changed,
             "licenses_removed": self.removed,
             "seats_ended": self.seats_ended,
         }
 
 
-async def sync_catalog(store: Store, specs: list[LicenseSpec], clock: Clock) -> tuple[Catalog, SyncReport]:
-    """Make the database's licenses match `specs` in one transaction and return the new catalog.
+def apply_entries(conn: sqlite3.Connection, entries: list[Entry], now: int) -> tuple[Catalog, SyncReport]:
+    """Make the database's licenses match `entries` (inside the caller's write unit) and return the catalog.
 
-    Licenses (or features) no longer configured are marked removed and their held seats end with reason
-    `license_removed`; their history and counters stay.
+    Licenses (or features) no longer served are marked removed and their held seats end with reason
+    `license_removed`; their history and counters stay. A license whose seat count went down keeps its held
+    seats until they end; no new ones are granted above the new limit. Add-ons the vendor grants follow.
     """
-
-    def unit(conn: sqlite3.Connection) -> tuple[Catalog, SyncReport]:
-        now = to_us(clock.now())
-        before = {row.id: row for row in db_licenses.all_licenses(conn)}
-        known_features: dict[int, set[str]] = {}
-        for lid, code, _, removed_at in db_licenses.feature_rows(conn):
-            if removed_at is None:
-                known_features.setdefault(lid, set()).add(code)
-        wanted = {spec.id for spec in specs}
-        added, removed, ended = [], [], 0
-        for spec in specs:
-            stored = before.get(spec.id)
-            definition = spec.model_dump_json(exclude_defaults=True)
-            codes = {feature.code for feature in spec.features}
-            if (
-                stored is not None
-                and stored.removed_at is None
-                and stored.definition == definition
-                and known_features.get(spec.id, set()) == codes
-            ):
-                continue  # unchanged since the last start: nothing to write (start-up with 10k licenses)
-            if stored is None or stored.removed_at is not None:
-                added.append(spec.id)
-            db_licenses.upsert_license(
-                conn,
-                license_id=spec.id,
-                product=spec.product,
-                floating_users=spec.floating_users,
-                definition=definition,
-                now=now,
+    before = {row.id: row for row in db_licenses.all_licenses(conn)}
+    known_features: dict[int, set[str]] = {}
+    for lid, code, _, removed_at in db_licenses.feature_rows(conn):
+        if removed_at is None:
+            known_features.setdefault(lid, set()).add(code)
+    wanted = {entry.spec.id for entry in entries}
+    added, changed, removed, ended = [], [], [], 0
+    for spec, source in entries:
+        stored = before.get(spec.id)
+        definition = spec.model_dump_json(exclude_defaults=True)
+        codes = {feature.code for feature in spec.features}
+        if (
+            stored is not None
+            and stored.removed_at is None
+            and stored.definition == definition
+            and stored.floating_users == spec.floating_users
+            and (stored.file_id, stored.entitlements) == (source.file_id, source.entitlements)
+            and known_features.get(spec.id, set()) == codes
+        ):
+            continue  # unchanged since the last start: nothing to write (start-up with 10k licenses)
+        if stored is None or stored.removed_at is not None:
+            added.append(spec.id)
+        else:
+            changed.append(spec.id)
+        db_licenses.upsert_license(
+            conn,
+            license_id=spec.id,
+            product=spec.product,
+            floating_users=spec.floating_users,
+            definition=definition,
+            now=now,
+            file_id=source.file_id,
+            entitlements=source.entitlements,
+        )
+        for feature in spec.features:
+            db_licenses.upsert_feature(
+                conn, license_id=spec.id, code=feature.code, floating_users=feature.floating_users
             )
-            for feature in spec.features:
-                db_licenses.upsert_feature(
-                    conn, license_id=spec.id, code=feature.code, floating_users=feature.floating_users
-                )
+        for code in sorted(known_features.get(spec.id, set()) - codes):
+            db_licenses.mark_feature_removed(conn, spec.id, code, now)
+            ended += db_seats.end_all(conn, [spec.id], now, "license_removed", feature=code)
+    for row in before.values():
+        if row.id not in wanted and row.removed_at is None:
+            db_licenses.mark_removed(conn, row.id, now)
+            ended += db_seats.end_all(conn, [row.id], now, "license_removed")
+            removed.append(row.id)
+    sync_grants(conn, [entry.spec for entry in entries], now)
+    for spec, _ in entries:
+        if spec.id in added or spec.id in changed:
             sync_seat_limits(conn, spec)
-            for code in sorted(known_features.get(spec.id, set()) - codes):
-                db_licenses.mark_feature_removed(conn, spec.id, code, now)
-                ended += db_seats.end_all(conn, [spec.id], now, "license_removed", feature=code)
-        for row in before.values():
-            if row.id not in wanted and row.removed_at is None:
-                db_licenses.mark_removed(conn, row.id, now)
-                ended += db_seats.end_all(conn, [row.id], now, "license_removed")
-                removed.append(row.id)
-        return _load(conn, {spec.id: spec for spec in specs}), SyncReport(added, removed, ended)
-
-    return await store.write(unit)
+    return _load(conn, {entry.spec.id: entry.spec for entry in entries}), SyncReport(added, removed, ended, changed)
 
 
 async def load_catalog(store: Store) -> Catalog:
     """The catalog as the server last synced it into the database (for admin commands, which may run
-    without the server's config)."""
+    without the server's config; the server itself builds its catalog from verified files)."""
     return await store.read(lambda conn: _load(conn, {}))
 
 
 def _load(conn: sqlite3.Connection, specs: Mapping[int, LicenseSpec]) -> Catalog:
     """The catalog of the licenses now in the database (`specs`: the ones just validated, to avoid re-parsing)."""
     licenses = [
-        License(spec=specs.get(row.id) or LicenseSpec.model_validate_json(row.definition), added_seq=row.added_seq)
+        License(
+            spec=specs.get(row.id) or LicenseSpec.model_validate_json(row.definition),
+            added_seq=row.added_seq,
+            source=LicenseSource(row.entitlements, row.file_id),  # type: ignore[arg-type]
+        )
         for row in db_licenses.all_licenses(conn)
         if row.removed_at is None
     ]

@@ -1,14 +1,17 @@
-"""The domain's collaborators in one object: the store, the clock and the current license catalog."""
+"""The domain's collaborators in one object: the store, the clock, the current license catalog and what
+decides it (the build's trust anchor, this server's key, the config's inline licenses and license files)."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 
 from floatsrv.clock import Clock
 from floatsrv.db.store import Store
 from floatsrv.domain.catalog import Catalog
+from floatsrv.domain.licensefiles import Licensing
+from floatsrv.entitlements.trust import load_trust_anchor
 from floatsrv.models import License
 
 
@@ -29,8 +32,10 @@ class UsageWindows:
 class Domain:
     store: Store
     clock: Clock
-    catalog: Catalog  # swapped as a whole on reload; never mutated
+    catalog: Catalog  # swapped as a whole on reload or license file changes; never mutated
     usage: UsageWindows = UsageWindows()
+    # Default (admin commands): this build's keys, no server key, the inline licenses the database has.
+    licensing: Licensing = field(default_factory=lambda: Licensing(load_trust_anchor(), None))
 
     def feature_ids(self, license: License) -> Mapping[str, int]:
         return self.catalog.feature_ids_of(license)

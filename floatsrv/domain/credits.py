@@ -12,7 +12,7 @@ from floatsrv.db.credits import LedgerRow as LedgerRow  # re-exported for the AP
 from floatsrv.domain.accounts import Actor
 from floatsrv.domain.context import Domain
 from floatsrv.domain.state import Period, bounds
-from floatsrv.errors import InvalidQuantity, LicenseNotFound
+from floatsrv.errors import CreditGrantApplied, InvalidQuantity, LicenseNotFound, NotGrantedByVendor
 from floatsrv.models import License
 from floatsrv.quantity import MILLI, milli_to_str
 from floatsrv.times import to_us
@@ -56,25 +56,49 @@ async def balance(domain: Domain, license_id: int) -> CreditBalance:
     return await domain.store.read(lambda conn: _balance(conn, license, domain))
 
 
-async def grant(domain: Domain, actor: Actor, license_id: int, amount_milli: int, note: str | None) -> CreditBalance:
-    """Add purchased credits (they never expire)."""
+async def grant(
+    domain: Domain,
+    actor: Actor,
+    license_id: int,
+    amount_milli: int | None,
+    note: str | None,
+    grant_id: str | None = None,
+) -> CreditBalance:
+    """Add purchased credits (they never expire): an amount the admin names (not in a vendor build), or a
+    credit grant of a vendor-signed license file (`grant_id`; each applies once)."""
     license = _license(domain, license_id)
-    if amount_milli <= 0:
+    if grant_id is not None:
+        found = next((g for g in license.spec.credit_grants if g.id == grant_id), None)
+        if found is None:
+            raise NotGrantedByVendor(f"license {license_id} has no credit grant {grant_id!r}", param="grant_id")
+        amount_milli, note = int(found.amount * MILLI), note or found.note
+    elif domain.licensing.trust.vendor_build:
+        raise NotGrantedByVendor(
+            "in this vendor build credits come from the vendor's signed license files: apply a grant_id", param="amount"
+        )
+    if amount_milli is None or amount_milli <= 0:
         raise InvalidQuantity("amount must be more than zero", param="amount")
+    amount = amount_milli
 
     def unit(conn: sqlite3.Connection) -> CreditBalance:
         now = to_us(domain.clock.now())
+        if grant_id is not None and db.grant_applied(conn, license_id, grant_id):
+            raise CreditGrantApplied(f"credit grant {grant_id!r} was applied to license {license_id} before")
         db.append(
             conn,
             license_id=license_id,
             at=now,
             kind="purchase",
             pool="purchased",
-            amount_milli=amount_milli,
+            amount_milli=amount,
             actor=actor.name,
             note=note,
+            grant_id=grant_id,
         )
-        actor.audit(conn, now, "credits_granted", target=str(license_id), detail={"amount": milli_to_str(amount_milli)})
+        detail: dict[str, object] = {"amount": milli_to_str(amount)}
+        if grant_id is not None:
+            detail["grant_id"] = grant_id
+        actor.audit(conn, now, "credits_granted", target=str(license_id), detail=detail)
         return _balance(conn, license, domain)
 
     return await domain.store.write(unit)

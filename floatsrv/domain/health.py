@@ -10,23 +10,30 @@ import asyncio
 import contextlib
 import sqlite3
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from floatsrv.clock import SteadyClock
 from floatsrv.db import backup as db_backup
+from floatsrv.db import licensefiles as db_licensefiles
 from floatsrv.db import migrate
 from floatsrv.db import server_state as db_state
 from floatsrv.db.store import Store
 from floatsrv.domain.context import Domain
 from floatsrv.errors import StorageUnavailable
-from floatsrv.times import from_us, iso, to_us
+from floatsrv.times import from_us, iso, iso_us, to_us
 
 HIGH_WATER = "clock_high_water"
 PROBE = "ready_probe"
 # A commit this recent proves the database writable; otherwise /readyz writes a probe row.
 _FRESH_COMMIT_SECONDS = 5.0
+# License files expiring sooner than this are warned about.
+EXPIRY_WARNING = timedelta(days=7)
+
+
+def to_us_delta(delta: timedelta) -> int:
+    return int(delta.total_seconds() * 1_000_000)
 
 
 async def backup_database(path: Path, out: Path, busy_timeout_ms: int) -> int:
@@ -74,8 +81,44 @@ async def readiness(domain: Domain) -> tuple[bool, dict[str, Any]]:
         "migrations": migrations,
         "config": {"status": "ok", "licenses": len(domain.catalog.licenses())},
         "clock": clock_report(domain),
+        "entitlements": entitlements_report(domain),
+        "license_files": await license_files_report(domain),
     }
     return database["status"] == "ok" and migrations["status"] == "ok", checks
+
+
+def entitlements_report(domain: Domain) -> dict[str, Any]:
+    """`ok` when every license comes from a vendor-signed file; `warning` naming the unsigned (inline YAML) and
+    demo-signed ones. A warning: serving goes on."""
+    by_kind: dict[str, list[int]] = {"signed": [], "demo": [], "unsigned": []}
+    for license in domain.catalog.licenses():
+        by_kind[license.source.entitlements].append(license.id)
+    report: dict[str, Any] = {"status": "ok", "signed": len(by_kind["signed"])}
+    if by_kind["unsigned"] or by_kind["demo"]:
+        report.update(status="warning", unsigned=by_kind["unsigned"], demo=by_kind["demo"])
+        report["message"] = (
+            "some licenses are not signed by the vendor (unsigned: inline in the YAML config; demo: signed with "
+            "the published demo key); usage sent upstream is flagged"
+        )
+    return report
+
+
+async def license_files_report(domain: Domain) -> dict[str, Any]:
+    """License files in force; `warning` when one has expired or expires within EXPIRY_WARNING, or a stored
+    file no longer verifies (its licenses are not served)."""
+    now = to_us(domain.clock.now())
+    rows = await domain.store.read(db_licensefiles.in_force)
+    expired = [row.file_id for row in rows if row.expires_at is not None and row.expires_at <= now]
+    soon = [
+        {"file_id": row.file_id, "expires_at": iso_us(row.expires_at)}
+        for row in rows
+        if row.expires_at is not None and now < row.expires_at <= now + to_us_delta(EXPIRY_WARNING)
+    ]
+    report: dict[str, Any] = {"status": "ok", "in_force": len(rows)}
+    problems = list(domain.licensing.problems)
+    if expired or soon or problems:
+        report.update(status="warning", expired=expired, expiring_soon=soon, not_served=problems)
+    return report
 
 
 def clock_report(domain: Domain) -> dict[str, Any]:

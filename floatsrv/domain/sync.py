@@ -270,6 +270,13 @@ def lag_seconds(oldest_pending_at: int | None, now: datetime) -> float | None:
     return None if oldest_pending_at is None else max(0.0, (to_us(now) - oldest_pending_at) / 1_000_000)
 
 
+def weakest_entitlements(records: list[BatchRecord]) -> str:
+    """What a batch or report says about the terms behind its usage: "unsigned" if any license came from the
+    customer's own YAML, else "demo" if any from a demo-signed file, else "signed"."""
+    kinds = {record.entitlements or "unsigned" for record in records}
+    return next((kind for kind in ("unsigned", "demo") if kind in kinds), "signed")
+
+
 def wire_record(record: BatchRecord) -> dict[str, object]:
     """A counter as upstreams and air-gap reports see it: the cumulative total of its period, with a revision
     that increases on every change. Keeping the highest revision per (license, feature, period) makes
@@ -285,4 +292,5 @@ def wire_record(record: BatchRecord) -> dict[str, object]:
         "period_end": iso_us(record.period_end),
         "quantity": milli_to_str(record.total_milli),
         "revision": record.revision,
+        "entitlements": record.entitlements or "unsigned",
     }

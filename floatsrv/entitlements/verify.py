@@ -1,0 +1,98 @@
+"""Opening a license file: every check, in the order that never parses what is not yet verified.
+
+`open_file` proves who signed it (armour, envelope, alg, trusted key, signature, then the payload);
+`check_applicable` says whether it may be applied on this server now (validity window, binding). Both are
+pure and raise the `LicenseFileRefused` subclass that names the problem.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from dataclasses import dataclass
+from datetime import datetime
+
+from floatsrv.entitlements.fileformat import MAX_FILE_BYTES, check_signature, dearmour, parse_envelope
+from floatsrv.entitlements.payload import LicenseFilePayload, ServerBinding, parse_payload
+from floatsrv.entitlements.trust import TrustAnchor, TrustedKey
+from floatsrv.errors import (
+    LicenseFileExpired,
+    LicenseFileKeyUntrusted,
+    LicenseFileMalformed,
+    LicenseFileNotYetValid,
+    LicenseFileWrongServer,
+)
+from floatsrv.models import Entitlements
+from floatsrv.times import iso
+
+
+@dataclass(frozen=True, slots=True)
+class OpenedFile:
+    """A license file whose signature verified against a key this build trusts."""
+
+    text: str
+    key: TrustedKey
+    payload: LicenseFilePayload
+
+    @property
+    def file_id(self) -> str:
+        return self.payload.file_id
+
+    @property
+    def digest(self) -> str:
+        return text_digest(self.text)
+
+    @property
+    def entitlements(self) -> Entitlements:
+        return "demo" if self.key.demo else "signed"
+
+    @property
+    def bound_to(self) -> str | None:
+        binding = self.payload.binding
+        return binding.server_key if isinstance(binding, ServerBinding) else None
+
+
+def text_digest(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def open_file(text: str, anchor: TrustAnchor) -> OpenedFile:
+    """Verify a license file's signature with this build's keys, then parse its payload."""
+    if len(text) > MAX_FILE_BYTES:
+        raise LicenseFileMalformed(f"a license file is at most {MAX_FILE_BYTES} bytes")
+    envelope = parse_envelope(dearmour(text))
+    key = anchor.key(envelope.kid)
+    if key is None:
+        raise LicenseFileKeyUntrusted(
+            f"signed by key {envelope.kid}, which this floatsrv build does not trust"
+            + (" (the repository build trusts only the demo key)" if not anchor.vendor_build else ""),
+            kid=envelope.kid,
+        )
+    check_signature(envelope, key.key)
+    return OpenedFile(text, key, parse_payload(envelope.payload))
+
+
+def check_applicable(opened: OpenedFile, *, server_key: str | None, now: datetime) -> None:
+    """Whether the file may be applied on this server at `now` (its binding and validity window)."""
+    payload = opened.payload
+    if payload.not_before > now:
+        raise LicenseFileNotYetValid(
+            f"file {payload.file_id} is valid from {iso(payload.not_before)}", file_id=payload.file_id
+        )
+    if payload.expires_at is not None and payload.expires_at <= now:
+        raise LicenseFileExpired(
+            f"file {payload.file_id} expired at {iso(payload.expires_at)}", file_id=payload.file_id
+        )
+    bound = opened.bound_to
+    if bound is not None and (server_key is None or not hmac.compare_digest(bound, server_key)):
+        raise LicenseFileWrongServer(
+            f"file {payload.file_id} is bound to server key {bound[:12]}..., not to this server's key "
+            "(`floatsrv server-key` prints it)",
+            file_id=payload.file_id,
+        )
+    if payload.request_id is not None:
+        # Files answering an activation request need the request's record on this server (not made yet).
+        raise LicenseFileWrongServer(
+            f"file {payload.file_id} answers activation request {payload.request_id}, which this server did not make",
+            file_id=payload.file_id,
+        )

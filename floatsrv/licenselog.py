@@ -1,0 +1,40 @@
+"""The log lines about licenses at start-up and reload: what was taken in, refused, and served unsigned."""
+
+from __future__ import annotations
+
+from floatsrv.domain.licensefiles import Licensing
+from floatsrv.domain.licensing import LoadResult
+from floatsrv.log import get_logger
+
+log = get_logger("floatsrv")
+
+
+def log_licenses(result: LoadResult, licensing: Licensing, *, at_start: bool = True) -> None:
+    """What start-up or a reload took in, refused and serves; loud about licenses the vendor did not sign."""
+    catalog = result.catalog
+    if at_start:  # a reload says it in its config_reloaded line
+        log.info("licenses_loaded", **result.report.log_fields(catalog))
+    for path, file_id in result.imported:
+        log.info("license_file_imported", path=str(path), file_id=file_id)
+    for path, why in result.skipped:
+        log.info("license_file_skipped", path=str(path), reason=why)
+    for refusal in result.refused:
+        log.error("license_file_refused", path=str(refusal.path), code=refusal.code, error=refusal.message)
+    for problem in licensing.problems:
+        log.error("license_file_not_served", error=problem)
+    by_kind: dict[str, list[int]] = {}
+    for license in catalog.licenses():
+        by_kind.setdefault(license.source.entitlements, []).append(license.id)
+    if by_kind.get("unsigned"):
+        log.warning(
+            "unsigned_licenses_in_use",
+            licenses=by_kind["unsigned"],
+            message="!!! these licenses come from the YAML config, not from a file the vendor signed; "
+            "every sync batch and usage report says so !!!",
+        )
+    if by_kind.get("demo"):
+        log.warning(
+            "demo_licenses_in_use",
+            licenses=by_kind["demo"],
+            message="these licenses come from a file signed with the published demo key: for trials only",
+        )

@@ -1,0 +1,55 @@
+"""License watch: applies license file changes made by the admin CLI next to a running server (it notices
+the license generation the CLI bumped), and says once, loudly, when a file in force expires. Expired
+licenses stop being served the moment they expire (their validity is capped by the file); this only logs."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+
+from floatsrv.appkeys import DOMAIN
+from floatsrv.domain import licensing
+from floatsrv.log import get_logger
+from floatsrv.times import iso_us, to_us
+from floatsrv.workers.loop import run_periodic
+
+log = get_logger("floatsrv.licenses")
+
+# How soon a CLI import or removal reaches the running server, and an expiry reaches the log.
+WATCH_INTERVAL_SECONDS = 1.0
+
+
+class LicenseWatch:
+    def __init__(self, app: web.Application) -> None:
+        self.app = app
+        self.expired_logged: set[str] = set()  # file ids whose expiry was logged (lifetime: the process)
+
+    async def step(self) -> None:
+        domain = self.app[DOMAIN]
+        report = await licensing.refresh_if_changed(domain)
+        if report is not None:
+            log.info("license_files_applied", source="admin_cli", **report.log_fields(domain.catalog))
+        now = to_us(domain.clock.now())
+        for row in await licensing.files(domain.store):
+            if row.expires_at is not None and row.expires_at <= now and row.file_id not in self.expired_logged:
+                self.expired_logged.add(row.file_id)
+                log.warning(
+                    "license_file_expired",
+                    file_id=row.file_id,
+                    expired_at=iso_us(row.expires_at),
+                    licenses=row.license_ids,
+                    message="the licenses of this file are no longer served; import the vendor's renewed file",
+                )
+
+
+async def license_watch_context(app: web.Application) -> AsyncIterator[None]:
+    """cleanup_ctx entry: the watch loop between start-up and shutdown."""
+    watch = LicenseWatch(app)
+    task = asyncio.create_task(run_periodic("license_watch", watch.step, WATCH_INTERVAL_SECONDS), name="license-watch")
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
