@@ -164,6 +164,27 @@ class Server:
         return rss
 
 
+def license_file(path: Path, licenses: list[dict[str, Any]]) -> Path:
+    """The licenses as a license file signed with the repository's demo key (the repository build trusts it):
+    floatsrv serves them through the signed path, as every site does."""
+    from datetime import UTC, datetime
+
+    from floatsrv.entitlements import issue
+    from floatsrv.signing import read_private_key
+
+    key = read_private_key(ROOT / "demo" / "DEMO-ONLY-vendor-private-key.pem")
+    payload = issue.payload_bytes(
+        issue.validated(licenses),
+        binding={"unbound": True},
+        issued_at=datetime(2025, 1, 1, tzinfo=UTC),
+        series="bench",
+        file_id=f"bench-{path.stem}",
+    )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(issue.issue(payload, key))
+    return path
+
+
 def floatsrv(workdir: Path, name: str, licenses: list[dict[str, Any]], batch: int = 256) -> tuple[Path, Path]:
     config = {
         "server": {"host": "127.0.0.1", "port": 8080},
@@ -171,7 +192,7 @@ def floatsrv(workdir: Path, name: str, licenses: list[dict[str, Any]], batch: in
         "log": {"level": "info", "format": "json"},
         "auth": {"enabled": True, "users": [{"username": "bench", "password": "bench-password-1", "role": "admin"}]},
         "seats": {"sweep_interval_seconds": 30},
-        "licenses": licenses,
+        "license_files": [str(license_file(workdir / f"{name}-licenses" / f"{name}.lic", licenses))],
     }
     path = workdir / f"{name}.yaml"
     path.write_text(yaml.safe_dump(config, sort_keys=False))

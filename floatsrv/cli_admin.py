@@ -141,10 +141,13 @@ def licenses_list(product: str | None, as_json: bool, config_path: Path | None, 
             else f"{v['consumption']['total']}/{v['consumption']['capacity'] or 'unlimited'}",
             "features": ",".join(f["code"] for f in v["features"]),
             "enabled": v["enabled"],
+            "expires": v["validity_period"],
+            "terms": v["entitlements"] + (f" ({v['license_file']})" if v["license_file"] else ""),
         }
         for v in views
     ]
-    emit(views if as_json else rows, ["id", "product", "seats", "consumption", "features", "enabled"], as_json)
+    columns = ["id", "product", "seats", "consumption", "features", "enabled", "expires", "terms"]
+    emit(views if as_json else rows, columns, as_json)
 
 
 @click.group("seats")

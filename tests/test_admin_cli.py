@@ -74,8 +74,8 @@ def test_licenses_list(server: ServerProcess) -> None:
     render = next(f for f in view["features"] if f["code"] == "render")
     assert render["consumption"]["total"] == "7"
     table = cli(server, "licenses", "list").stdout.splitlines()
-    assert table[0].split() == ["ID", "PRODUCT", "SEATS", "CONSUMPTION", "FEATURES", "ENABLED"]
-    assert table[1].split()[:3] == ["1001", "demo", "2/3"]
+    assert table[0].split() == ["ID", "PRODUCT", "SEATS", "CONSUMPTION", "FEATURES", "ENABLED", "EXPIRES", "TERMS"]
+    assert table[1].split()[:3] == ["1001", "demo", "2/3"] and table[1].split()[-2].startswith("demo")
 
 
 def test_seats_list_and_revoke(server: ServerProcess) -> None:

@@ -533,3 +533,21 @@ def test_the_example_config_serves_the_demo_license_from_the_demo_file(tmp_path:
         assert "1 demo-signed" in status_out.stdout, status_out.stdout + status_out.stderr
     finally:
         assert server.stop() == 0
+
+
+def test_the_published_json_schemas_describe_the_format() -> None:
+    import jsonschema
+
+    from floatsrv.entitlements.payload import json_schema
+    from tests.conftest import ROOT
+    from tests.licensing import DEMO_FILE
+
+    docs = ROOT / "docs"
+    payload_schema = json.loads((docs / "license-file-payload.schema.json").read_text())
+    assert payload_schema == json_schema()  # regenerate: python -m floatsrv.entitlements.payload
+    envelope_schema = json.loads((docs / "license-file-envelope.schema.json").read_text())
+    envelope = json.loads(dearmour(DEMO_FILE.read_text()))
+    jsonschema.validate(envelope, envelope_schema)
+    jsonschema.validate(json.loads(base64.b64decode(envelope["payload"])), payload_schema)
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate({**envelope, "alg": "rs256"}, envelope_schema)

@@ -246,6 +246,7 @@ def test_the_single_file_vendor_build_trusts_its_key_and_not_the_demo_key(tmp_pa
         admin = server.token()
         served = [lic["id"] for lic in server.request("GET", "/v1/licenses", token=admin)[1]["data"]["data"]]
         assert served == [3003]
+
         def refusals() -> list[dict[str, Any]]:  # the log is written in chunks: wait for the line
             lines = [json.loads(line) for line in log.read_text().splitlines()]
             return [e for e in lines if e["event"] == "license_file_refused"]

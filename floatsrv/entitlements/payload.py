@@ -6,7 +6,8 @@ both. Parsed only after the signature over these bytes verified.
 
 from __future__ import annotations
 
-from typing import Annotated, Literal, Self
+import json
+from typing import Annotated, Any, Literal, Self
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -73,3 +74,20 @@ def parse_payload(raw: bytes) -> LicenseFilePayload:
     except ValidationError as exc:
         problems = [describe(error) for error in exc.errors()]
         raise LicenseFilePayloadInvalid("; ".join(problems[:5]), problems=problems[:20]) from None
+
+
+def json_schema() -> dict[str, Any]:
+    """The payload's JSON Schema, as docs/license-file-payload.schema.json publishes it (a test keeps the
+    two equal; regenerate with `python -m floatsrv.entitlements.payload > docs/license-file-payload.schema.json`)."""
+    return {
+        **LicenseFilePayload.model_json_schema(),
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "$id": "https://floatsrv.invalid/schemas/license-file-payload.json",
+        "title": "floatsrv license file payload (floatsrv-license-file/1)",
+        "description": "What a vendor signs: the payload bytes inside a license file's envelope "
+        "(docs/license-files.md). `licenses` has exactly the schema of inline licenses in the YAML config.",
+    }
+
+
+if __name__ == "__main__":
+    print(json.dumps(json_schema(), indent=2))
