@@ -14,12 +14,15 @@ from collections.abc import AsyncIterator, Callable, Mapping
 from datetime import timedelta
 
 from aiohttp import web
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from floatsrv.api.metrics import Metrics
 from floatsrv.api.middleware import pipeline
 from floatsrv.api.routes import setup_routes
-from floatsrv.appkeys import CONFIG, DOMAIN, GUARD, LIVE, METRICS, THROTTLE
+from floatsrv.appkeys import CONFIG, DOMAIN, GUARD, LIVE, LOGIN, METRICS
 from floatsrv.auth.guard import Guard
+from floatsrv.auth.hashing import HashGate
+from floatsrv.auth.login import LoginDefense, label_key
 from floatsrv.auth.throttle import LoginThrottle, ThrottleRule
 from floatsrv.auth.tokens import TokenIssuer, load_or_create_key
 from floatsrv.clock import Clock, ClockJump, SteadyClock, SystemClock
@@ -96,6 +99,7 @@ def create_app(
         )
     clock.on_jump = clock.on_jump or clock_jumped
     app = web.Application(middlewares=[pipeline], client_max_size=config.server.max_body_bytes)
+    identity: list[Ed25519PrivateKey] = []  # the server's identity key, once the store context has it
     app[CONFIG] = config
     app[LIVE] = LiveConfig(config)
     app[METRICS] = Metrics()
@@ -115,7 +119,8 @@ def create_app(
             if store.applied_migrations:
                 log.info("database_migrated", path=str(config.db_path), versions=store.applied_migrations)
             # The server's identity: license files are bound to it; made at the first start, kept in data_dir.
-            server_key = public_key_text(load_or_create_private_key(config.signing_key_path))
+            identity.append(load_or_create_private_key(config.signing_key_path))
+            server_key = public_key_text(identity[0])
             licensing = Licensing(anchor, server_key, tuple(config.licenses), config.license_paths)
             try:
                 result = await load(store, clock, licensing)
@@ -151,11 +156,13 @@ def create_app(
         issuer = TokenIssuer(load_or_create_key(key_path), clock, timedelta(hours=config.auth.token_lifetime_hours))
         app[GUARD] = Guard(domain.store, clock, issuer, key_path, config.auth.enabled, config.auth_stamp_path)
         limits = config.auth.login_throttle
-        app[THROTTLE] = LoginThrottle(
+        throttle = LoginThrottle(
             clock,
             ThrottleRule(limits.max_failures_per_address, timedelta(seconds=limits.address_window_seconds)),
             ThrottleRule(limits.max_failures_per_user, timedelta(seconds=limits.user_window_seconds)),
         )
+        gate = HashGate(limits.max_concurrent_checks, limits.max_checks_per_second, max_wait=limits.queue_seconds)
+        app[LOGIN] = LoginDefense(throttle, gate, label_key(identity[0].private_bytes_raw()))
         if not config.auth.enabled:
             log.warning(
                 "auth_disabled",
@@ -170,7 +177,10 @@ def create_app(
                     message=f"!!! user {user.username!r} has the published demo password; change it before "
                     "exposing this server (use password_hash from `floatsrv hash-password`) !!!",
                 )
-        yield
+        try:
+            yield
+        finally:
+            gate.close()
 
     app.cleanup_ctx.append(store_context)
     app.cleanup_ctx.append(auth_context)

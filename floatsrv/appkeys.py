@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 
 from floatsrv.auth.guard import Guard
-from floatsrv.auth.throttle import LoginThrottle
+from floatsrv.auth.login import LoginDefense
 from floatsrv.config import Config, LiveConfig
 from floatsrv.domain.context import Domain
 from floatsrv.models import Principal, Role
@@ -16,7 +16,7 @@ CONFIG = web.AppKey("config", Config)  # as started
 LIVE = web.AppKey("live", LiveConfig)  # as last reloaded (SIGHUP)
 DOMAIN = web.AppKey("domain", Domain)
 GUARD = web.AppKey("guard", Guard)
-THROTTLE = web.AppKey("throttle", LoginThrottle)
+LOGIN = web.AppKey("login", LoginDefense)
 # (method, canonical path) -> role required (None: public). Filled by setup_routes.
 ROUTE_ROLES = web.AppKey("route_roles", dict[tuple[str, str], Role | None])
 

@@ -13,7 +13,16 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, Self
 
 import yaml
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    IPvAnyNetwork,
+    SecretStr,
+    ValidationError,
+    model_validator,
+)
 
 from floatsrv.auth.passwords import is_valid_hash
 from floatsrv.models import LicenseSpec, Role
@@ -47,6 +56,9 @@ class ServerConfig(_Section):
     request_timeout_seconds: Annotated[float, Field(gt=0, le=600)] = 30.0
     # A backward step of the system clock larger than this is logged and shown by /readyz.
     clock_jump_tolerance_seconds: Annotated[int, Field(ge=0, le=86_400)] = 5
+    # Reverse proxies (CIDRs) whose X-Forwarded-For is believed: the client's address is then the right-most
+    # address in it that is not one of them. Empty: the header is ignored (the TCP peer is the client).
+    trusted_proxies: list[IPvAnyNetwork] = Field(default_factory=list)
     # Optional TLS: PEM certificate (chain) and private key. Both or neither.
     tls_cert: Path | None = None
     tls_key: Path | None = None
@@ -77,7 +89,7 @@ class LogConfig(_Section):
 
 
 class UserConfig(_Section):
-    username: Annotated[str, Field(min_length=1, max_length=100, pattern=r"^[^:\s]+$")]
+    username: Annotated[str, Field(min_length=1, max_length=100, pattern=r"^[^:\s\x00-\x1f\x7f]+$")]
     password: SecretStr | None = None
     password_hash: Annotated[str, Field(pattern=r"^scrypt\$")] | None = None
     role: Role = Role.USER
@@ -165,6 +177,12 @@ class LoginThrottleConfig(_Section):
     address_window_seconds: Annotated[int, Field(gt=0, le=86_400)] = 60
     max_failures_per_user: Annotated[int, Field(gt=0)] = 10
     user_window_seconds: Annotated[int, Field(gt=0, le=86_400)] = 300
+    # Password checks (scrypt, tens of ms of CPU each) run on their own threads: at most this many at once ...
+    max_concurrent_checks: Annotated[int, Field(ge=1, le=64)] = 1
+    # ... and at most this many a second; logins beyond that get 503 with Retry-After, without a check.
+    max_checks_per_second: Annotated[float, Field(gt=0, le=10_000)] = 10.0
+    # A login from an address without recent failures may wait this long for a check instead.
+    queue_seconds: Annotated[float, Field(ge=0, le=60)] = 5.0
 
 
 class AuthConfig(_Section):

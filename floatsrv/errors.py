@@ -72,8 +72,10 @@
     │   ├── Unauthenticated               unauthorized
     │   ├── InvalidToken                  invalid_token
     │   ├── TooManyRequests               too_many_requests
+    │   ├── LoginBusy                     login_busy
     │   └── Forbidden                     forbidden
-    │       └── PasswordChangeRequired    password_change_required
+    │       ├── PasswordChangeRequired    password_change_required
+    │       └── SeatOwnedByAnotherLogin   seat_owned_by_another_login
     └── StorageUnavailable                storage_unavailable
         └── StorageFull                   storage_full
 
@@ -449,6 +451,11 @@ class TooManyRequests(AuthError):
     default_message = "too many failed logins; wait before trying again"
 
 
+class LoginBusy(AuthError):
+    code = "login_busy"
+    default_message = "password checks are saturated; retry shortly"
+
+
 class Forbidden(AuthError):
     code = "forbidden"
     default_message = "your role does not allow this"
@@ -457,6 +464,11 @@ class Forbidden(AuthError):
 class PasswordChangeRequired(Forbidden):
     code = "password_change_required"
     default_message = "change your temporary password first (POST /v1/me/password)"
+
+
+class SeatOwnedByAnotherLogin(Forbidden):
+    code = "seat_owned_by_another_login"
+    default_message = "this seat was taken by another login; only that login or an admin may change it"
 
 
 class StorageUnavailable(FloatsrvError):

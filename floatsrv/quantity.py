@@ -39,6 +39,11 @@ def to_milli(value: object) -> int:
         raise QuantityError("must be a number or a decimal string")
     if not number.is_finite():
         raise QuantityError("must be a finite number")
+    # Judged by the exponent first: arithmetic on 1e999999999 would overflow the decimal context itself.
+    if not number.is_zero() and number.adjusted() > 12:
+        raise QuantityError(f"must be at most {MAX_UNITS}")
+    if not number.is_zero() and number.adjusted() < -3:
+        raise QuantityError("has more than 3 decimal places (the smallest unit is 0.001)")
     if abs(number) > MAX_UNITS:
         raise QuantityError(f"must be at most {MAX_UNITS}")
     try:

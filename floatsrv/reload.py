@@ -3,7 +3,7 @@
 Applied live: licenses (inline ones and the `license_files`, added, changed and removed as at start-up;
 seats of unchanged licenses stay held),
 the declared users (config and environment), `log.level`, the usage windows, `metrics.token`,
-`server.request_timeout_seconds`, `server.clock_jump_tolerance_seconds` and
+`server.request_timeout_seconds`, `server.clock_jump_tolerance_seconds`, `server.trusted_proxies` and
 `storage.event_retention_days`. Anything else that changed (listening address, TLS, storage, sync, ...)
 is reported in the log as needing a restart and keeps its running value. A config that fails validation
 changes nothing.
@@ -42,6 +42,7 @@ LIVE_KEYS = frozenset(
         "metrics.token",
         "server.request_timeout_seconds",
         "server.clock_jump_tolerance_seconds",
+        "server.trusted_proxies",
         "storage.event_retention_days",
     }
 )

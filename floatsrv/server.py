@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator, Callable
 from aiohttp import web
 
 from floatsrv import __version__
+from floatsrv.api.framing import run as serve_app
 from floatsrv.app import create_app
 from floatsrv.config import EXIT_BAD_CONFIG, Config, ConfigError
 from floatsrv.db.migrate import SchemaError
@@ -130,15 +131,8 @@ def run(config: Config, reload_config: Callable[[], Config] | None = None) -> in
     app.on_startup.append(announce)
     app.cleanup_ctx.insert(0, log_flusher)
     try:
-        web.run_app(
-            app,
-            sock=sock,
-            ssl_context=context,
-            access_log=None,
-            print=None,
-            shutdown_timeout=10.0,
-            keepalive_timeout=config.server.idle_timeout_seconds,
-        )
+        # aiohttp's run_app, with JSON answers (and no logged request bytes) for malformed HTTP framing.
+        serve_app(app, sock, context, shutdown_timeout=10.0, keepalive_timeout=config.server.idle_timeout_seconds)
     except ConfigError as exc:
         for line in exc.lines:
             print(f"floatsrv: config error: {line}", file=sys.stderr)

@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from floatsrv.api.body import read_json_object
 from floatsrv.api.native import ok
 from floatsrv.api.validation import parse
-from floatsrv.appkeys import DOMAIN, PRINCIPAL
+from floatsrv.appkeys import DOMAIN, GUARD, LOGIN, PRINCIPAL
 from floatsrv.domain import accounts
 from floatsrv.domain.accounts import Actor
 from floatsrv.errors import Forbidden
@@ -52,7 +52,17 @@ async def change_password(request: web.Request) -> web.Response:
         raise Forbidden("only a logged-in user can change a password (API keys have none)")
     body = parse(PasswordChange, await read_json_object(request))
     domain = request.app[DOMAIN]
-    await accounts.change_own_password(
-        domain.store, domain.clock, actor(request), principal.username, body.current_password, body.new_password
+    # Every other token of the user is revoked; the caller keeps this one and gets a fresh one too.
+    token, claims = request.app[GUARD].issuer.issue(principal.username, principal.role)
+    revoked = await accounts.change_own_password(
+        domain.store,
+        domain.clock,
+        actor(request),
+        principal.username,
+        body.current_password,
+        body.new_password,
+        fresh=claims,
+        keep=principal.credential.removeprefix("token:"),
+        gate=request.app[LOGIN].gate,
     )
-    return ok({"object": "password_change", "changed": True})
+    return ok({"object": "password_change", "changed": True, "token": token, "tokens_revoked": revoked})

@@ -14,7 +14,7 @@ from floatsrv.api.account import actor
 from floatsrv.api.body import read_json_object
 from floatsrv.api.native import ok, seat_view
 from floatsrv.api.validation import Text100, WireInstant, WireInt, parse
-from floatsrv.appkeys import CONFIG, DOMAIN
+from floatsrv.appkeys import CONFIG, DOMAIN, LOGIN
 from floatsrv.domain import accounts, credentials, queries, seats
 from floatsrv.domain.accounts import UserRow
 from floatsrv.domain.credentials import ApiKeyRow, AuditQuery, AuditRow, TokenRow
@@ -22,7 +22,8 @@ from floatsrv.errors import UserNotFound
 from floatsrv.models import Role
 from floatsrv.times import iso_us
 
-Username = Annotated[str, Field(min_length=1, max_length=100, pattern=r"^[^:\s]+$")]
+# No colon (HTTP Basic splits on it), no white space, no control characters (NUL included).
+Username = Annotated[str, Field(min_length=1, max_length=100, pattern=r"^[^:\s\x00-\x1f\x7f]+$")]
 
 
 class _Body(BaseModel):
@@ -140,7 +141,7 @@ async def create_user(request: web.Request) -> web.Response:
     body = parse(NewUser, await read_json_object(request))
     domain = request.app[DOMAIN]
     temporary = await accounts.create_user(
-        domain.store, domain.clock, actor(request), body.username, body.role, body.password
+        domain.store, domain.clock, actor(request), body.username, body.role, body.password, request.app[LOGIN].gate
     )
     view = await _user(request, body.username)
     if temporary is not None:
@@ -166,7 +167,8 @@ async def reset_password(request: web.Request) -> web.Response:
     body = parse(PasswordReset, await read_json_object(request))
     domain = request.app[DOMAIN]
     username = request.match_info["username"]
-    temporary = await accounts.reset_password(domain.store, domain.clock, actor(request), username, body.password)
+    gate = request.app[LOGIN].gate
+    temporary = await accounts.reset_password(domain.store, domain.clock, actor(request), username, body.password, gate)
     view = await _user(request, username)
     if temporary is not None:
         view["temporary_password"] = temporary

@@ -104,6 +104,8 @@ def decode_json_object(raw: bytes) -> dict[str, Any]:
         raise InvalidJson("the JSON body is nested too deeply") from None
     except ValueError as exc:  # JSONDecodeError, and int() refusing thousands of digits
         raise InvalidJson(f"the request body is not valid JSON ({str(exc).split(':')[0]})") from None
+    except ArithmeticError:  # Decimal refusing a number such as 1e1000000000000000000 (InvalidOperation)
+        raise InvalidJson("the request body has a number beyond any range floatsrv accepts") from None
     if not isinstance(value, dict):
         raise InvalidJson("the request body must be a JSON object")
     # Cheap test first: only bodies with a surrogate escape in their text are walked.

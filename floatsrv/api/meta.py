@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import functools
 import html
@@ -14,10 +13,11 @@ from aiohttp import web
 
 from floatsrv import __version__
 from floatsrv.api.middleware import json_response
-from floatsrv.appkeys import DOMAIN, GUARD, THROTTLE
+from floatsrv.appkeys import DOMAIN, GUARD, LOGIN
+from floatsrv.auth.hashing import GateBusy
 from floatsrv.auth.passwords import dummy_hash, verify_password
 from floatsrv.domain import credentials as credentials_domain
-from floatsrv.errors import TooManyRequests, Unauthenticated
+from floatsrv.errors import LoginBusy, TooManyRequests, Unauthenticated
 from floatsrv.log import get_logger
 from floatsrv.models import Role
 from floatsrv.times import iso
@@ -50,6 +50,11 @@ def basic_credentials(header: str) -> tuple[str, str] | None:
     return (username, password) if sep and username else None
 
 
+def _check(password: str, encoded: str | None) -> bool:
+    """On the hashing gate's thread. Unknown users cost the same as known ones (`dummy_hash`)."""
+    return verify_password(password, encoded if encoded is not None else dummy_hash())
+
+
 async def login(request: web.Request) -> web.Response:
     """HTTP Basic in, bearer token out: `{"message": "Login successful", "token": "<JWT>"}`."""
     credentials = basic_credentials(request.headers.get("Authorization", ""))
@@ -57,22 +62,29 @@ async def login(request: web.Request) -> web.Response:
         raise Unauthenticated("log in with HTTP Basic credentials (Authorization: Basic ...)")
     username, password = credentials
     peer = request.remote or "-"
-    domain, guard, throttle = request.app[DOMAIN], request.app[GUARD], request.app[THROTTLE]
-    wait = throttle.retry_after(peer, username)
-    if wait is not None:
-        log.warning("login_throttled", username=username[:100], peer=peer, retry_after=wait)
-        raise TooManyRequests(f"too many failed logins; try again in {wait} seconds", retry_after=wait)
+    domain, guard, defense = request.app[DOMAIN], request.app[GUARD], request.app[LOGIN]
     user = guard.user(username)
-    # scrypt is slow on purpose; keep it off the event loop. Unknown users cost the same as known ones.
-    ok = await asyncio.to_thread(verify_password, password, user.password_hash if user else dummy_hash())
+    # Unknown usernames are never kept as typed (it may be a password in the wrong field): a keyed label.
+    shown = user.username if user is not None else defense.unknown_label(username)
+    attempt = defense.throttle.admit(peer, username)  # counted before the check, so bursts cannot outrun it
+    if isinstance(attempt, int):
+        log.warning("login_throttled", username=shown, peer=peer, retry_after=attempt)
+        raise TooManyRequests(f"too many failed logins; try again in {attempt} seconds", retry_after=attempt)
+    encoded = user.password_hash if user else None
+    try:
+        ok = await defense.gate.run(functools.partial(_check, password, encoded), priority=attempt.clean)
+    except GateBusy as exc:
+        defense.throttle.not_checked(attempt)
+        log.warning("login_busy", username=shown, peer=peer, retry_after=exc.retry_after)
+        wait = exc.retry_after
+        raise LoginBusy(f"password checks are saturated; try again in {wait} s", retry_after=wait) from None
     if not ok or user is None:
-        throttle.failed(peer, username)
         await credentials_domain.record_login_failure(
-            domain.store, domain.clock, username, peer, "wrong_password" if user else "unknown_user"
+            domain.store, domain.clock, shown, peer, "wrong_password" if user else "unknown_user"
         )
-        log.warning("login_failed", username=username[:100], peer=peer)
+        log.warning("login_failed", username=shown, peer=peer)
         raise Unauthenticated("invalid username or password")
-    throttle.succeeded(username)
+    defense.throttle.succeeded(attempt)
     token, claims = guard.issuer.issue(user.username, Role(user.role))
     await credentials_domain.record_login(domain.store, domain.clock, claims, peer)
     log.info("login_succeeded", username=user.username, role=user.role, peer=peer)

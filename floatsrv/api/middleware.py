@@ -22,6 +22,7 @@ from aiohttp.typedefs import Handler
 
 from floatsrv import errors
 from floatsrv.api.errors import Surface, error_body, render
+from floatsrv.api.forwarded import client_address
 from floatsrv.appkeys import GUARD, LIVE, METRICS, PRINCIPAL, ROUTE_ROLES
 from floatsrv.log import get_logger, request_completed
 from floatsrv.models import Principal, Role
@@ -61,7 +62,7 @@ def _error_response(request: web.Request, error: errors.FloatsrvError) -> web.Re
     headers = {}
     if status == 401:
         headers["WWW-Authenticate"] = 'Bearer realm="floatsrv"'
-    if isinstance(error, errors.TooManyRequests):
+    if isinstance(error, (errors.TooManyRequests, errors.LoginBusy)):
         headers["Retry-After"] = str(error.detail.get("retry_after", 60))
     if isinstance(error, errors.StorageUnavailable):
         headers["Retry-After"] = "5"  # storage faults clear by themselves or not at all: retry soon
@@ -117,6 +118,11 @@ async def pipeline(request: web.Request, handler: Handler) -> web.StreamResponse
     # connection (no clear_contextvars, which walks every context variable, needed).
     structlog.contextvars.bind_contextvars(request_id=request_id)
     app = request.app
+    trusted = app[LIVE].config.server.trusted_proxies
+    if trusted and (hops := request.headers.getall("X-Forwarded-For", None)):
+        client = client_address(request.remote, hops, trusted)
+        if client is not None and client != request.remote:
+            request = request.clone(remote=client)
     match_info = request.match_info
     route = match_info.route
     resource = route.resource

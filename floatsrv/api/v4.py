@@ -22,16 +22,24 @@ from floatsrv.api.v4_schemas import (
     UnregisterBody,
 )
 from floatsrv.api.validation import parse, wire_int
-from floatsrv.appkeys import DOMAIN, PRINCIPAL
+from floatsrv.appkeys import DOMAIN, GUARD, PRINCIPAL
 from floatsrv.domain import consumption, queries, seats
 from floatsrv.domain.consumption import ConsumeRequest
 from floatsrv.domain.seats import SeatRequest, Target
 from floatsrv.errors import InvalidRequest
-from floatsrv.models import ClientInfo, Principal
+from floatsrv.models import ClientInfo, Principal, Role
 
 
 def _principal(request: web.Request) -> Principal | None:
     return request.get(PRINCIPAL)
+
+
+def _owner(request: web.Request) -> str | None:
+    """The login whose seats this request may touch: None for an admin, or with authentication off."""
+    principal: Principal | None = request.get(PRINCIPAL)
+    if principal is None or principal.role is Role.ADMIN or not request.app[GUARD].enabled:
+        return None
+    return principal.username
 
 
 def _client(body: ClientFields) -> ClientInfo:
@@ -47,7 +55,11 @@ def _client(body: ClientFields) -> ClientInfo:
 def _seat_request(request: web.Request, body: RegisterBody | FeatureRegisterBody) -> SeatRequest:
     principal = _principal(request)
     return SeatRequest(
-        Target(body.product, body.license_id), body.user, principal.username if principal else None, _client(body)
+        Target(body.product, body.license_id),
+        body.user,
+        principal.username if principal else None,
+        _client(body),
+        _owner(request),
     )
 
 
@@ -67,7 +79,7 @@ async def borrow(request: web.Request) -> web.Response:
 
 async def unregister(request: web.Request) -> web.Response:
     body = parse(UnregisterBody, await read_json_object(request))
-    await seats.unregister(request.app[DOMAIN], Target(body.product, body.license_id), body.user)
+    await seats.unregister(request.app[DOMAIN], Target(body.product, body.license_id), body.user, _owner(request))
     return web.Response(text="user_unregistered")
 
 
@@ -85,7 +97,7 @@ def _query_scope(request: web.Request) -> tuple[str | None, int | None]:
 
 async def unregister_all(request: web.Request) -> web.Response:
     product, license_id = _query_scope(request)
-    await seats.unregister_all(request.app[DOMAIN], product, license_id)
+    await seats.unregister_all(request.app[DOMAIN], product, license_id, owner=_owner(request))
     return web.Response(text="")
 
 
@@ -138,7 +150,8 @@ async def feature_release(request: web.Request) -> web.Response:
     if "hardware_id" in data and "user" not in data:  # the License-API twin names the user hardware_id
         data["user"] = data.pop("hardware_id")
     body = parse(FeatureReleaseBody, data)
-    await seats.release_feature(request.app[DOMAIN], Target(body.product, body.license_id), body.user, body.feature)
+    target = Target(body.product, body.license_id)
+    await seats.release_feature(request.app[DOMAIN], target, body.user, body.feature, _owner(request))
     return web.Response(text="feature_released")
 
 
@@ -151,6 +164,7 @@ async def feature_release_all(request: web.Request) -> web.Response:
         features_only=True,
         feature=request.query.get("feature") or None,
         user=request.query.get("user") or None,
+        owner=_owner(request),
     )
     return web.Response(text="")
 

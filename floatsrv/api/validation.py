@@ -30,18 +30,29 @@ def wire_int(value: Any) -> int:
     return checked
 
 
+# SQLite stores 64-bit integers: anything outside would overflow there, so it is refused here, for every field.
+_INT_RANGE = range(-(2**63), 2**63)
+
+
 def _wire_int(value: Any) -> Any:
     if isinstance(value, bool):
         raise ValueError("must be an integer")
+    number: int | None = None
     if isinstance(value, int):
-        return value
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    if isinstance(value, Decimal) and value.is_finite() and value == value.to_integral_value() and abs(value) < 10**19:
-        return int(value)
-    if isinstance(value, str) and _INT.match(value):
-        return int(value)
-    raise ValueError("must be an integer")
+        number = value
+    elif isinstance(value, float) and value.is_integer():
+        number = int(value)
+    elif isinstance(value, Decimal) and value.is_finite() and (value.is_zero() or value.adjusted() < 19):
+        # adjusted() first: comparing or rounding 1e999999999 would overflow the decimal context.
+        if value == value.to_integral_value():
+            number = int(value)
+    elif isinstance(value, str) and _INT.match(value):
+        number = int(value)
+    if number is None:
+        raise ValueError("must be an integer")
+    if number not in _INT_RANGE:
+        raise ValueError("must be an integer between -2^63 and 2^63-1")
+    return number
 
 
 def _wire_bool(value: Any) -> Any:

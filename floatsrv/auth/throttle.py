@@ -1,7 +1,18 @@
-"""Login throttling: too many failed logins from one address, or for one username, are refused for a
-while with 429 and Retry-After. (Keygen allows about 5 password logins per minute per address.)
+"""Login throttling: every login attempt is counted before its password is checked, per client address and
+per username; beyond the limits the answer is 429 with Retry-After, without a check.
+
+- **Per address**: at most `max_failures_per_address` attempts that did not succeed within the window. An
+  attempt counts the moment it is admitted (so a burst sent at once gets no more checks than the limit) and
+  is taken back when the password was right.
+- **Per username**: at most `max_failures_per_user` failed attempts within the window, from everywhere, but
+  this limit applies only to addresses that have failures of their own. A correct login from an address with
+  no recent failures always gets its check: guessing from many addresses is slowed (and bounded in total by
+  the hashing gate, `auth.hashing`), yet nobody can lock the owner out by failing on purpose from elsewhere.
+  The trade-off (docs/reliability.md): an attacker with many addresses gets one attempt per address and window
+  for a username; the per-address limit and the hashing rate bound what that is worth.
 
 State is in memory and per process: a restart forgets it, which is acceptable for slowing down guessing.
+(Keygen allows about 5 password logins per minute per address.)
 """
 
 from __future__ import annotations
@@ -10,6 +21,7 @@ import math
 from collections import deque
 from dataclasses import dataclass, field
 from datetime import timedelta
+from typing import NamedTuple
 
 from floatsrv.clock import Clock
 
@@ -28,7 +40,7 @@ class _Tracker:
     rule: ThrottleRule
     seen: dict[str, deque[float]] = field(default_factory=dict)
 
-    def _recent(self, key: str, now: float) -> deque[float]:
+    def recent(self, key: str, now: float) -> deque[float]:
         times = self.seen.get(key)
         if times is None:
             return deque()
@@ -40,21 +52,36 @@ class _Tracker:
         return times
 
     def wait(self, key: str, now: float) -> float:
-        times = self._recent(key, now)
+        times = self.recent(key, now)
         if len(times) < self.rule.failures:
             return 0.0
         return times[-self.rule.failures] + self.rule.window.total_seconds() - now
 
     def add(self, key: str, now: float) -> None:
         if len(self.seen) >= _MAX_KEYS:
-            for stale in [k for k, v in self.seen.items() if not v or v[-1] <= now - self.rule.window.total_seconds()]:
+            horizon = now - self.rule.window.total_seconds()
+            for stale in [k for k, v in self.seen.items() if not v or v[-1] <= horizon]:
                 del self.seen[stale]
             if len(self.seen) >= _MAX_KEYS:
                 self.seen.pop(next(iter(self.seen)))
         self.seen.setdefault(key, deque()).append(now)
 
+    def take_back(self, key: str, at: float) -> None:
+        times = self.seen.get(key)
+        if times is not None and at in times:
+            times.remove(at)
+
     def clear(self, key: str) -> None:
         self.seen.pop(key, None)
+
+
+class Attempt(NamedTuple):
+    """An admitted login attempt, counted as a failure until `LoginThrottle.succeeded` takes it back."""
+
+    address: str
+    username: str
+    at: float
+    clean: bool  # the address had no recent failures when it came
 
 
 class LoginThrottle:
@@ -63,17 +90,26 @@ class LoginThrottle:
         self._address = _Tracker(per_address)
         self._user = _Tracker(per_user)
 
-    def retry_after(self, address: str, username: str) -> int | None:
-        """Whole seconds to wait before this address may try this username again, or None."""
+    def admit(self, address: str, username: str) -> Attempt | int:
+        """Count an attempt before its check: the Attempt, or whole seconds to wait (nothing counted)."""
         now = self._clock.now().timestamp()
-        wait = max(self._address.wait(address, now), self._user.wait(username, now))
-        return math.ceil(wait) if wait > 0 else None
-
-    def failed(self, address: str, username: str) -> None:
-        now = self._clock.now().timestamp()
+        clean = not self._address.recent(address, now)
+        wait = self._address.wait(address, now)
+        if not clean:
+            wait = max(wait, self._user.wait(username, now))
+        if wait > 0:
+            return max(1, math.ceil(wait))
         self._address.add(address, now)
         self._user.add(username, now)
+        return Attempt(address, username, now, clean)
 
-    def succeeded(self, username: str) -> None:
-        # The account is fine; the address keeps its record (a guesser may also own one valid account).
-        self._user.clear(username)
+    def succeeded(self, attempt: Attempt) -> None:
+        # The account is fine: its failures are forgotten. The address keeps its other failures (a guesser
+        # may also own one valid account), but this attempt was not one.
+        self._address.take_back(attempt.address, attempt.at)
+        self._user.clear(attempt.username)
+
+    def not_checked(self, attempt: Attempt) -> None:
+        """The attempt was refused before its check (password checks saturated). It still counts for its
+        address (a burst from one address meets 429 after the limit), not against the user."""
+        self._user.take_back(attempt.username, attempt.at)

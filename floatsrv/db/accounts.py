@@ -147,11 +147,12 @@ def revoke_token(conn: sqlite3.Connection, jti: str, now: int, by: str) -> bool:
     return cursor.rowcount == 1
 
 
-def revoke_user_tokens(conn: sqlite3.Connection, username: str, now: int, by: str) -> int:
+def revoke_user_tokens(conn: sqlite3.Connection, username: str, now: int, by: str, keep: str | None = None) -> int:
+    """Revoke every live token of a user (but `keep`, a token id, if given); returns how many."""
     return conn.execute(
         "UPDATE issued_tokens SET revoked_at = ?, revoked_by = ? WHERE username = ? AND revoked_at IS NULL"
-        " AND expires_at > ?",
-        (now, by, username, now),
+        " AND expires_at > ? AND jti IS NOT ?",
+        (now, by, username, now, keep),
     ).rowcount
 
 

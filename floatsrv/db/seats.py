@@ -10,6 +10,7 @@ import sqlite3
 from collections.abc import Iterable
 from typing import NamedTuple
 
+from floatsrv.errors import SeatOwnedByAnotherLogin
 from floatsrv.models import ClientInfo
 
 LICENSE_SEAT = ""
@@ -126,8 +127,10 @@ def renew_held(
     timeout_us: int,
     borrow_until: int | None,
     client: ClientInfo,
+    owner: str | None = None,
 ) -> SeatRow | None:
-    """Heartbeat: renew the user's unexpired seat, or None when they hold none.
+    """Heartbeat: renew the user's unexpired seat, or None when they hold none. With `owner`, a seat another
+    login took is not renewed: SeatOwnedByAnotherLogin (seats from before logins were recorded have none).
 
     A SELECT and an UPDATE by id, not one UPDATE ... RETURNING: SQLite runs RETURNING through a
     temporary result table, which made this, the hottest statement of all, three times as expensive.
@@ -154,6 +157,11 @@ def renew_held(
         sdk_ver,
         app_ver,
     ) = row
+    if owner is not None and principal is not None and principal != owner:
+        raise SeatOwnedByAnotherLogin(
+            f"user {usr!r} holds this seat through another login; only that login or an admin may change it",
+            user=usr,
+        )
     borrowed_until = borrow_until if borrow_until is not None else old_borrow
     seat = SeatRow(  # built here, not with dataclasses.replace (several times slower, on the hottest path)
         seat_id,
@@ -325,8 +333,10 @@ def end_all(
     features_only: bool = False,
     feature: str | None = None,
     user: str | None = None,
+    principal: str | None = None,
 ) -> int:
-    """End held seats of the given licenses (all of them, or only feature seats / one feature / one user)."""
+    """End held seats of the given licenses (all of them, or only feature seats / one feature / one user /
+    those one login took)."""
     total = 0
     for license_id in license_ids:
         sql = "UPDATE seats SET ended_at = ?, end_reason = ? WHERE license_id = ? AND ended_at IS NULL"
@@ -339,6 +349,9 @@ def end_all(
         if user is not None:
             sql += " AND user = ?"
             args += (user,)
+        if principal is not None:
+            sql += " AND principal = ?"
+            args += (principal,)
         total += conn.execute(sql, args).rowcount
     return total
 

@@ -31,6 +31,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Hashable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Generic, Literal, NamedTuple, TypeVar
@@ -232,6 +233,12 @@ class Store:
         self._flusher: asyncio.Task[None] | None = None
         self._closed = False
         self._loop: asyncio.AbstractEventLoop  # the loop the store was opened on (set by open)
+        # The writer's blocking calls (BEGIN, which may wait for another process; COMMIT, which fsyncs) run on
+        # this thread of their own: nothing else (password hashing, file reads) can ever queue in front of them.
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="floatsrv-db")
+
+    def _off_loop(self, fn: Callable[..., T], *args: Any) -> asyncio.Future[T]:
+        return asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
 
     @property
     def pending_writes(self) -> int:
@@ -241,7 +248,7 @@ class Store:
     async def open(self) -> None:
         """Create or open the database, refuse foreign/newer files, apply migrations, start the reader."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._conn, self.applied_migrations = await asyncio.to_thread(
+        self._conn, self.applied_migrations = await self._off_loop(
             _open_writer, self.path, self.options, to_us(self.clock.now())
         )
         self._loop = asyncio.get_running_loop()
@@ -303,7 +310,7 @@ class Store:
         while self._queue:
             if version is None:
                 try:
-                    version = await asyncio.to_thread(_begin, conn)  # may wait for another process
+                    version = await self._off_loop(_begin, conn)  # may wait for another process
                 except sqlite3.Error as exc:
                     self._note_fault(exc)
                     self._fail(self._take(), _unavailable(exc))
@@ -317,13 +324,13 @@ class Store:
             version = None
             if fault is None:
                 try:
-                    version = await asyncio.to_thread(self._commit, conn)  # the fsync happens there, off the loop
+                    version = await self._off_loop(self._commit, conn)  # the fsync happens there, off the loop
                 except sqlite3.Error as exc:
                     fault = exc
             if fault is not None:
                 conn.memo.clear()  # it holds the batch's changes, which are gone
                 with contextlib.suppress(sqlite3.Error):  # SQLite may have rolled back already
-                    await asyncio.to_thread(conn.execute, "ROLLBACK")
+                    await self._off_loop(conn.execute, "ROLLBACK")
                 self._note_fault(fault)
                 self._fail(batch, _unavailable(fault))  # every unit shares the batch's fate
                 continue
@@ -445,7 +452,8 @@ class Store:
             self._peek.close()
         if self._reader is not None:
             self._reader.jobs.put(None)
-            await asyncio.to_thread(self._reader.join)
+            await self._off_loop(self._reader.join)
         if self._conn is not None:
             conn, self._conn = self._conn, None
-            await asyncio.to_thread(conn.close)
+            await self._off_loop(conn.close)
+        self._executor.shutdown(wait=False)

@@ -1,7 +1,9 @@
 """User accounts: declared users synced from config/env, users made by admins, passwords.
 
 Every change writes its audit row in the same transaction. Password hashing (scrypt, deliberately slow)
-always happens before the write unit, in a worker thread: the writer must never wait on it.
+always happens before the write unit, on the login gate's executor in the server (`auth.hashing`) or a
+worker thread in admin commands: the writer never waits on it. Any change of a user's password revokes
+every token of that user (an own change hands the caller a fresh one).
 A user created or reset by an admin gets a temporary password and must change it before anything else.
 """
 
@@ -10,10 +12,13 @@ from __future__ import annotations
 import asyncio
 import secrets
 import sqlite3
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
+from floatsrv.auth.hashing import GateBusy, HashGate
 from floatsrv.auth.passwords import hash_password, verify_password
+from floatsrv.auth.tokens import TokenClaims
 from floatsrv.clock import Clock
 from floatsrv.db import accounts as db
 from floatsrv.db import audit
@@ -21,6 +26,7 @@ from floatsrv.db.accounts import UserRow as UserRow  # re-exported for the API l
 from floatsrv.db.store import Store
 from floatsrv.errors import (
     InvalidCurrentPassword,
+    LoginBusy,
     ManagedByConfig,
     UserExists,
     UserNotFound,
@@ -30,6 +36,7 @@ from floatsrv.models import Role
 from floatsrv.times import to_us
 
 MIN_PASSWORD_LENGTH = 10
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,7 +172,7 @@ def _local_user(conn: sqlite3.Connection, username: str) -> UserRow:
     return row
 
 
-async def _new_password(username: str, password: str | None) -> tuple[str | None, str]:
+async def _new_password(username: str, password: str | None, gate: HashGate | None = None) -> tuple[str | None, str]:
     """A password an admin sets for a user: theirs (strength-checked) or a generated temporary one.
     Returns (the temporary password to show once, or None; the hash to store)."""
     temporary = None
@@ -173,15 +180,22 @@ async def _new_password(username: str, password: str | None) -> tuple[str | None
         temporary = password = secrets.token_urlsafe(12)
     else:
         check_password_strength(password, username)
-    return temporary, await asyncio.to_thread(hash_password, password)
+    chosen = password
+    return temporary, await _hashing(gate, lambda: hash_password(chosen))
 
 
 async def create_user(
-    store: Store, clock: Clock, actor: Actor, username: str, role: Role, password: str | None = None
+    store: Store,
+    clock: Clock,
+    actor: Actor,
+    username: str,
+    role: Role,
+    password: str | None = None,
+    gate: HashGate | None = None,
 ) -> str | None:
     """Create a local user who must change the password at first login. Returns the temporary password
     when none was given (it is shown once and never stored in clear)."""
-    temporary, encoded = await _new_password(username, password)
+    temporary, encoded = await _new_password(username, password, gate)
 
     def unit(conn: sqlite3.Connection) -> None:
         now = to_us(clock.now())
@@ -203,10 +217,15 @@ async def create_user(
 
 
 async def reset_password(
-    store: Store, clock: Clock, actor: Actor, username: str, password: str | None = None
+    store: Store,
+    clock: Clock,
+    actor: Actor,
+    username: str,
+    password: str | None = None,
+    gate: HashGate | None = None,
 ) -> str | None:
     """Give a local user a new temporary password (they must change it) and revoke their tokens."""
-    temporary, encoded = await _new_password(username, password)
+    temporary, encoded = await _new_password(username, password, gate)
 
     def unit(conn: sqlite3.Connection) -> None:
         now = to_us(clock.now())
@@ -219,29 +238,66 @@ async def reset_password(
     return temporary
 
 
-async def change_own_password(store: Store, clock: Clock, actor: Actor, username: str, current: str, new: str) -> None:
-    """A user changes their own password (this clears a forced change). Other sessions stay valid."""
+async def _hashing(gate: HashGate | None, work: Callable[[], T]) -> T:
+    """Run password hashing on the login gate's executor (bounded, never the database's) when there is one
+    (the server); admin commands, which have none, use a worker thread."""
+    if gate is None:
+        return await asyncio.to_thread(work)
+    try:
+        return await gate.run(work, priority=True)
+    except GateBusy as exc:
+        raise LoginBusy(
+            f"password checks are saturated; try again in {exc.retry_after} s", retry_after=exc.retry_after
+        ) from None
+
+
+async def change_own_password(
+    store: Store,
+    clock: Clock,
+    actor: Actor,
+    username: str,
+    current: str,
+    new: str,
+    *,
+    fresh: TokenClaims | None = None,
+    keep: str | None = None,
+    gate: HashGate | None = None,
+) -> int:
+    """A user changes their own password (this clears a forced change). Every other token of the user is
+    revoked (other sessions must log in again; `keep` is the caller's), and `fresh`, a new token the caller
+    gets back, is recorded in the same transaction. Returns how many tokens were revoked."""
     row = await store.read(lambda conn: db.get_user(conn, username))
     if row is None:
         raise UserNotFound(f"no user {username!r}")
     if row.source != "local":
         raise ManagedByConfig(f"user {username!r} is declared in the {row.source}; change it there")
-    if not await asyncio.to_thread(verify_password, current, row.password_hash):
+    if not await _hashing(gate, lambda: verify_password(current, row.password_hash)):
         raise InvalidCurrentPassword(param="current_password")
     check_password_strength(new, username)
     if new == current:
         raise WeakPassword("the new password must differ from the current one", param="new_password")
-    encoded = await asyncio.to_thread(hash_password, new)
+    encoded = await _hashing(gate, lambda: hash_password(new))
 
-    def unit(conn: sqlite3.Connection) -> None:
+    def unit(conn: sqlite3.Connection) -> int:
         now = to_us(clock.now())
-        fresh = db.get_user(conn, username)
-        if fresh is None or fresh.password_hash != row.password_hash:  # changed meanwhile: verify again
+        fresh_row = db.get_user(conn, username)
+        if fresh_row is None or fresh_row.password_hash != row.password_hash:  # changed meanwhile: verify again
             raise InvalidCurrentPassword("the password was changed meanwhile; try again", param="current_password")
         db.update_user(conn, username, now, password_hash=encoded, must_change_password=False)
-        actor.audit(conn, now, "password_changed", target=username)
+        revoked = db.revoke_user_tokens(conn, username, now, actor.name, keep=keep)
+        if fresh is not None:
+            db.insert_token(
+                conn,
+                jti=fresh.token_id,
+                username=username,
+                issued_at=fresh.issued_at * 1_000_000,
+                expires_at=fresh.expires_at * 1_000_000,
+                peer=actor.peer,
+            )
+        actor.audit(conn, now, "password_changed", target=username, detail={"tokens_revoked": revoked})
+        return revoked
 
-    await store.write(unit)
+    return await store.write(unit)
 
 
 async def update_user(

@@ -3,6 +3,10 @@
 Each use case is one write unit: it decides and writes inside the writer's transaction, so two requests
 can never both take the last seat. A registration is keyed on (license, feature, user): registering again
 is the heartbeat that renews it, never a second seat.
+
+A live seat belongs to the login that took it (`principal`; for an API key, the key). Requests carry an
+`owner`: the login whose seats they may renew, borrow, release or end; None for an admin, or with
+authentication off, when any seat may be touched. Another login's seat answers SeatOwnedByAnotherLogin.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from floatsrv.errors import (
     LicenseNotFound,
     RegistrationNotFound,
     SeatNotFound,
+    SeatOwnedByAnotherLogin,
     SeatsExhausted,
 )
 from floatsrv.models import ClientInfo, FeatureSpec, License, LicenseSpec
@@ -46,8 +51,19 @@ class Target(NamedTuple):
 class SeatRequest(NamedTuple):
     target: Target
     user: str
-    principal: str | None = None
+    principal: str | None = None  # who is asking (kept on a new seat)
     client: ClientInfo = ClientInfo()
+    owner: str | None = None  # only this login's seats may be touched (None: any; admins, auth off)
+
+
+def _check_owner(seat: SeatRow | None, owner: str | None, now: int) -> None:
+    if seat is None or owner is None or seat.principal is None or seat.principal == owner:
+        return
+    if seat.ended_at is None and seat.expires_at > now:
+        raise SeatOwnedByAnotherLogin(
+            f"user {seat.user!r} holds this seat through another login; only that login or an admin may change it",
+            user=seat.user,
+        )
 
 
 class SeatResult(NamedTuple):
@@ -77,6 +93,7 @@ def _claim(
         timeout_us=timeout_us,
         borrow_until=borrow_until,
         client=request.client,
+        owner=request.owner,
     )
     if renewed is not None:  # the heartbeat: one statement
         return renewed, False
@@ -152,12 +169,13 @@ async def register(
     return await domain.store.write_then_read(unit)
 
 
-async def unregister(domain: Domain, target: Target, user: str) -> int:
+async def unregister(domain: Domain, target: Target, user: str, owner: str | None = None) -> int:
     """Release the user's license seat and their feature seats; returns how many seats ended (0 is fine)."""
     license = domain.catalog.resolve(target.product, target.license_id)
 
     def unit(conn: sqlite3.Connection) -> int:
         now = to_us(domain.clock.now())
+        _check_owner(db_seats.held(conn, license.id, LICENSE_SEAT, user), owner, now)
         db_seats.end_expired(conn, now, license.id)
         return db_seats.end_user(conn, license.id, user, now, "released", feature=None)
 
@@ -184,8 +202,10 @@ async def unregister_all(
     features_only: bool = False,
     feature: str | None = None,
     user: str | None = None,
+    owner: str | None = None,
 ) -> int:
-    """End held seats in bulk (everything, one product's or one license's; optionally only feature seats)."""
+    """End held seats in bulk (everything, one product's or one license's; optionally only feature seats).
+    With `owner`, only the seats that login took."""
     ids = [lic.id for lic in _licenses_in_scope(domain, product, license_id)]
 
     def unit(conn: sqlite3.Connection) -> int:
@@ -193,7 +213,7 @@ async def unregister_all(
         for each in ids:
             db_seats.end_expired(conn, now, each)
         return db_seats.end_all(
-            conn, ids, now, "unregister_all", features_only=features_only, feature=feature, user=user
+            conn, ids, now, "unregister_all", features_only=features_only, feature=feature, user=user, principal=owner
         )
 
     return await domain.store.write(unit)
@@ -224,6 +244,7 @@ async def register_feature(
         check_usable(spec, now)
         feature = _floating_feature(spec, code, now)
         license_seat = db_seats.held(conn, spec.id, LICENSE_SEAT, request.user)
+        _check_owner(license_seat, request.owner, t)
         if license_seat is None or license_seat.expires_at <= t:
             raise RegistrationNotFound(
                 f"user {request.user!r} must register on license {spec.id} before taking feature {code!r}",
@@ -246,7 +267,7 @@ async def register_feature(
     return await domain.store.write_then_read(unit)
 
 
-async def release_feature(domain: Domain, target: Target, user: str, code: str) -> None:
+async def release_feature(domain: Domain, target: Target, user: str, code: str, owner: str | None = None) -> None:
     """Release the user's seat of a feature. Raises FeatureSeatNotFound when they hold none."""
     license = domain.catalog.resolve(target.product, target.license_id)
 
@@ -255,6 +276,7 @@ async def release_feature(domain: Domain, target: Target, user: str, code: str) 
         if license.spec.feature(code) is None:
             raise FeatureNotFound(f"license {license.id} has no feature {code!r}", feature=code)
         t = to_us(now)
+        _check_owner(db_seats.held(conn, license.id, code, user), owner, t)
         db_seats.end_expired(conn, t, license.id, code)
         if db_seats.end_user(conn, license.id, user, t, "released", feature=code) == 0:
             raise FeatureSeatNotFound(f"user {user!r} holds no seat of feature {code!r}", feature=code)
