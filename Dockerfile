@@ -4,6 +4,7 @@
 #   docker build -t floatsrv --build-arg VENDOR_KEYS="$(cat vendor.pub)" .    # a vendor build (license-files.md)
 #   docker run -d --name floatsrv -p 8080:8080 -v floatsrv-data:/var/lib/floatsrv \
 #       -v /srv/floatsrv/config.yaml:/etc/floatsrv/config.yaml:ro --stop-timeout 60 floatsrv
+#   docker run -d --name floatsrv-demo -e FLOATSRV_DEMO=1 floatsrv     # the demo, on the container's loopback
 #
 # Both stages must use the same base image: the virtualenv copied from the first one links to its Python.
 ARG PYTHON_IMAGE=python:3.11-slim
@@ -29,18 +30,19 @@ RUN if [ -n "$VENDOR_KEYS" ]; then \
             ${ALLOW_INLINE_LICENSES:+--allow-inline-licenses}; \
     fi \
  && pip --python /opt/floatsrv/bin/python install --no-deps .
-# The example config, listening on all interfaces, with its data in the volume. Mount your own over it.
-# Its demo license file comes along in the repository build only (a vendor build does not trust it).
+# No config in the image: the customer mounts one at /etc/floatsrv/config.yaml (its license files beside it,
+# in /etc/floatsrv/licenses/). The demo (published passwords) is kept apart, for FLOATSRV_DEMO=1, which serves
+# it on the container's loopback only (floatsrv.container). Its license file comes along in the repository
+# build only (a vendor build does not trust the demo key).
 COPY config.example.yaml ./
 COPY licenses ./licenses
-RUN mkdir -p /etc/floatsrv/licenses \
- && if [ -z "$VENDOR_KEYS" ]; then cp licenses/*.lic /etc/floatsrv/licenses/; fi \
- && sed -e 's|^\(  host: \)127\.0\.0\.1  |\10.0.0.0    |' \
-        -e 's|^\(  data_dir: \)floatsrv-data|\1/var/lib/floatsrv|' \
-        config.example.yaml > /etc/floatsrv/config.yaml \
- && grep -q '^  host: 0\.0\.0\.0 ' /etc/floatsrv/config.yaml \
- && grep -q '^  data_dir: /var/lib/floatsrv ' /etc/floatsrv/config.yaml \
- && /opt/floatsrv/bin/floatsrv check-config --config /etc/floatsrv/config.yaml
+RUN mkdir -p /etc/floatsrv/licenses /usr/share/floatsrv/demo/licenses \
+ && if [ -z "$VENDOR_KEYS" ]; then cp licenses/*.lic /usr/share/floatsrv/demo/licenses/; fi \
+ && sed -e 's|^\(  data_dir: \)floatsrv-data|\1/var/lib/floatsrv|' \
+        config.example.yaml > /usr/share/floatsrv/demo/config.yaml \
+ && grep -q '^  host: 127\.0\.0\.1 ' /usr/share/floatsrv/demo/config.yaml \
+ && grep -q '^  data_dir: /var/lib/floatsrv ' /usr/share/floatsrv/demo/config.yaml \
+ && /opt/floatsrv/bin/floatsrv check-config --config /usr/share/floatsrv/demo/config.yaml
 
 # --- runtime ---
 FROM ${PYTHON_IMAGE}
@@ -51,6 +53,7 @@ RUN groupadd --system --gid 10001 floatsrv \
  && install -d -o floatsrv -g floatsrv -m 0700 /var/lib/floatsrv
 COPY --from=build /opt/floatsrv /opt/floatsrv
 COPY --from=build /etc/floatsrv /etc/floatsrv
+COPY --from=build /usr/share/floatsrv /usr/share/floatsrv
 # FLOATSRV_CONFIG: admin commands find the database by themselves (`docker exec floatsrv floatsrv user list`).
 ENV PATH=/opt/floatsrv/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
@@ -66,4 +69,6 @@ HEALTHCHECK --interval=30s --timeout=5s --start-period=30s --retries=3 \
 # SIGTERM: floatsrv drains requests (up to 10 s) and delivers pending usage (sync.shutdown_timeout_seconds,
 # default 10 s) before it exits. Docker's default stop timeout is 10 s: run with --stop-timeout 60.
 STOPSIGNAL SIGTERM
-CMD ["floatsrv", "serve", "--config", "/etc/floatsrv/config.yaml", "--host", "0.0.0.0", "--data-dir", "/var/lib/floatsrv"]
+# serve --config $FLOATSRV_CONFIG --host 0.0.0.0 --data-dir /var/lib/floatsrv; without a mounted config it
+# refuses to start (one line saying what to mount), unless FLOATSRV_DEMO=1 asks for the loopback-only demo.
+CMD ["floatsrv", "container-start"]

@@ -122,7 +122,9 @@ def peak_rss_mib(pid: int) -> float:
     return 0.0
 
 
-def wrk(port: int, scenario: dict[str, Any], seconds: int, token: str | None) -> dict[str, Any]:
+def wrk(
+    port: int, scenario: dict[str, Any], seconds: int, token: str | None, connections: int = CONNECTIONS
+) -> dict[str, Any]:
     env = {
         **os.environ,
         "BODY": scenario.get("body", ""),
@@ -135,7 +137,7 @@ def wrk(port: int, scenario: dict[str, Any], seconds: int, token: str | None) ->
         *pin("1"),
         "wrk",
         "-t1",
-        f"-c{CONNECTIONS}",
+        f"-c{connections}",
         f"-d{seconds}s",
         "-s",
         str(LUA),
@@ -285,7 +287,14 @@ def main() -> int:
     parser.add_argument("--seconds", type=int, default=5, help="length of each measured run (default 5)")
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds; medians are reported")
     parser.add_argument("--no-scale", action="store_true")
+    parser.add_argument(
+        "--login-flood", action="store_true", help="only heartbeat latency during a flood of failed logins"
+    )
     args = parser.parse_args()
+    if args.login_flood:
+        from login_flood import main as flood_main
+
+        return flood_main()
     if not shutil.which("wrk"):
         print("bench: needs wrk (Debian/Ubuntu: apt-get install wrk)", file=sys.stderr)
         return 2

@@ -94,6 +94,7 @@ def _register_admin_commands() -> None:
     from floatsrv.cli_auth import apikey_group, audit_command, token_group, user_group
     from floatsrv.cli_license import license_group, vendor_group
     from floatsrv.cli_sync import server_key, sync_group, usage_group
+    from floatsrv.container import container_start
 
     usage_group.add_command(usage_show)
     for command in (
@@ -110,6 +111,7 @@ def _register_admin_commands() -> None:
         db_group,
         license_group,
         vendor_group,
+        container_start,
     ):
         main.add_command(command)
 

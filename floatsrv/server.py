@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import gc
 import os
 import socket
+import sqlite3
 import ssl
 import sys
+import tempfile
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 
 from aiohttp import web
 
@@ -43,21 +47,45 @@ def tls_context(config: Config) -> ssl.SSLContext | None:
 EXIT_BAD_DATA = 3
 
 
+# Below this much free space the database cannot be opened or migrated safely: refuse to start.
+_MIN_FREE_BYTES = 1024 * 1024
+
+
+def _storage_problem(path: Path, error: OSError) -> str:
+    if error.errno == errno.ENOSPC:
+        return f"the disk holding {path} is full; free some space (floatsrv needs at least a few MiB) and start again"
+    if error.errno == errno.EROFS:
+        return f"{path} is on a read-only file system; floatsrv needs to write its database there"
+    if error.errno in (errno.EACCES, errno.EPERM):
+        return (
+            f"{path} is not writable by this process (uid {os.getuid()}); give the data directory and its "
+            "files to the user floatsrv runs as (e.g. chown -R floatsrv: on it)"
+        )
+    return f"cannot use {path}: {error.strerror or error}"
+
+
 def data_dir_problem(config: Config) -> str | None:
     """Why the data directory cannot be used by this process, or None. Checked before anything starts, so
-    that a wrong owner (e.g. files created by root, server running as a service user) is one clear line."""
+    that a wrong owner, a read-only file system or a full disk is one clear line (and leaves nothing behind)."""
     data_dir = config.storage.data_dir
     try:
         data_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        return f"cannot create the data directory {data_dir}: {exc.strerror}"
+        return f"cannot create the data directory {data_dir}: " + _storage_problem(data_dir, exc)
+    try:
+        free = os.statvfs(data_dir)
+        if free.f_bavail * free.f_frsize < _MIN_FREE_BYTES:
+            return _storage_problem(data_dir, OSError(errno.ENOSPC, "no space left"))
+        with tempfile.TemporaryFile(dir=data_dir) as probe:  # can this process create and write files here?
+            probe.write(b"\0" * 4096)
+            probe.flush()
+            os.fsync(probe.fileno())
+    except OSError as exc:
+        return _storage_problem(data_dir, exc)
     db = config.db_path
-    for path in (data_dir, db, db.with_name(db.name + "-wal"), db.with_name(db.name + "-shm")):
+    for path in (db, db.with_name(db.name + "-wal"), db.with_name(db.name + "-shm")):
         if path.exists() and not os.access(path, os.W_OK):
-            return (
-                f"{path} is not writable by this process (uid {os.getuid()}); give the data directory and its "
-                "files to the user floatsrv runs as (e.g. chown -R floatsrv: on it)"
-            )
+            return _storage_problem(path, OSError(errno.EACCES, "not writable"))
     if config.token_key_path.exists() and not os.access(config.token_key_path, os.R_OK):
         return f"{config.token_key_path} is not readable by this process (uid {os.getuid()})"
     return None
@@ -140,6 +168,15 @@ def run(config: Config, reload_config: Callable[[], Config] | None = None) -> in
     except SchemaError as exc:
         log.error("database_refused", error=str(exc))
         print(f"floatsrv: {exc}", file=sys.stderr)
+        return EXIT_BAD_DATA
+    except (OSError, sqlite3.OperationalError) as exc:
+        # The disk filled up, or went read-only, between the check above and opening the database.
+        if isinstance(exc, OSError):
+            problem = _storage_problem(config.storage.data_dir, exc)
+        else:
+            problem = f"cannot open the database in {config.storage.data_dir}: {exc}"
+        log.error("data_dir_unusable", error=problem)
+        print(f"floatsrv: {problem}", file=sys.stderr)
         return EXIT_BAD_DATA
     except Exception:
         log.exception("server_failed")

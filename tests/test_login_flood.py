@@ -124,3 +124,27 @@ async def test_checks_never_run_on_the_database_executor_and_excess_is_refused(a
     writers = {t.name for t in threading.enumerate() if t.name.startswith("floatsrv-db")}
     assert hashers and writers and not hashers & writers
     assert await api.login()  # and logins work again afterwards
+
+
+async def test_unknown_usernames_are_kept_only_as_keyed_labels(api: Api) -> None:
+    """A password typed into the username field must not end up readable in the log or the audit trail."""
+    from structlog.testing import capture_logs
+
+    typed = "Hunter2-MyRealPassword"
+    with capture_logs() as logs:
+        for _ in range(2):
+            async with api.client.get("/auth", headers={"Authorization": basic(typed, "x")}) as resp:
+                assert resp.status == 401
+    admin = await api.login("admin", "admin-password")
+    status, body = await api.get("/v1/audit", token=admin, params={"action": "login_failed"})
+    rows = body["data"]["data"]
+    labels = {row["actor"] for row in rows}
+    assert len(rows) == 2 and len(labels) == 1  # repeated attempts correlate ...
+    [label] = labels
+    assert label.startswith("unknown:") and len(label) == len("unknown:") + 16  # ... but cannot be read
+    assert typed not in str(body) and all(typed not in str(event) for event in logs)
+    assert {e["username"] for e in logs if e["event"] == "login_failed"} == {label}
+    async with api.client.get("/auth", headers={"Authorization": basic("demo", "wrong")}) as resp:
+        assert resp.status == 401
+    status, body = await api.get("/v1/audit", token=admin, params={"action": "login_failed", "actor": "demo"})
+    assert len(body["data"]["data"]) == 1  # a real user's failures keep the real name

@@ -13,6 +13,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -24,7 +25,9 @@ import pytest
 from floatsrv import __version__
 from floatsrv.cli import main as cli_main
 from floatsrv.config import EXIT_BAD_CONFIG, parse_config
+from floatsrv.container import serve_command
 from floatsrv.server import EXIT_BAD_DATA
+from tests.conftest import floatsrv_cli
 from tests.procs import ServerProcess, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -124,7 +127,10 @@ def test_unit_stop_timeout_covers_draining_and_the_final_sync() -> None:
 
 def test_env_file_lists_the_variables_the_server_reads() -> None:
     lookup = r"""(?:environ\.get\(|environ\[|getenv\()\s*["'](FLOATSRV_[A-Z0-9_]+)["']"""
-    read = {name for path in (ROOT / "floatsrv").rglob("*.py") for name in re.findall(lookup, path.read_text())}
+    # The container's entry point (floatsrv/container.py: FLOATSRV_CONFIG, FLOATSRV_DEMO) is documented for
+    # Docker in docs/install.md; this file is the systemd unit's.
+    sources = [path for path in (ROOT / "floatsrv").rglob("*.py") if path.name != "container.py"]
+    read = {name for path in sources for name in re.findall(lookup, path.read_text())}
     documented = set(re.findall(r"^#?(FLOATSRV_[A-Z_]+)=", ENV_FILE.read_text(), re.MULTILINE))
     assert read, "floatsrv reads no FLOATSRV_* variable any more?"
     assert documented == read
@@ -178,15 +184,34 @@ def test_dockerfile_runs_serve_as_non_root_with_a_volume() -> None:
     assert last["USER"].split(":")[0] not in ("", "0", "root")
     assert last["VOLUME"] == "/var/lib/floatsrv"
     assert last["EXPOSE"] == "8080"
-    cmd = json.loads(last["CMD"])
-    assert cmd[0] == "floatsrv"
-    params = serve_params(cmd[1:])
-    assert params == {
-        "config_path": Path("/etc/floatsrv/config.yaml"),
+    assert json.loads(last["CMD"]) == ["floatsrv", "container-start"]
+    assert "FLOATSRV_CONFIG=/etc/floatsrv/config.yaml" in last["ENV"]
+    # What container-start runs with a config mounted at $FLOATSRV_CONFIG.
+    mounted = ROOT / "config.example.yaml"
+    command = serve_command({"FLOATSRV_CONFIG": str(mounted)})
+    assert isinstance(command, list) and command[0] == "serve"
+    assert serve_params(command) == {
+        "config_path": mounted,
         "host": "0.0.0.0",
         "port": None,
         "data_dir": Path("/var/lib/floatsrv"),
     }
+
+
+def test_the_image_never_serves_published_passwords_on_the_network(tmp_path: Path) -> None:
+    """Without a mounted config the image refuses to start, in one line; the demo must be asked for, and then
+    listens on the container's loopback only. (The entry point's own logic, run without Docker.)"""
+    missing = str(tmp_path / "config.yaml")
+    env = {**os.environ, "FLOATSRV_CONFIG": missing}
+    env.pop("FLOATSRV_DEMO", None)
+    result = floatsrv_cli("container-start", env=env, cwd=tmp_path)
+    assert result.returncode == 2
+    [line] = result.stderr.strip().splitlines()
+    assert line.startswith(f"floatsrv: no config at {missing}: mount yours there") and "FLOATSRV_DEMO=1" in line
+    demo = serve_command({"FLOATSRV_CONFIG": missing, "FLOATSRV_DEMO": "1"})
+    assert isinstance(demo, list) and serve_params(demo)["host"] == "127.0.0.1"
+    assert demo[demo.index("--config") + 1] == "/usr/share/floatsrv/demo/config.yaml"
+    assert isinstance(serve_command({"FLOATSRV_CONFIG": missing, "FLOATSRV_DEMO": "yes"}), str)
 
 
 def healthcheck_command(port: int) -> list[str]:
@@ -258,8 +283,30 @@ def test_docker_image_builds_and_serves() -> None:
         timeout=900,
     )
     assert build.returncode == 0, build.stdout[-3000:] + build.stderr[-3000:]
+    # The customer's config, mounted: the image has none of its own (and never serves the demo on the network).
+    mounted = Path(tempfile.mkdtemp(prefix="floatsrv-image-"))
+    config = (ROOT / "config.example.yaml").read_text().replace("  host: 127.0.0.1 ", "  host: 0.0.0.0   ")
+    (mounted / "config.yaml").write_text(config)
+    shutil.copytree(ROOT / "licenses", mounted / "licenses")
+    for path in [mounted, *mounted.rglob("*")]:
+        path.chmod(0o755 if path.is_dir() else 0o644)
     run = subprocess.run(
-        ["docker", "run", "-d", "-p", "127.0.0.1::8080", "--stop-timeout", "60", "--health-interval", "1s", tag],
+        [
+            "docker",
+            "run",
+            "-d",
+            "-p",
+            "127.0.0.1::8080",
+            "--stop-timeout",
+            "60",
+            "--health-interval",
+            "1s",
+            "-v",
+            f"{mounted / 'config.yaml'}:/etc/floatsrv/config.yaml:ro",
+            "-v",
+            f"{mounted / 'licenses'}:/etc/floatsrv/licenses:ro",
+            tag,
+        ],  # fmt: skip
         capture_output=True,
         text=True,
         timeout=60,

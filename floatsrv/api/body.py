@@ -35,9 +35,33 @@ def _no_constants(name: str) -> NoReturn:
     raise InvalidJson(f"{name} is not a valid JSON number")
 
 
+class _OutOfRange(Exception):
+    """A JSON number Decimal cannot hold (1e1000000000000000000): carries its text to name the field."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__(text)
+        self.text = text
+
+
+def _decimal(text: str) -> Decimal:
+    try:
+        return Decimal(text)
+    except ArithmeticError:  # decimal.InvalidOperation: the exponent is beyond any context
+        raise _OutOfRange(text) from None
+
+
+def _out_of_range(text: str, number: str) -> InvalidJson:
+    """The refusal for a number no decimal can hold, naming the field it was sent for (found in the text:
+    this is the error path only)."""
+    match = re.search(r'"((?:[^"\\]|\\.){1,200})"\s*:\s*(?:\[[^\[\]{}]*?)?' + re.escape(number), text)
+    field = match.group(1) if match else None
+    where = f"{field}: " if field else ""
+    return InvalidJson(f"{where}the number {number[:30]} is beyond any range floatsrv accepts", param=field)
+
+
 # Built once: json.loads with hooks would build a new decoder for every body.
-# parse_float=Decimal: quantities must arrive exactly as sent, never through a binary float.
-_DECODER = json.JSONDecoder(object_pairs_hook=_no_duplicates, parse_constant=_no_constants, parse_float=Decimal)
+# parse_float=_decimal: quantities must arrive exactly as sent, never through a binary float.
+_DECODER = json.JSONDecoder(object_pairs_hook=_no_duplicates, parse_constant=_no_constants, parse_float=_decimal)
 
 
 # A surrogate can only come from a `\uD800`-`\uDFFF` escape (UTF-8 input cannot encode one); a valid pair
@@ -100,12 +124,12 @@ def decode_json_object(raw: bytes) -> dict[str, Any]:
         value = _decode(text)
     except InvalidJson:
         raise
+    except _OutOfRange as exc:
+        raise _out_of_range(text, exc.text) from None
     except RecursionError:
         raise InvalidJson("the JSON body is nested too deeply") from None
     except ValueError as exc:  # JSONDecodeError, and int() refusing thousands of digits
         raise InvalidJson(f"the request body is not valid JSON ({str(exc).split(':')[0]})") from None
-    except ArithmeticError:  # Decimal refusing a number such as 1e1000000000000000000 (InvalidOperation)
-        raise InvalidJson("the request body has a number beyond any range floatsrv accepts") from None
     if not isinstance(value, dict):
         raise InvalidJson("the request body must be a JSON object")
     # Cheap test first: only bodies with a surrogate escape in their text are walked.

@@ -162,6 +162,28 @@ async def serve(app: web.Application, sock: socket.socket, ssl_context: ssl.SSLC
         await runner.cleanup()
 
 
+def _cancel(tasks: set[asyncio.Task[Any]], loop: asyncio.AbstractEventLoop) -> None:
+    for task in tasks:
+        task.cancel()
+    loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
+
+
 def run(app: web.Application, sock: socket.socket, ssl_context: ssl.SSLContext | None, **kwargs: Any) -> None:
-    with contextlib.suppress(web.GracefulExit, KeyboardInterrupt):
-        asyncio.run(serve(app, sock, ssl_context, **kwargs))
+    """As web.run_app: on SIGINT/SIGTERM only the serving task is cancelled first, so the runner's cleanup
+    drains requests in flight; everything else is cancelled after that. Start-up failures (ConfigError,
+    SchemaError, a full disk) propagate to the caller."""
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    main = loop.create_task(serve(app, sock, ssl_context, **kwargs))
+    try:
+        with contextlib.suppress(web.GracefulExit, KeyboardInterrupt):
+            loop.run_until_complete(main)
+    finally:
+        try:
+            _cancel({main}, loop)
+            _cancel(asyncio.all_tasks(loop), loop)
+            loop.run_until_complete(loop.shutdown_asyncgens())
+            loop.run_until_complete(loop.shutdown_default_executor())
+        finally:
+            asyncio.set_event_loop(None)
+            loop.close()

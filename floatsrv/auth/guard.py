@@ -43,8 +43,12 @@ _RECHECK_SECONDS = 1.0
 def touch_stamp(path: Path) -> None:
     """Tell running servers that credentials changed: replace the stamp file (a new inode each time)."""
     temp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    temp.write_bytes(os.urandom(8))
-    os.replace(temp, path)
+    try:
+        temp.write_bytes(os.urandom(8))
+        os.replace(temp, path)
+    except OSError:
+        temp.unlink(missing_ok=True)  # a full or read-only disk leaves no litter behind
+        raise
 
 
 def _stamp_of(path: str | Path) -> tuple[int, int]:

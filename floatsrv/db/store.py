@@ -94,6 +94,23 @@ class StoreStats:
     fault: str | None = None
     fault_since: float | None = None  # time.time() of the first failure of the current fault
     last_commit: float | None = None  # time.time() of the last successful commit
+    # Real work (not readiness probes): when a batch of it last failed, and last committed. A small probe
+    # may fit where real writes do not (a nearly full disk), so readiness looks at these too.
+    last_failure: float | None = None
+    last_failure_reason: str | None = None
+    last_real_commit: float | None = None
+
+
+class Probe:
+    """A write unit that only proves the database takes writes (`/readyz`): its commit is not real work."""
+
+    __slots__ = ("unit",)
+
+    def __init__(self, unit: Callable[[sqlite3.Connection], Any]) -> None:
+        self.unit = unit
+
+    def __call__(self, conn: sqlite3.Connection) -> Any:
+        return self.unit(conn)
 
 
 @dataclass(frozen=True, slots=True)
@@ -327,14 +344,20 @@ class Store:
                     version = await self._off_loop(self._commit, conn)  # the fsync happens there, off the loop
                 except sqlite3.Error as exc:
                     fault = exc
+            real = any(not isinstance(unit, Probe) for unit, _ in batch)
             if fault is not None:
                 conn.memo.clear()  # it holds the batch's changes, which are gone
                 with contextlib.suppress(sqlite3.Error):  # SQLite may have rolled back already
                     await self._off_loop(conn.execute, "ROLLBACK")
                 self._note_fault(fault)
+                if real:
+                    self.stats.last_failure = time.time()
+                    self.stats.last_failure_reason = self.stats.fault
                 self._fail(batch, _unavailable(fault))  # every unit shares the batch's fate
                 continue
             self._note_commit()
+            if real:
+                self.stats.last_real_commit = self.stats.last_commit
             self.stats.commits += 1
             self.stats.units += len(batch)
             self.stats.largest_batch = max(self.stats.largest_batch, len(batch))

@@ -19,7 +19,7 @@ from floatsrv.db import backup as db_backup
 from floatsrv.db import licensefiles as db_licensefiles
 from floatsrv.db import migrate
 from floatsrv.db import server_state as db_state
-from floatsrv.db.store import Store
+from floatsrv.db.store import Probe, Store, StoreStats
 from floatsrv.domain.context import Domain
 from floatsrv.errors import StorageUnavailable
 from floatsrv.times import from_us, iso, iso_us, to_us
@@ -28,6 +28,8 @@ HIGH_WATER = "clock_high_water"
 PROBE = "ready_probe"
 # A commit this recent proves the database writable; otherwise /readyz writes a probe row.
 _FRESH_COMMIT_SECONDS = 5.0
+# A failed batch of real work this recent keeps /readyz failing until real work commits again.
+RECENT_FAILURE_SECONDS = 60.0
 # License files expiring sooner than this are warned about.
 EXPIRY_WARNING = timedelta(days=7)
 
@@ -70,9 +72,17 @@ async def readiness(domain: Domain) -> tuple[bool, dict[str, Any]]:
     if stats.last_commit is None or time.time() - stats.last_commit > _FRESH_COMMIT_SECONDS or stats.fault:
         with contextlib.suppress(StorageUnavailable):  # the fault is recorded in stats; reported below
             now = to_us(domain.clock.now())
-            await store.write(lambda conn: db_state.put(conn, PROBE, now))
+            await store.write(Probe(lambda conn: db_state.put(conn, PROBE, now)))
     if stats.fault is not None:
         database = {"status": "failing", "reason": stats.fault, "since": _iso_epoch(stats.fault_since)}
+    elif _real_writes_failing(stats):
+        # The probe fits, real writes did not (a nearly full disk): not ready until real work commits again.
+        database = {
+            "status": "failing",
+            "reason": stats.last_failure_reason,
+            "since": _iso_epoch(stats.last_failure),
+            "message": "recent writes failed; only the small readiness probe got through",
+        }
     version = store.peek(_schema_version)
     expected = migrate.latest_version()
     migrations = {"status": "ok" if version == expected else "pending", "version": version, "expected": expected}
@@ -134,6 +144,13 @@ def clock_report(domain: Domain) -> dict[str, Any]:
         "last_jump": {"seen_at": iso(last.at), "wall_clock": iso(last.wall), "seconds": round(last.seconds, 3)},
         "wall_clock_behind": clock.wall.now() < clock.now(),
     }
+
+
+def _real_writes_failing(stats: StoreStats) -> bool:
+    failed = stats.last_failure
+    if failed is None or time.time() - failed > RECENT_FAILURE_SECONDS:
+        return False
+    return stats.last_real_commit is None or stats.last_real_commit < failed
 
 
 def _iso_epoch(seconds: float | None) -> str | None:

@@ -1,0 +1,48 @@
+"""How the container image starts (`floatsrv container-start`, its CMD): never with published passwords on
+the network.
+
+- A config mounted at `$FLOATSRV_CONFIG` (default /etc/floatsrv/config.yaml): `floatsrv serve` on it, on all
+  interfaces, with the data in the volume.
+- None, but `FLOATSRV_DEMO=1`: the demo (published passwords, demo license) on the container's loopback only,
+  reachable with `docker exec` and nothing else: a deliberate trial.
+- Neither: one line saying what to mount, exit 2 (a restart policy cannot fix it).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+
+import click
+
+from floatsrv.config import EXIT_BAD_CONFIG
+
+DEFAULT_CONFIG = "/etc/floatsrv/config.yaml"
+DEMO_CONFIG = "/usr/share/floatsrv/demo/config.yaml"
+DATA_DIR = "/var/lib/floatsrv"
+
+
+def serve_command(environ: Mapping[str, str], demo_config: str = DEMO_CONFIG) -> list[str] | str:
+    """The `floatsrv serve` arguments to run, or the one line explaining why nothing can start."""
+    config = environ.get("FLOATSRV_CONFIG") or DEFAULT_CONFIG
+    if Path(config).is_file():
+        return ["serve", "--config", config, "--host", "0.0.0.0", "--data-dir", DATA_DIR]  # noqa: S104 -- the LAN
+    if environ.get("FLOATSRV_DEMO") == "1":
+        return ["serve", "--config", demo_config, "--host", "127.0.0.1", "--data-dir", DATA_DIR]
+    return (
+        f"no config at {config}: mount yours there (docker run -v /srv/floatsrv/config.yaml:{DEFAULT_CONFIG}:ro "
+        "...), or set FLOATSRV_DEMO=1 to try the demo, which has published passwords and therefore listens on "
+        "the container's loopback only"
+    )
+
+
+@click.command("container-start", hidden=True)
+def container_start() -> None:
+    """The container image's entry point (see floatsrv.container)."""
+    command = serve_command(os.environ)
+    if isinstance(command, str):
+        click.echo(f"floatsrv: {command}", err=True)
+        sys.exit(EXIT_BAD_CONFIG)
+    os.execv(sys.executable, [sys.executable, "-m", "floatsrv", *command])  # noqa: S606 -- fixed arguments
