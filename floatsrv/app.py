@@ -16,10 +16,11 @@ from datetime import timedelta
 from aiohttp import web
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from floatsrv.api.metrics import Metrics
-from floatsrv.api.middleware import pipeline
+from floatsrv.api.metrics import METRICS, Metrics
+from floatsrv.api.middleware import REQUEST_IDS, RequestIds, pipeline
 from floatsrv.api.routes import setup_routes
-from floatsrv.appkeys import CONFIG, DOMAIN, GUARD, LIVE, LOGIN, METRICS
+from floatsrv.api.v4_cache import V4_CACHE, V4Cache
+from floatsrv.appkeys import CONFIG, DOMAIN, GUARD, LIVE, LOGIN
 from floatsrv.auth.guard import Guard
 from floatsrv.auth.hashing import HashGate
 from floatsrv.auth.login import LoginDefense, label_key
@@ -103,6 +104,8 @@ def create_app(
     app[CONFIG] = config
     app[LIVE] = LiveConfig(config)
     app[METRICS] = Metrics()
+    app[V4_CACHE] = V4Cache()
+    app[REQUEST_IDS] = RequestIds()
 
     async def store_context(app: web.Application) -> AsyncIterator[None]:
         options = store_options or StoreOptions(

@@ -1,8 +1,7 @@
-"""Typed keys for everything the aiohttp application and requests carry (no module-level singletons)."""
+"""Typed keys for what the aiohttp application and requests carry (no module-level singletons). Keys whose
+values belong to one module live beside their class (`api.metrics.METRICS`)."""
 
 from __future__ import annotations
-
-from typing import TYPE_CHECKING
 
 from aiohttp import web
 
@@ -10,6 +9,7 @@ from floatsrv.auth.guard import Guard
 from floatsrv.auth.login import LoginDefense
 from floatsrv.config import Config, LiveConfig
 from floatsrv.domain.context import Domain
+from floatsrv.domain.sync import SyncControl
 from floatsrv.models import Principal, Role
 
 CONFIG = web.AppKey("config", Config)  # as started
@@ -20,12 +20,7 @@ LOGIN = web.AppKey("login", LoginDefense)
 # (method, canonical path) -> role required (None: public). Filled by setup_routes.
 ROUTE_ROLES = web.AppKey("route_roles", dict[tuple[str, str], Role | None])
 
-if TYPE_CHECKING:
-    from floatsrv.api.metrics import Metrics
-    from floatsrv.workers.sync import SyncWorker
-
-# The sync worker's module imports this one, so its key is typed by name.
-SYNC: web.AppKey[SyncWorker] = web.AppKey("sync")
-METRICS: web.AppKey[Metrics] = web.AppKey("metrics")
+# The upstream sync sender, as the API and admin commands see it (workers.sync.SyncWorker implements it).
+SYNC = web.AppKey("sync", SyncControl)
 
 PRINCIPAL = web.RequestKey("principal", Principal)

@@ -7,7 +7,7 @@ license object so admins and client developers see familiar names.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from decimal import ROUND_DOWN, Decimal, InvalidOperation
 from enum import StrEnum
@@ -341,22 +341,3 @@ Entitlements = Literal["signed", "demo", "unsigned"]
 class LicenseSource(NamedTuple):
     entitlements: Entitlements = "unsigned"
     file_id: str | None = None  # the license file it comes from (None: inline in the YAML config)
-
-
-@dataclass(frozen=True, slots=True)
-class License:
-    """A license this server serves: its definition plus when it was added (for 'most recent')."""
-
-    spec: LicenseSpec
-    added_seq: int
-    source: LicenseSource = LicenseSource()
-    # Values derived from the (immutable) spec, computed once and reused by every request.
-    derived: dict[Any, Any] = field(default_factory=dict, compare=False, hash=False, repr=False)
-
-    @property
-    def id(self) -> int:
-        return self.spec.id
-
-    @property
-    def product(self) -> str:
-        return self.spec.product

@@ -10,9 +10,17 @@ from __future__ import annotations
 
 import calendar
 from datetime import UTC, datetime, timedelta
-from typing import Literal
+from typing import Literal, NamedTuple
 
 PeriodKind = Literal["daily", "weekly", "monthly", "yearly"]
+
+
+class Period(NamedTuple):
+    """A half-open period `[start, end)`."""
+
+    start: datetime
+    end: datetime
+
 
 # A Monday, 1 January, midnight UTC: the default anchor gives calendar periods
 # (days at 00:00 UTC, ISO weeks, calendar months and years).
@@ -28,25 +36,9 @@ def add_months(anchor: datetime, months: int) -> datetime:
     return anchor.replace(year=year, month=month, day=day)
 
 
-_recent: dict[tuple[str, datetime], tuple[datetime, datetime]] = {}
-
-
 def period_bounds(kind: PeriodKind, anchor: datetime, instant: datetime) -> tuple[datetime, datetime]:
-    """Return the `[start, end)` period of `kind` anchored at `anchor` that contains `instant`.
-
-    The last answer per (kind, anchor) is remembered: nearly every call asks about the current period.
-    """
-    known = _recent.get((kind, anchor))
-    if known is not None and known[0] <= instant < known[1]:
-        return known
-    bounds = _compute(kind, anchor, instant)
-    if len(_recent) > 10_000:
-        _recent.clear()
-    _recent[(kind, anchor)] = bounds
-    return bounds
-
-
-def _compute(kind: PeriodKind, anchor: datetime, instant: datetime) -> tuple[datetime, datetime]:
+    """Return the `[start, end)` period of `kind` anchored at `anchor` that contains `instant` (a pure
+    function; `domain.license.LicenseMemo` remembers the current period of each license)."""
     fixed = _FIXED.get(kind)
     if fixed is not None:
         steps = (instant - anchor) // fixed

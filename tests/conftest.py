@@ -86,7 +86,8 @@ class Api:
 
     @property
     def app(self) -> Any:
-        return self.client.server.app
+        server: Any = self.client.server
+        return server.app
 
     async def cli(self, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
         """An admin command on this app's data dir, in a thread: the app shares this event loop."""

@@ -3,6 +3,7 @@ declared users (config/env) that only their file can change."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from tests.conftest import Api, make_config, start_api
@@ -124,7 +125,7 @@ async def test_user_errors(api: Api) -> None:
     assert (status, body["error"]["code"]) == (409, "user_managed_by_config")
 
 
-async def test_declared_users_follow_the_config_and_environment(tmp_path) -> None:
+async def test_declared_users_follow_the_config_and_environment(tmp_path: Path) -> None:
     env = {"FLOATSRV_ADMIN_USERNAME": "root", "FLOATSRV_ADMIN_PASSWORD": "root-bootstrap-pw"}
     config = make_config(tmp_path)
     api, client = await start_api(config, environ=env)

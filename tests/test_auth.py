@@ -72,7 +72,7 @@ async def test_token_table(api: Api) -> None:
     good = jwt.encode(claims(api), key, algorithm="HS256")  # re-signed by us: still accepted
     header, _, signature = good.split(".")
     cases = {
-        "alg none": jwt.encode(claims(api), None, algorithm="none"),
+        "alg none": jwt.encode(claims(api), None, algorithm="none"),  # type: ignore[arg-type]
         "other server's key": jwt.encode(claims(api), b"k" * 32, algorithm="HS256"),
         "tampered payload": f"{header}.{b64(claims(api, role='admin', sub='admin'))}.{signature}",
         "HS512 with our key": hs512(claims(api), key),
@@ -117,8 +117,8 @@ async def test_no_token_is_401(api: Api) -> None:
         assert resp.status == 200
 
 
-async def test_auth_can_be_switched_off_for_user_routes_only(api_factory) -> None:
-    def no_auth(data: dict) -> None:
+async def test_auth_can_be_switched_off_for_user_routes_only(api_factory: Any) -> None:
+    def no_auth(data: dict[str, Any]) -> None:
         data["auth"]["enabled"] = False
 
     api = await api_factory(no_auth, login=False)
@@ -137,7 +137,7 @@ async def test_demo_passwords_and_disabled_auth_are_warned_about(tmp_path: Path)
 
     from tests.conftest import make_config, start_api
 
-    def no_auth(data: dict) -> None:
+    def no_auth(data: dict[str, Any]) -> None:
         data["auth"]["enabled"] = False
 
     # The test's licenses come from a file signed with the published demo key: that is warned about too.
@@ -150,7 +150,7 @@ async def test_demo_passwords_and_disabled_auth_are_warned_about(tmp_path: Path)
         assert warnings == expected
         assert all("demo-password" not in str(e) and "admin-password" not in str(e) for e in logs)
 
-    def hashed(data: dict) -> None:
+    def hashed(data: dict[str, Any]) -> None:
         from floatsrv.auth.passwords import hash_password
 
         for user in data["auth"]["users"]:

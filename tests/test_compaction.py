@@ -22,7 +22,7 @@ def retention(days: int) -> Any:
 
 
 async def counters(api: Api) -> list[tuple[Any, ...]]:
-    return await api.app[DOMAIN].store.read(
+    rows: list[tuple[Any, ...]] = await api.app[DOMAIN].store.read(
         lambda c: list(
             c.execute(
                 "SELECT c.feature, c.total_milli, c.compacted_milli, c.revision,"
@@ -32,10 +32,14 @@ async def counters(api: Api) -> list[tuple[Any, ...]]:
             )
         )
     )
+    return rows
 
 
 async def event_rows(api: Api) -> int:
-    return await api.app[DOMAIN].store.read(lambda c: c.execute("SELECT COUNT(*) FROM usage_events").fetchone()[0])
+    count: int = await api.app[DOMAIN].store.read(
+        lambda c: c.execute("SELECT COUNT(*) FROM usage_events").fetchone()[0]
+    )
+    return count
 
 
 async def test_old_events_fold_into_counters(api_factory: Any) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
+from typing import Any
 
 from tests.conftest import Api
 
@@ -24,8 +25,8 @@ async def test_concurrent_heartbeats_of_one_user_hold_one_seat(api: Api) -> None
     assert len(await api.seats(state="all")) == 1
 
 
-async def test_200_concurrent_feature_registrations_take_exactly_2_seats(api_factory) -> None:
-    def roomy(data: dict) -> None:
+async def test_200_concurrent_feature_registrations_take_exactly_2_seats(api_factory: Any) -> None:
+    def roomy(data: dict[str, Any]) -> None:
         data["licenses"][0]["floating_users"] = 250
 
     api: Api = await api_factory(roomy)
@@ -57,11 +58,11 @@ async def test_concurrent_consumption_never_exceeds_the_limit(api: Api) -> None:
     assert (await api.license())["consumption"]["total"] == "1100"
 
 
-async def test_concurrent_answers_show_what_their_commit_left(api_factory) -> None:
+async def test_concurrent_answers_show_what_their_commit_left(api_factory: Any) -> None:
     """Answers sharing a group commit share one shaped body: each shows the state its batch committed, so
     the k-th smallest answer counts at least k requests, and the largest is the final state."""
 
-    def roomy_small_batches(data: dict) -> None:
+    def roomy_small_batches(data: dict[str, Any]) -> None:
         data["licenses"][0]["floating_users"] = 250
         data["storage"]["max_batch_units"] = 8  # several commits, so several shared bodies
 

@@ -64,12 +64,12 @@ async def test_feature_consumption(api: Api) -> None:
     assert (status, body["code"]) == (400, "unsupported_product_feature")
 
 
-async def test_negative_consumption_only_where_allowed(api: Api, api_factory) -> None:
+async def test_negative_consumption_only_where_allowed(api: Api, api_factory: Any) -> None:
     await consume(api, 5)
     status, body = await consume(api, -2)
     assert (status, body["code"]) == (400, "negative_consumptions_not_allowed")
 
-    def allow_negative(data: dict) -> None:
+    def allow_negative(data: dict[str, Any]) -> None:
         data["licenses"][0]["allow_negative_consumptions"] = True
 
     other = await api_factory(allow_negative, subdir="neg")
@@ -89,8 +89,8 @@ async def test_negative_consumption_only_where_allowed(api: Api, api_factory) ->
         ({"allow_overages": False, "max_overages": 50}, 1000, 1),  # overage ignored when not allowed
     ],
 )
-async def test_limit_rule_table(api_factory, limits: dict, allowed: int, refused: int | None) -> None:
-    def configure(data: dict) -> None:
+async def test_limit_rule_table(api_factory: Any, limits: dict[str, Any], allowed: int, refused: int | None) -> None:
+    def configure(data: dict[str, Any]) -> None:
         data["licenses"][0].update(limits)
 
     api = await api_factory(configure)
@@ -111,8 +111,8 @@ async def test_monthly_reset_happens_exactly_at_the_boundary(api: Api) -> None:
     assert body["consumption_period_end"] == "2026-03-01T00:00:00.000Z"
 
 
-async def test_periods_anchor_on_the_license_start_date(api_factory) -> None:
-    def anchored(data: dict) -> None:
+async def test_periods_anchor_on_the_license_start_date(api_factory: Any) -> None:
+    def anchored(data: dict[str, Any]) -> None:
         data["licenses"][0]["start_date"] = "2025-10-31T08:00:00Z"
         data["licenses"][0]["features"][1].update(reset_consumption=True, consumption_period="weekly")
 
@@ -135,8 +135,8 @@ async def test_periods_anchor_on_the_license_start_date(api_factory) -> None:
     assert body["total_consumptions"] == 1
 
 
-async def test_non_consumption_license(api_factory) -> None:
-    def perpetual(data: dict) -> None:
+async def test_non_consumption_license(api_factory: Any) -> None:
+    def perpetual(data: dict[str, Any]) -> None:
         lic = data["licenses"][0]
         for key in (
             "max_consumptions",

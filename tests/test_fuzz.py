@@ -28,6 +28,7 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import hypothesis.configuration
 import jsonschema
@@ -64,11 +65,11 @@ def _error_codes(cls: type[errors.FloatsrvError] = errors.FloatsrvError) -> set[
 KNOWN_CODES = _error_codes() | _HTTP_CODES
 
 
-def _is_native(case: schemathesis.Case) -> bool:
-    return case.operation.path.startswith("/v1/")
+def _is_native(case: schemathesis.Case[Any]) -> bool:
+    return bool(case.operation.path.startswith("/v1/"))
 
 
-def _error_code(case: schemathesis.Case, response: schemathesis.Response) -> str:
+def _error_code(case: schemathesis.Case[Any], response: schemathesis.Response) -> str:
     """The stable code of an error response, after checking the surface's error shape."""
     media_type = response.headers.get("content-type", [""])[0].split(";")[0].strip()
     assert media_type == "application/json", f"{response.status_code} answered with {media_type!r}, not JSON"
@@ -88,7 +89,7 @@ def _error_code(case: schemathesis.Case, response: schemathesis.Response) -> str
 
 @schemathesis.check
 def error_bodies_are_stable(
-    ctx: schemathesis.CheckContext, response: schemathesis.Response, case: schemathesis.Case
+    ctx: schemathesis.CheckContext, response: schemathesis.Response, case: schemathesis.Case[Any]
 ) -> bool | None:
     if response.status_code >= 400:
         _error_code(case, response)
@@ -97,7 +98,7 @@ def error_bodies_are_stable(
 
 @schemathesis.check
 def valid_input_passes_validation(
-    ctx: schemathesis.CheckContext, response: schemathesis.Response, case: schemathesis.Case
+    ctx: schemathesis.CheckContext, response: schemathesis.Response, case: schemathesis.Case[Any]
 ) -> bool | None:
     meta = case.meta
     if meta is None or not meta.generation.mode.is_positive or response.status_code not in (400, 415):
@@ -109,7 +110,7 @@ def valid_input_passes_validation(
 
 @schemathesis.check
 def license_json_is_a_license(
-    ctx: schemathesis.CheckContext, response: schemathesis.Response, case: schemathesis.Case
+    ctx: schemathesis.CheckContext, response: schemathesis.Response, case: schemathesis.Case[Any]
 ) -> bool | None:
     """`license_json` of /register is a JSON string; JSON Schema cannot look inside it (`contentSchema` is an
     annotation), so parse it and check it against the document's License schema here."""
@@ -128,16 +129,17 @@ def login_provider(base_url: str, username: str, password: str) -> type:
     """An auth provider: bearer tokens from `GET /auth`, fetched again (and the request replayed) after a 401."""
 
     class Login:
-        def get(self, case: schemathesis.Case, ctx: schemathesis.AuthContext) -> str:
+        def get(self, case: schemathesis.Case[Any], ctx: schemathesis.AuthContext) -> str:
             resp = requests.get(f"{base_url}/auth", headers={"Authorization": basic(username, password)}, timeout=10)
             assert resp.status_code == 200, resp.text
             token: str = resp.json()["token"]
             return token
 
-        def set(self, case: schemathesis.Case, data: str, ctx: schemathesis.AuthContext) -> None:
+        def set(self, case: schemathesis.Case[Any], data: str, ctx: schemathesis.AuthContext) -> None:
             # The login itself takes HTTP Basic; everything else the token.
             header = basic(username, password) if case.operation.path == "/auth" else f"Bearer {data}"
-            case.headers = {**(case.headers or {}), "Authorization": header}
+            headers: dict[str, Any] = dict(case.headers or {})
+            case.headers = {**headers, "Authorization": header}  # type: ignore[assignment]
 
     return Login
 

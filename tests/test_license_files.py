@@ -278,14 +278,15 @@ async def test_json_body_and_bad_bodies(api: Api) -> None:
     token = await admin_token(api)
     status, body = await api.post("/v1/license-files", {"license_file": signed_file(OTHER)}, token=token)
     assert status == 201, body
-    for raw, code in ((b"\xff\xfe", "license_file_malformed"), (b"hello", "license_file_malformed")):
-        status, body = await api.post("/v1/license-files", None, raw=raw, headers={"Content-Type": "text/plain"})
-        assert status == 403  # a user login may not import
-        status, body = await import_file(api, raw.decode("latin-1"), token) if raw == b"hello" else (0, None)
-        if status:
-            assert body["error"]["code"] == code
     status, body = await api.post("/v1/license-files", {"license_file": 5}, token=token)
     assert (status, body["error"]["code"]) == (400, "validation_error")
+    for raw in (b"\xff\xfe", b"hello"):
+        status, body = await api.post("/v1/license-files", None, raw=raw, headers={"Content-Type": "text/plain"})
+        assert status == 403  # a user login may not import
+        status, body = await api.post(
+            "/v1/license-files", None, raw=raw, headers={"Content-Type": "text/plain"}, token=token
+        )
+        assert (status, body["error"]["code"]) == (400, "license_file_malformed"), body
 
 
 # --- a new file never strands a client ---

@@ -355,6 +355,34 @@ def test_docker_image_builds_and_serves() -> None:
 # --- the single-file build ---
 
 
+def test_constraints_pin_the_run_time_closure_in_its_own_section() -> None:
+    """constraints.txt's run-time section is exactly floatsrv's dependencies and theirs (as installed)."""
+    from importlib.metadata import requires
+
+    from packaging.requirements import Requirement
+
+    def needs(distribution: str) -> list[str]:
+        """What `distribution` needs on this Python (no extras; markers evaluated)."""
+        out = []
+        for text in requires(distribution) or []:
+            requirement = Requirement(text)
+            if requirement.marker is None or requirement.marker.evaluate({"extra": ""}):
+                out.append(requirement.name.lower().replace("_", "-"))
+        return out
+
+    closure: set[str] = set()
+    pending = needs("floatsrv")
+    while pending:
+        dependency = pending.pop()
+        if dependency not in closure:
+            closure.add(dependency)
+            pending += needs(dependency)
+    text = (ROOT / "constraints.txt").read_text()
+    runtime_text = text.split("# --- run time ---", 1)[1].split("# --- development ---", 1)[0]
+    runtime = {line.split("==")[0].lower().replace("_", "-") for line in runtime_text.split() if "==" in line}
+    assert runtime == closure, runtime ^ closure
+
+
 def pinned() -> set[str]:
     pins = set()
     for line in (ROOT / "constraints.txt").read_text().splitlines():

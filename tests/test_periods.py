@@ -10,7 +10,7 @@ from floatsrv.periods import CALENDAR_ANCHOR, period_bounds
 
 
 def t(*parts: int) -> datetime:
-    return datetime(*parts, tzinfo=UTC)  # type: ignore[arg-type]
+    return datetime(*parts).replace(tzinfo=UTC)  # type: ignore[arg-type]  # year, month, day, ... as given
 
 
 @pytest.mark.parametrize(

@@ -55,7 +55,7 @@ async def test_every_registered_route_has_a_rule(api: Api) -> None:
     assert {route for route, role in rules.items() if role is None} == PUBLIC
 
 
-async def test_route_table_enforces_roles(api_factory) -> None:
+async def test_route_table_enforces_roles(api_factory: Any) -> None:
     api: Api = await api_factory(with_viewer, login=False)
     tokens = {
         Role.VIEWER: await api.login("watcher", "watcher-password"),

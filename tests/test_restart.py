@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -12,7 +13,7 @@ from tests.procs import ServerProcess
 pytestmark = pytest.mark.slow
 
 
-def snapshot(server: ServerProcess, token: str) -> tuple[object, object, object]:
+def snapshot(server: ServerProcess, token: str) -> tuple[Any, Any, Any]:
     status, seats = server.request("GET", "/v1/seats?state=all", token=token)
     assert status == 200
     status, licenses = server.request("GET", "/v1/licenses", token=token)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 from tests.conftest import Api
@@ -116,7 +117,7 @@ async def test_borrow_without_date_takes_the_longest_allowed(api: Api) -> None:
     assert status == 200 and body["borrowed_until"] == "2026-01-18T12:00:00.000Z"  # now + 72 h
 
 
-async def test_borrow_limits(api: Api, api_factory) -> None:
+async def test_borrow_limits(api: Api, api_factory: Any) -> None:
     def too_far() -> str:
         return (api.clock.now() + timedelta(hours=73)).isoformat()
 
@@ -125,7 +126,7 @@ async def test_borrow_limits(api: Api, api_factory) -> None:
         assert (status, body["code"]) == (400, "borrow_until_not_valid")
     assert await api.seats() == []  # a refused borrow takes no seat
 
-    def no_borrow(data: dict) -> None:
+    def no_borrow(data: dict[str, Any]) -> None:
         data["licenses"][0]["can_borrow"] = False
 
     other = await api_factory(no_borrow, subdir="noborrow")
@@ -202,8 +203,8 @@ async def test_sweeper_records_ends(api: Api) -> None:
     assert seat["end_reason"] == "expired"
 
 
-async def test_license_id_addressing(api_factory) -> None:
-    def two_licenses(data: dict) -> None:
+async def test_license_id_addressing(api_factory: Any) -> None:
+    def two_licenses(data: dict[str, Any]) -> None:
         first = data["licenses"][0]
         data["licenses"].append({**first, "id": 2002, "floating_users": 1, "license_key": None})
 
@@ -220,8 +221,8 @@ async def test_license_id_addressing(api_factory) -> None:
     assert (status, body["code"]) == (400, "unknown_product")
 
 
-async def test_license_states(api_factory) -> None:
-    def states(data: dict) -> None:
+async def test_license_states(api_factory: Any) -> None:
+    def states(data: dict[str, Any]) -> None:
         base = data["licenses"][0]
         data["licenses"] = [
             {**base, "id": 1, "product": "off", "enabled": False},
@@ -246,7 +247,7 @@ async def test_list_licenses(api: Api) -> None:
     assert (status, body["code"]) == (400, "unknown_product")
 
 
-async def test_removing_a_license_from_config_ends_its_seats(tmp_path) -> None:
+async def test_removing_a_license_from_config_ends_its_seats(tmp_path: Path) -> None:
     from tests.conftest import make_config, start_api
 
     config = make_config(tmp_path)
@@ -255,7 +256,7 @@ async def test_removing_a_license_from_config_ends_its_seats(tmp_path) -> None:
     await api.register("a")
     await client.close()
 
-    def gone(data: dict) -> None:
+    def gone(data: dict[str, Any]) -> None:
         data["licenses"][0]["id"] = 1002
 
     api, client = await start_api(make_config(tmp_path, gone), api.clock)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -21,7 +22,7 @@ async def open_store(path: Path, **options: object) -> Store:
     return store
 
 
-def put(key: str, value: bytes = b"x") -> object:
+def put(key: str, value: bytes = b"x") -> Callable[[sqlite3.Connection], str]:
     def unit(conn: sqlite3.Connection) -> str:
         conn.execute("INSERT INTO scratch (k, v) VALUES (?, ?)", (key, value))
         return key
@@ -29,7 +30,7 @@ def put(key: str, value: bytes = b"x") -> object:
     return unit
 
 
-def put_then_fail(key: str) -> object:
+def put_then_fail(key: str) -> Callable[[sqlite3.Connection], None]:
     def unit(conn: sqlite3.Connection) -> None:
         conn.execute("INSERT INTO scratch (k, v) VALUES (?, 'partial')", (key,))
         raise SeatsExhausted("domain refusal after a partial write")
@@ -45,7 +46,7 @@ async def test_one_units_error_never_undoes_anothers(tmp_path: Path) -> None:
     store = await open_store(tmp_path / "db.sqlite")
     try:
         units = [put(f"k{i:03d}") if i % 7 else put_then_fail(f"bad{i:03d}") for i in range(100)]
-        results = await asyncio.gather(*(store.write(u) for u in units), return_exceptions=True)  # type: ignore[arg-type]
+        results = await asyncio.gather(*(store.write(u) for u in units), return_exceptions=True)
         failures = [r for r in results if isinstance(r, BaseException)]
         assert len(failures) == 15 and all(isinstance(f, SeatsExhausted) for f in failures)
         stored = await keys(store)
@@ -60,7 +61,7 @@ async def test_concurrent_writes_share_commits(tmp_path: Path, max_batch: int, m
     store = await open_store(tmp_path / "db.sqlite", max_batch=max_batch)
     try:
         before = store.stats.commits
-        await asyncio.gather(*(store.write(put(f"g{i}")) for i in range(200)))  # type: ignore[arg-type]
+        await asyncio.gather(*(store.write(put(f"g{i}")) for i in range(200)))
         assert len(await keys(store)) == 200
         commits = store.stats.commits - before
         assert commits <= most_commits
@@ -73,7 +74,7 @@ async def test_concurrent_writes_share_commits(tmp_path: Path, max_batch: int, m
 async def test_storage_fault_fails_the_whole_batch_and_recovers(tmp_path: Path) -> None:
     store = await open_store(tmp_path / "db.sqlite")
     try:
-        await store.write(put("before"))  # type: ignore[arg-type]
+        await store.write(put("before"))
 
         def cap(conn: sqlite3.Connection) -> None:
             pages = conn.execute("PRAGMA page_count").fetchone()[0]
@@ -83,14 +84,14 @@ async def test_storage_fault_fails_the_whole_batch_and_recovers(tmp_path: Path) 
         big = b"z" * 200_000  # needs many more pages than allowed: SQLITE_FULL, a real storage fault
         results = await asyncio.gather(
             store.write(put("small-1")),
-            store.write(put("huge", big)),  # type: ignore[arg-type]
+            store.write(put("huge", big)),
             store.write(put("small-2")),
             return_exceptions=True,
-        )  # type: ignore[arg-type]
+        )
         assert all(isinstance(r, StorageUnavailable) for r in results), results
         assert await keys(store) == ["before"]  # nothing of the failed batch exists
         await store.write(lambda c: c.execute("PRAGMA max_page_count = 1073741823"))
-        await store.write(put("after"))  # type: ignore[arg-type]
+        await store.write(put("after"))
         assert await keys(store) == ["after", "before"]
     finally:
         await store.close()
@@ -129,7 +130,7 @@ async def test_reopening_applies_nothing_and_keeps_data(tmp_path: Path) -> None:
     path = tmp_path / "db.sqlite"
     store = await open_store(path)
     assert store.applied_migrations == list(range(1, latest_version() + 1))
-    await store.write(put("kept"))  # type: ignore[arg-type]
+    await store.write(put("kept"))
     await store.close()
     store = await open_store(path)
     try:
@@ -146,7 +147,7 @@ async def test_closed_store_refuses_work(tmp_path: Path) -> None:
     await store.close()
     await store.close()  # idempotent
     with pytest.raises(StorageUnavailable):
-        await store.write(put("late"))  # type: ignore[arg-type]
+        await store.write(put("late"))
 
 
 def test_statement_splitter_keeps_trigger_bodies() -> None:

@@ -196,7 +196,7 @@ async def test_permanent_refusal_parks_and_retry_delivers(api_factory: Any, floa
     assert status == 200 and body["data"]["reopened_batches"] >= 1
 
     async def delivered() -> bool:
-        return upstream.totals() == {k: v for k, v in (await local_counters(api)).items() if v}
+        return bool(upstream.totals() == {k: v for k, v in (await local_counters(api)).items() if v})
 
     await wait_until(delivered)
 
@@ -288,7 +288,7 @@ async def test_outage_backs_off_with_jitter_logs_quietly_and_recovers_once(
         upstream.faults.down = False
 
         async def delivered() -> bool:
-            return upstream.totals() == {k: v for k, v in (await local_counters(api)).items() if v}
+            return bool(upstream.totals() == {k: v for k, v in (await local_counters(api)).items() if v})
 
         await wait_until(delivered)
         await load(api, 1)  # later passes, successful ones, log no further recovery

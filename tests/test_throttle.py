@@ -25,7 +25,7 @@ def limits(per_address: int, per_user: int) -> Any:
     return mutate
 
 
-async def test_too_many_failures_from_an_address_are_refused_for_a_while(api_factory) -> None:
+async def test_too_many_failures_from_an_address_are_refused_for_a_while(api_factory: Any) -> None:
     api: Api = await api_factory(limits(3, 100), login=False)
     for _ in range(3):
         assert (await login(api, "demo", "wrong"))[0] == 401
@@ -38,7 +38,7 @@ async def test_too_many_failures_from_an_address_are_refused_for_a_while(api_fac
     assert (await login(api, "demo", "demo-password"))[0] == 200
 
 
-async def test_too_many_failures_for_one_user(api_factory) -> None:
+async def test_too_many_failures_for_one_user(api_factory: Any) -> None:
     api: Api = await api_factory(limits(100, 2), login=False)
     assert (await login(api, "admin", "guess-1"))[0] == 401
     api.clock.advance(timedelta(seconds=100))
@@ -51,7 +51,7 @@ async def test_too_many_failures_for_one_user(api_factory) -> None:
     assert (await login(api, "admin", "admin-password"))[0] == 200
 
 
-async def test_a_success_clears_the_users_failures(api_factory) -> None:
+async def test_a_success_clears_the_users_failures(api_factory: Any) -> None:
     api: Api = await api_factory(limits(100, 2), login=False)
     assert (await login(api, "demo", "nope"))[0] == 401
     assert (await login(api, "demo", "demo-password"))[0] == 200

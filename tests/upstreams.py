@@ -88,7 +88,7 @@ class _Upstream:
             assert request.transport is not None
             request.transport.close()  # the client sees the connection die without an answer
             return web.Response(status=500)
-        response = store()
+        response: web.StreamResponse = store()
         if fault == "store_then_fail":
             return web.json_response({"error": "stored, then failed"}, status=500)
         if fault == "slow":

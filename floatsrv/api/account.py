@@ -6,11 +6,11 @@ from __future__ import annotations
 from typing import Any
 
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from floatsrv.api.body import read_json_object
 from floatsrv.api.native import ok
-from floatsrv.api.validation import parse
+from floatsrv.api.validation import StrictBody, parse
 from floatsrv.appkeys import DOMAIN, GUARD, LOGIN, PRINCIPAL
 from floatsrv.domain import accounts
 from floatsrv.domain.accounts import Actor
@@ -40,8 +40,7 @@ async def whoami(request: web.Request) -> web.Response:
     return ok(body)
 
 
-class PasswordChange(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+class PasswordChange(StrictBody):
     current_password: str = Field(min_length=1, max_length=256)
     new_password: str = Field(min_length=1, max_length=256)
 

@@ -6,13 +6,13 @@ from decimal import Decimal
 from typing import Annotated, Any
 
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from floatsrv.api.account import actor
 from floatsrv.api.body import read_json_object
 from floatsrv.api.native import ok
 from floatsrv.api.usage import license_id_of
-from floatsrv.api.validation import Text100, WireInt, parse
+from floatsrv.api.validation import StrictBody, Text100, WireInt, parse
 from floatsrv.appkeys import DOMAIN
 from floatsrv.domain import addons
 from floatsrv.domain.addons import ActivationRow, AddonInput, AddonRow
@@ -20,8 +20,7 @@ from floatsrv.models import ConsumptionModel, Credits, Price
 from floatsrv.times import iso_us
 
 
-class AddonBody(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+class AddonBody(StrictBody):
     name: Annotated[str, Field(min_length=1, max_length=100)]
     description: Annotated[str, Field(max_length=255)] = ""
     base_price: Price = Decimal(0)
@@ -32,8 +31,7 @@ class AddonBody(BaseModel):
     credit_cost: Credits | None = None
 
 
-class Activation(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+class Activation(StrictBody):
     addon_id: Text100
 
 

@@ -8,16 +8,17 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict, Field, StrictBool
+from pydantic import Field, StrictBool
 
 from floatsrv.api.account import actor
 from floatsrv.api.body import read_json_object
-from floatsrv.api.native import ok, seat_view
-from floatsrv.api.validation import Text100, WireInstant, WireInt, parse
+from floatsrv.api.native import ok
+from floatsrv.api.validation import StrictBody, Text100, WireInstant, WireInt, parse
 from floatsrv.appkeys import CONFIG, DOMAIN, LOGIN
 from floatsrv.domain import accounts, credentials, queries, seats
 from floatsrv.domain.accounts import UserRow
 from floatsrv.domain.credentials import ApiKeyRow, AuditQuery, AuditRow, TokenRow
+from floatsrv.domain.views import seat_view
 from floatsrv.errors import UserNotFound
 from floatsrv.models import Role
 from floatsrv.times import iso_us
@@ -26,37 +27,33 @@ from floatsrv.times import iso_us
 Username = Annotated[str, Field(min_length=1, max_length=100, pattern=r"^[^:\s\x00-\x1f\x7f]+$")]
 
 
-class _Body(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class NewUser(_Body):
+class NewUser(StrictBody):
     username: Username
     role: Role = Role.USER
     password: str | None = Field(default=None, min_length=1, max_length=256)
 
 
-class UserChange(_Body):
+class UserChange(StrictBody):
     role: Role | None = None
     disabled: StrictBool | None = None  # strict: 0, 1, "yes" or "off" are not booleans
 
 
-class PasswordReset(_Body):
+class PasswordReset(StrictBody):
     password: str | None = Field(default=None, min_length=1, max_length=256)
 
 
-class NewApiKey(_Body):
+class NewApiKey(StrictBody):
     name: Text100
     role: Role = Role.USER
 
 
-class TokenQuery(_Body):
+class TokenQuery(StrictBody):
     username: Text100 | None = None
     state: Literal["live", "all"] = "live"
     limit: Annotated[WireInt, Field(ge=1, le=1000)] = 100
 
 
-class AuditFilter(_Body):
+class AuditFilter(StrictBody):
     action: Text100 | None = None
     actor: Text100 | None = None
     target: Text100 | None = None

@@ -12,13 +12,12 @@ import asyncio
 from typing import Any, Literal
 
 from aiohttp import BodyPartReader, web
-from pydantic import BaseModel, ConfigDict
 
 from floatsrv.api.account import actor
 from floatsrv.api.body import decode_json_object, read_body, too_large
 from floatsrv.api.middleware import json_response
 from floatsrv.api.native import ok
-from floatsrv.api.validation import parse
+from floatsrv.api.validation import StrictBody, parse
 from floatsrv.appkeys import CONFIG, DOMAIN, LIVE
 from floatsrv.domain import licensing
 from floatsrv.domain.licensefiles import file_state
@@ -87,8 +86,7 @@ async def import_file(request: web.Request) -> web.Response:
     return json_response({"success": True, "data": _result_view(result, request)}, status=status)
 
 
-class FilesQuery(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+class FilesQuery(StrictBody):
     all: Literal["true", "false", "1", "0", "yes", "no"] = "false"
 
 

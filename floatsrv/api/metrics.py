@@ -20,7 +20,7 @@ from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4, generate_late
 from prometheus_client.registry import Collector
 
 from floatsrv import __version__
-from floatsrv.appkeys import CONFIG, DOMAIN, METRICS
+from floatsrv.appkeys import CONFIG, DOMAIN
 from floatsrv.clock import SteadyClock
 from floatsrv.domain import licensing, queries, sync
 from floatsrv.domain.context import Domain
@@ -98,6 +98,10 @@ class Metrics:
 
     def seat_denial(self, license_id: object, feature: object) -> None:
         self._seat_denials.labels(str(license_id), str(feature or "")).inc()
+
+
+# The application's request counters (one registry per application: tests run several in one process).
+METRICS = web.AppKey("metrics", Metrics)
 
 
 class _Snapshot(Collector):

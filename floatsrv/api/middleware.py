@@ -23,7 +23,8 @@ from aiohttp.typedefs import Handler
 from floatsrv import errors
 from floatsrv.api.errors import Surface, error_body, render
 from floatsrv.api.forwarded import client_address
-from floatsrv.appkeys import GUARD, LIVE, METRICS, PRINCIPAL, ROUTE_ROLES
+from floatsrv.api.metrics import METRICS
+from floatsrv.appkeys import GUARD, LIVE, PRINCIPAL, ROUTE_ROLES
 from floatsrv.log import get_logger, request_completed
 from floatsrv.models import Principal, Role
 
@@ -43,8 +44,9 @@ def json_response(body: Any, status: int = 200, headers: dict[str, str] | None =
     return web.Response(body=data, status=status, headers=headers, content_type="application/json")
 
 
-class _RequestIds:
-    """Cheap unique request ids: a random per-process prefix and a counter (no entropy read per request)."""
+class RequestIds:
+    """Cheap unique request ids: a random per-application prefix and a counter (no entropy read per request).
+    Owner: the application (`REQUEST_IDS`)."""
 
     def __init__(self) -> None:
         self.prefix = secrets.token_hex(4)
@@ -54,7 +56,7 @@ class _RequestIds:
         return f"{self.prefix}-{next(self.counter):x}"
 
 
-_ids = _RequestIds()
+REQUEST_IDS = web.AppKey("request_ids", RequestIds)
 
 
 def _error_response(request: web.Request, error: errors.FloatsrvError) -> web.Response:
@@ -112,12 +114,12 @@ def _authorize(request: web.Request, route: tuple[str, str], required: Role) -> 
 @web.middleware
 async def pipeline(request: web.Request, handler: Handler) -> web.StreamResponse:
     started = time.perf_counter()
+    app = request.app
     incoming = request.headers.get("X-Request-Id", "")
-    request_id = incoming if incoming and _REQUEST_ID.match(incoming) else _ids.next()
+    request_id = incoming if incoming and _REQUEST_ID.match(incoming) else app[REQUEST_IDS].next()
     # request_id is the only key ever bound, so binding it replaces the previous request's on this
     # connection (no clear_contextvars, which walks every context variable, needed).
     structlog.contextvars.bind_contextvars(request_id=request_id)
-    app = request.app
     trusted = app[LIVE].config.server.trusted_proxies
     if trusted and (hops := request.headers.getall("X-Forwarded-For", None)):
         client = client_address(request.remote, hops, trusted)

@@ -11,9 +11,8 @@ from floatsrv.api.account import actor
 from floatsrv.api.native import ok
 from floatsrv.appkeys import CONFIG, DOMAIN, SYNC
 from floatsrv.domain import sync
-from floatsrv.domain.sync import AIRGAP, ChannelStatus
+from floatsrv.domain.sync import AIRGAP, ChannelStatus, SyncFailed
 from floatsrv.times import iso_us
-from floatsrv.workers.sync import SyncFailed
 
 RUN_TIMEOUT_SECONDS = 120
 
@@ -82,12 +81,12 @@ async def run_now(request: web.Request) -> web.Response:
         runs, error = [], str(exc)
     except TimeoutError:
         runs, error = [], f"not finished after {RUN_TIMEOUT_SECONDS} s; the worker goes on in the background"
-        worker.wake.set()
+        worker.wake_up()
     return ok({**await status_view(request), "run": {"ok": error is None, "error": error, "channels": runs}})
 
 
 async def retry_parked(request: web.Request) -> web.Response:
     domain = request.app[DOMAIN]
     reopened = await sync.retry_parked(domain.store, domain.clock, _upstream_names(request), actor(request))
-    request.app[SYNC].wake.set()
+    request.app[SYNC].wake_up()
     return ok({**await status_view(request), "reopened_batches": reopened})

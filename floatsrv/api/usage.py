@@ -10,13 +10,13 @@ import asyncio
 from typing import Annotated, Any
 
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict, Field, StrictBool
+from pydantic import Field, StrictBool
 
 from floatsrv.api.account import actor
 from floatsrv.api.body import read_json_object
 from floatsrv.api.errors import render
 from floatsrv.api.native import ok
-from floatsrv.api.validation import Text100, Text256, WireInstant, WireInt, parse
+from floatsrv.api.validation import StrictBody, Text100, Text256, WireInstant, WireInt, parse
 from floatsrv.appkeys import DOMAIN, PRINCIPAL
 from floatsrv.domain import credits, usage
 from floatsrv.domain.credits import CreditBalance, LedgerRow
@@ -38,18 +38,14 @@ REASONS = {
 }
 
 
-class _Body(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class CheckBody(_Body):
+class CheckBody(StrictBody):
     license_id: LicenseId | None = None
     product: Text100 | None = None
     feature: Text100
     quantity: Any = "1"
 
 
-class EventBody(_Body):
+class EventBody(StrictBody):
     event_id: EventId
     license_id: LicenseId | None = None
     product: Text100 | None = None
@@ -60,11 +56,11 @@ class EventBody(_Body):
     user: Text256 | None = None
 
 
-class BatchBody(_Body):
+class BatchBody(StrictBody):
     events: Annotated[list[Any], Field(min_length=1, max_length=100)]
 
 
-class Grant(_Body):
+class Grant(StrictBody):
     amount: Any = None
     grant_id: Annotated[str, Field(min_length=4, max_length=64)] | None = None
     note: Annotated[str, Field(max_length=500)] | None = None
@@ -264,7 +260,7 @@ async def grant_credits(request: web.Request) -> web.Response:
     return ok(balance_view(balance))
 
 
-class LedgerQuery(_Body):
+class LedgerQuery(StrictBody):
     before: Annotated[WireInt, Field(gt=0)] | None = None
     limit: Annotated[WireInt, Field(ge=1, le=1000)] = 100
 

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from floatsrv.api import v4_shapes as shapes
+from floatsrv.api import v4_replies as replies
 from floatsrv.api.body import read_json_object
 from floatsrv.api.middleware import json_response
-from floatsrv.api.v4_schemas import (
+from floatsrv.api.v4_cache import V4_CACHE
+from floatsrv.api.v4_requests import (
     BorrowBody,
     ClientFields,
     ConsumptionBody,
@@ -66,7 +67,7 @@ def _seat_request(request: web.Request, body: RegisterBody | FeatureRegisterBody
 async def register(request: web.Request) -> web.Response:
     body = parse(RegisterBody, await read_json_object(request))
     result = await seats.register(request.app[DOMAIN], _seat_request(request, body))
-    return json_response(shapes.register_answer(result))
+    return json_response(replies.register_answer(request.app[V4_CACHE], result))
 
 
 async def borrow(request: web.Request) -> web.Response:
@@ -74,7 +75,7 @@ async def borrow(request: web.Request) -> web.Response:
     result = await seats.register(
         request.app[DOMAIN], _seat_request(request, body), borrow=True, borrowed_until=body.borrowed_until
     )
-    return json_response(shapes.borrow_response(result))
+    return json_response(replies.borrow_response(result))
 
 
 async def unregister(request: web.Request) -> web.Response:
@@ -113,7 +114,7 @@ async def _consume(request: web.Request, body: ConsumptionBody | FeatureConsumpt
         max_overages=body.max_overages if isinstance(body, ConsumptionBody) else None,
     )
     result = await consumption.add_consumption(request.app[DOMAIN], consume)
-    return json_response(shapes.consumption_answer(result))
+    return json_response(replies.consumption_answer(request.app[V4_CACHE], result))
 
 
 async def add_consumption(request: web.Request) -> web.Response:
@@ -132,7 +133,7 @@ async def feature_register(request: web.Request) -> web.Response:
         body.feature,
         borrow_until=body.borrow_until or body.borrowed_until,
     )
-    return json_response(shapes.feature_register_response(result))
+    return json_response(replies.feature_register_response(request.app[V4_CACHE], result))
 
 
 async def check_license_feature(request: web.Request) -> web.Response:
@@ -142,7 +143,7 @@ async def check_license_feature(request: web.Request) -> web.Response:
         query["user"] = query.pop("hardware_id")
     body = parse(FeatureRegisterBody, query)
     result = await seats.register_feature(request.app[DOMAIN], _seat_request(request, body), body.feature)
-    return json_response(shapes.feature_register_response(result))
+    return json_response(replies.feature_register_response(request.app[V4_CACHE], result))
 
 
 async def feature_release(request: web.Request) -> web.Response:
@@ -172,4 +173,4 @@ async def feature_release_all(request: web.Request) -> web.Response:
 async def list_licenses(request: web.Request) -> web.Response:
     domain = request.app[DOMAIN]
     states = await queries.license_states(domain, request.query.get("product") or None)
-    return json_response([shapes.license_object(state) for state in states])
+    return json_response([replies.license_object(request.app[V4_CACHE], state) for state in states])

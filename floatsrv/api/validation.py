@@ -12,13 +12,26 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Any, TypeVar
 
-from pydantic import BaseModel, BeforeValidator, Strict, StringConstraints, ValidationError
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Strict, StringConstraints, ValidationError
 
 from floatsrv.config import format_path
 from floatsrv.errors import InvalidRequest, MissingParameters
 from floatsrv.times import is_zero_time, parse_instant
 
 M = TypeVar("M", bound=BaseModel)
+
+
+class StrictBody(BaseModel):
+    """A /v1 request body or query: unknown keys are refused (a typo must not pass silently)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class LenientBody(BaseModel):
+    """An /api/v4 request body: unknown keys are ignored, as LicenseSpring's server does (clients send more)."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
 
 # ASCII only: int() would also read other scripts' digits ("١٠٠١" as 1001).
 _INT = re.compile(r"^\s*[+-]?\d{1,19}\s*$", re.ASCII)

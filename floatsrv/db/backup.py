@@ -6,7 +6,7 @@ import os
 import sqlite3
 from pathlib import Path
 
-from floatsrv.db import inspect, migrate
+from floatsrv.db import migrate, readonly
 
 
 def read_only(path: Path, busy_timeout_ms: int = 5000) -> sqlite3.Connection:
@@ -27,7 +27,7 @@ def backup(path: Path, out: Path, busy_timeout_ms: int = 5000) -> int:
         try:
             source.backup(target)  # all pages in one step: a single read transaction, so one snapshot
             target.execute("PRAGMA journal_mode = DELETE")
-            problems = inspect.integrity_problems(target)
+            problems = readonly.integrity_problems(target)
         finally:
             target.close()
     except BaseException:
@@ -54,7 +54,7 @@ def check(path: Path, busy_timeout_ms: int = 5000) -> tuple[int | None, list[str
     try:
         migrate.check_identity(conn, str(path))
         version = int(conn.execute("PRAGMA user_version").fetchone()[0])
-        problems = inspect.integrity_problems(conn)
+        problems = readonly.integrity_problems(conn)
         if version != migrate.latest_version():
             problems.append(f"schema version {version}, this floatsrv expects {migrate.latest_version()}")
         return version, problems

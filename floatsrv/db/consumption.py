@@ -101,13 +101,13 @@ def add(
     return cursor.lastrowid
 
 
-def seen_event(conn: sqlite3.Connection, license_id: int, event_id: str) -> tuple[bytes, str] | None:
-    """(request hash, stored outcome JSON) of an event id already accepted for this license."""
+def seen_event(conn: sqlite3.Connection, license_id: int, event_id: str) -> tuple[bytes, str, int] | None:
+    """(request hash, stored outcome, its format version) of an event id already accepted for this license."""
     row = conn.execute(
-        "SELECT request_hash, outcome FROM usage_event_ids WHERE license_id = ? AND event_id = ?",
+        "SELECT request_hash, outcome, outcome_format FROM usage_event_ids WHERE license_id = ? AND event_id = ?",
         (license_id, event_id),
     ).fetchone()
-    return (bytes(row[0]), str(row[1])) if row else None
+    return (bytes(row[0]), str(row[1]), int(row[2])) if row else None
 
 
 def remember_event(
@@ -117,13 +117,14 @@ def remember_event(
     event_id: str,
     request_hash: bytes,
     outcome: str,
+    outcome_format: int,
     usage_event_id: int,
     now: int,
 ) -> None:
     conn.execute(
-        "INSERT INTO usage_event_ids (license_id, event_id, request_hash, outcome, usage_event_id,"
-        " received_at) VALUES (?, ?, ?, ?, ?, ?)",
-        (license_id, event_id, request_hash, outcome, usage_event_id, now),
+        "INSERT INTO usage_event_ids (license_id, event_id, request_hash, outcome, outcome_format, usage_event_id,"
+        " received_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        (license_id, event_id, request_hash, outcome, outcome_format, usage_event_id, now),
     )
 
 

@@ -16,12 +16,13 @@ class LicenseRow:
     floating_users: int
     file_id: str | None  # the license file it comes from; None: inline in the YAML config
     entitlements: str  # signed | demo | unsigned
+    definition_format: int  # how `definition` is written (domain.catalog.DEFINITION_FORMAT)
 
 
 def all_licenses(conn: sqlite3.Connection) -> list[LicenseRow]:
     rows = conn.execute(
-        "SELECT id, product, added_seq, removed_at, definition, floating_users, file_id, entitlements"
-        " FROM licenses ORDER BY added_seq"
+        "SELECT id, product, added_seq, removed_at, definition, floating_users, file_id, entitlements,"
+        " definition_format FROM licenses ORDER BY added_seq"
     )
     return [LicenseRow(*row) for row in rows]
 
@@ -33,6 +34,7 @@ def upsert_license(
     product: str,
     floating_users: int,
     definition: str,
+    definition_format: int,
     now: int,
     file_id: str | None,
     entitlements: str,
@@ -41,19 +43,20 @@ def upsert_license(
     conn.execute(
         """
         INSERT INTO licenses (id, product, added_seq, added_at, floating_users, definition, updated_at, file_id,
-                              entitlements)
-        VALUES (?1, ?2, (SELECT COALESCE(MAX(added_seq), 0) + 1 FROM licenses), ?5, ?3, ?4, ?5, ?6, ?7)
+                              entitlements, definition_format)
+        VALUES (?1, ?2, (SELECT COALESCE(MAX(added_seq), 0) + 1 FROM licenses), ?5, ?3, ?4, ?5, ?6, ?7, ?8)
         ON CONFLICT (id) DO UPDATE SET
             product = excluded.product,
             floating_users = excluded.floating_users,
             definition = excluded.definition,
+            definition_format = excluded.definition_format,
             updated_at = excluded.updated_at,
             file_id = excluded.file_id,
             entitlements = excluded.entitlements,
             added_seq = CASE WHEN licenses.removed_at IS NULL THEN licenses.added_seq ELSE excluded.added_seq END,
             removed_at = NULL
         """,
-        (license_id, product, floating_users, definition, now, file_id, entitlements),
+        (license_id, product, floating_users, definition, now, file_id, entitlements, definition_format),
     )
 
 

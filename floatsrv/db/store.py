@@ -292,8 +292,10 @@ class Store:
             raise
 
     def write_then_read(self, unit: Callable[[sqlite3.Connection], AfterBatch[T]]) -> asyncio.Future[T]:
-        """Like `write`, for a unit whose result is completed from the batch's final state (AfterBatch)."""
-        return self.write(unit)  # type: ignore[arg-type]
+        """Like `write`, for a unit whose result is completed from the batch's final state (AfterBatch):
+        the future resolves to what `AfterBatch.finish` makes of that state."""
+        future: asyncio.Future[T] = self._enqueue(unit)
+        return future
 
     def write(self, unit: Unit[T]) -> asyncio.Future[T]:
         """Queue `unit(conn)` for the next group transaction; the future resolves once that is committed.
@@ -302,9 +304,13 @@ class Store:
         StorageUnavailable. A plain function handing back the future (`await store.write(unit)`): no
         coroutine of its own to create and resume on the hottest path.
         """
+        future: asyncio.Future[T] = self._enqueue(unit)
+        return future
+
+    def _enqueue(self, unit: Callable[[sqlite3.Connection], Any]) -> asyncio.Future[Any]:
         if self._conn is None or self._closed:
             raise StorageUnavailable("the store is closed")
-        future: asyncio.Future[T] = self._loop.create_future()
+        future: asyncio.Future[Any] = self._loop.create_future()
         self._queue.append((unit, future))
         flusher = self._flusher
         if flusher is None or flusher.done():

@@ -21,6 +21,7 @@ from floatsrv.db.addons import ActivationRow as ActivationRow  # re-exported for
 from floatsrv.db.addons import AddonRow as AddonRow
 from floatsrv.domain.accounts import Actor
 from floatsrv.domain.context import Domain
+from floatsrv.domain.license import License
 from floatsrv.domain.seatlimits import sync_seat_limits
 from floatsrv.domain.state import Period, bounds, current_period
 from floatsrv.errors import (
@@ -35,7 +36,7 @@ from floatsrv.errors import (
     LicenseNotFound,
     NotGrantedByVendor,
 )
-from floatsrv.models import ConsumptionModel, FeatureSpec, License, LicenseSpec
+from floatsrv.models import ConsumptionModel, FeatureSpec
 from floatsrv.quantity import decimal_str
 from floatsrv.times import to_us
 
@@ -160,11 +161,12 @@ async def delete(domain: Domain, actor: Actor, addon_id: str) -> None:
     await domain.store.write(unit)
 
 
-def proration_period(spec: LicenseSpec, feature: FeatureSpec, now: datetime) -> Period:
+def proration_period(license: License, feature: FeatureSpec, now: datetime) -> Period:
     """The period an activation is charged for: the feature's own, else the license's billing period."""
+    spec = license.spec
     if feature.model == "credits":
-        return bounds(spec, spec.credits_period, now)
-    return current_period(spec, feature, now) or bounds(spec, spec.billing_period, now)
+        return bounds(license, spec.credits_period, now)
+    return current_period(license, feature, now) or bounds(license, spec.billing_period, now)
 
 
 def prorate(base_price: Decimal, period: Period, now: datetime) -> Decimal:
@@ -209,7 +211,7 @@ async def activate(domain: Domain, actor: Actor, license_id: int, addon_id: str)
             )
         if any(a.id == addon_id for _, a in db.active_on(conn, license_id)):
             raise AddonAlreadyActive(f"add-on {addon_id!r} is already active on license {license_id}")
-        period = proration_period(spec, feature, now)
+        period = proration_period(license, feature, now)
         charge = prorate(Decimal(addon.base_price), period, now)
         row = db.activate(
             conn,

@@ -17,9 +17,10 @@ from floatsrv.db import licenses as db_licenses
 from floatsrv.db import seats as db_seats
 from floatsrv.db.store import Store
 from floatsrv.domain.grants import sync_grants
+from floatsrv.domain.license import License
 from floatsrv.domain.seatlimits import sync_seat_limits
 from floatsrv.errors import LicenseNotFound, MissingParameters, UnknownProduct
-from floatsrv.models import License, LicenseSource, LicenseSpec
+from floatsrv.models import LicenseSource, LicenseSpec
 
 
 class Catalog:
@@ -77,6 +78,22 @@ class Catalog:
         return found
 
 
+# How a license's definition is stored (licenses.definition, definition_format): version 1 is the LicenseSpec's
+# JSON without its defaults. A new version needs a reader below for every older one still in databases.
+DEFINITION_FORMAT = 1
+
+
+def encode_definition(spec: LicenseSpec) -> str:
+    return spec.model_dump_json(exclude_defaults=True)
+
+
+def decode_definition(text: str, version: int) -> LicenseSpec:
+    """A stored definition of any known version. Raises ValueError for a newer one."""
+    if version == 1:
+        return LicenseSpec.model_validate_json(text)
+    raise ValueError(f"stored license definition format {version} is newer than this floatsrv")
+
+
 class Entry(NamedTuple):
     """A license to serve, and where its terms come from."""
 
@@ -117,12 +134,12 @@ def apply_entries(conn: sqlite3.Connection, entries: list[Entry], now: int) -> t
     added, changed, removed, ended = [], [], [], 0
     for spec, source in entries:
         stored = before.get(spec.id)
-        definition = spec.model_dump_json(exclude_defaults=True)
+        definition = encode_definition(spec)
         codes = {feature.code for feature in spec.features}
         if (
             stored is not None
             and stored.removed_at is None
-            and stored.definition == definition
+            and (stored.definition, stored.definition_format) == (definition, DEFINITION_FORMAT)
             and stored.floating_users == spec.floating_users
             and (stored.file_id, stored.entitlements) == (source.file_id, source.entitlements)
             and known_features.get(spec.id, set()) == codes
@@ -138,6 +155,7 @@ def apply_entries(conn: sqlite3.Connection, entries: list[Entry], now: int) -> t
             product=spec.product,
             floating_users=spec.floating_users,
             definition=definition,
+            definition_format=DEFINITION_FORMAT,
             now=now,
             file_id=source.file_id,
             entitlements=source.entitlements,
@@ -171,7 +189,7 @@ def _load(conn: sqlite3.Connection, specs: Mapping[int, LicenseSpec]) -> Catalog
     """The catalog of the licenses now in the database (`specs`: the ones just validated, to avoid re-parsing)."""
     licenses = [
         License(
-            spec=specs.get(row.id) or LicenseSpec.model_validate_json(row.definition),
+            spec=specs.get(row.id) or decode_definition(row.definition, row.definition_format),
             added_seq=row.added_seq,
             source=LicenseSource(row.entitlements, row.file_id),  # type: ignore[arg-type]
         )

@@ -19,6 +19,7 @@ from floatsrv.db import consumption as db_consumption
 from floatsrv.db.store import AfterBatch
 from floatsrv.domain import usage
 from floatsrv.domain.context import Domain
+from floatsrv.domain.license import License
 from floatsrv.domain.seats import Target
 from floatsrv.domain.state import LicenseState, check_usable, counter_key, state_after_batch
 from floatsrv.domain.usage import metered_feature
@@ -29,10 +30,9 @@ from floatsrv.errors import (
     LicenseNotConsumption,
     NegativeConsumptionsNotAllowed,
 )
-from floatsrv.models import ConsumptionLimits, FeatureSpec, License
+from floatsrv.models import ConsumptionLimits, FeatureSpec
+from floatsrv.quantity import MILLI
 from floatsrv.times import to_us
-
-MILLI = 1000
 
 
 class ConsumeRequest(NamedTuple):
@@ -119,7 +119,7 @@ async def add_consumption(domain: Domain, request: ConsumeRequest) -> ConsumeRes
         limits = _narrowed(spec, request.allow_overages, request.max_overages)
         if request.quantity < 0 and not limits.allow_negative_consumptions:
             raise NegativeConsumptionsNotAllowed("this license does not allow negative consumptions")
-        key, period = counter_key(spec, None, now)
+        key, period = counter_key(license, None, now)
         current = db_consumption.total(conn, key)
         wanted = current + request.quantity * MILLI
         capacity = limits.capacity(spec.max_consumptions)

@@ -10,9 +10,9 @@ from datetime import timedelta
 from floatsrv.clock import Clock
 from floatsrv.db.store import Store
 from floatsrv.domain.catalog import Catalog
+from floatsrv.domain.license import License
 from floatsrv.domain.licensefiles import Licensing
 from floatsrv.entitlements.trust import load_trust_anchor
-from floatsrv.models import License
 
 
 @dataclass(frozen=True, slots=True)

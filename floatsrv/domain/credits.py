@@ -11,9 +11,9 @@ from floatsrv.db import credits as db
 from floatsrv.db.credits import LedgerRow as LedgerRow  # re-exported for the API layer
 from floatsrv.domain.accounts import Actor
 from floatsrv.domain.context import Domain
+from floatsrv.domain.license import License
 from floatsrv.domain.state import Period, bounds
 from floatsrv.errors import CreditGrantApplied, InvalidQuantity, LicenseNotFound, NotGrantedByVendor
-from floatsrv.models import License
 from floatsrv.quantity import MILLI, milli_to_str
 from floatsrv.times import to_us
 
@@ -40,7 +40,7 @@ def _license(domain: Domain, license_id: int) -> License:
 
 def _balance(conn: sqlite3.Connection, license: License, domain: Domain) -> CreditBalance:
     spec = license.spec
-    period = bounds(spec, spec.credits_period, domain.clock.now())
+    period = bounds(license, spec.credits_period, domain.clock.now())
     extra = sum(a.included_units for a in db_addons.active_addons(conn, spec.id) if a.consumption_model == "credits")
     return CreditBalance(
         spec.id,

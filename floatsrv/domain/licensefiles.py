@@ -19,7 +19,7 @@ from floatsrv.db import licensefiles as db
 from floatsrv.db import licenses as db_licenses
 from floatsrv.db import server_state
 from floatsrv.db.licensefiles import FileRow
-from floatsrv.domain.catalog import Entry
+from floatsrv.domain.catalog import Entry, decode_definition
 from floatsrv.entitlements.trust import TrustAnchor
 from floatsrv.entitlements.verify import OpenedFile, open_file, text_digest
 from floatsrv.errors import (
@@ -82,7 +82,7 @@ def bump_generation(conn: sqlite3.Connection) -> int:
 
 def _stored_inline(conn: sqlite3.Connection) -> list[LicenseSpec]:
     return [
-        LicenseSpec.model_validate_json(row.definition)
+        decode_definition(row.definition, row.definition_format)
         for row in db_licenses.all_licenses(conn)
         if row.file_id is None and row.removed_at is None
     ]

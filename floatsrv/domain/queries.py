@@ -6,14 +6,14 @@ import sqlite3
 from dataclasses import dataclass
 from typing import Literal
 
-from floatsrv.db import inspect as db_inspect
+from floatsrv.db import readonly as db_readonly
 from floatsrv.db import seats as db_seats
-from floatsrv.db.inspect import CounterRow
+from floatsrv.db.readonly import CounterRow
 from floatsrv.db.seats import SeatRow
 from floatsrv.domain.context import Domain
+from floatsrv.domain.license import License
 from floatsrv.domain.state import LicenseState, read_state
 from floatsrv.errors import SeatNotFound
-from floatsrv.models import License
 from floatsrv.times import to_us
 
 SeatState = Literal["held", "ended", "all"]
@@ -87,4 +87,4 @@ def _view(domain: Domain, row: SeatRow, now: int) -> SeatView:
 
 async def counters(domain: Domain, license_id: int | None = None, limit: int = 100) -> list[CounterRow]:
     """Consumption counters, newest period first, with what each sync channel has confirmed."""
-    return await domain.store.read(lambda conn: db_inspect.counters(conn, license_id, limit))
+    return await domain.store.read(lambda conn: db_readonly.counters(conn, license_id, limit))

@@ -22,6 +22,7 @@ from floatsrv.db.seats import LICENSE_SEAT
 from floatsrv.db.seats import SeatRow as SeatRow  # re-exported for the API layer
 from floatsrv.db.store import AfterBatch
 from floatsrv.domain.context import Domain
+from floatsrv.domain.license import License
 from floatsrv.domain.state import LicenseState, check_usable, state_after_batch
 from floatsrv.errors import (
     BorrowUntilNotValid,
@@ -35,7 +36,7 @@ from floatsrv.errors import (
     SeatOwnedByAnotherLogin,
     SeatsExhausted,
 )
-from floatsrv.models import ClientInfo, FeatureSpec, License, LicenseSpec
+from floatsrv.models import ClientInfo, FeatureSpec, LicenseSpec
 from floatsrv.times import iso, to_us
 
 MINUTE_US = 60_000_000

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, NamedTuple, TypeVar
+from typing import NamedTuple, TypeVar
 
 from floatsrv.clock import Clock
 from floatsrv.db import addons as db_addons
@@ -22,19 +22,16 @@ from floatsrv.db import seats as db_seats
 from floatsrv.db.addons import AddonRow
 from floatsrv.db.consumption import CounterKey
 from floatsrv.db.store import AfterBatch
+from floatsrv.domain.license import License
 from floatsrv.domain.metering import Allowance, Balances, allowance_of
 from floatsrv.errors import LicenseExpired, LicenseNotActive, LicenseNotEnabled
-from floatsrv.models import ConsumptionLimits, FeatureSpec, License, LicenseSpec
-from floatsrv.periods import PeriodKind, period_bounds
+from floatsrv.models import ConsumptionLimits, FeatureSpec, LicenseSpec
+from floatsrv.periods import Period as Period  # re-exported: the domain's callers name it from here
+from floatsrv.periods import PeriodKind
 from floatsrv.quantity import MILLI
 from floatsrv.times import to_us
 
 T = TypeVar("T")
-
-
-class Period(NamedTuple):
-    start: datetime
-    end: datetime
 
 
 class FeatureState(NamedTuple):
@@ -57,8 +54,6 @@ class LicenseState:
     total_milli: int
     period: Period | None
     features: tuple[FeatureState, ...]
-    # Shapes built from this state by the API layer, reused by every answer that shares the state.
-    derived: dict[Any, Any] = field(default_factory=dict, compare=False, hash=False, repr=False)
 
     def feature(self, code: str) -> FeatureState:
         for state in self.features:  # a loop, not next(generator): every consumption answer asks
@@ -77,55 +72,39 @@ def check_usable(spec: LicenseSpec, now: datetime) -> None:
         raise LicenseExpired(license_id=spec.id)
 
 
-def bounds(spec: LicenseSpec, kind: PeriodKind, at: datetime) -> Period:
-    start, end = period_bounds(kind, spec.period_anchor, at)
-    return Period(start, end)
+def bounds(license: License, kind: PeriodKind, at: datetime) -> Period:
+    return license.memo.period(kind, license.spec.period_anchor, at)
 
 
-def _span(spec: LicenseSpec, limits: ConsumptionLimits, at: datetime) -> tuple[datetime, datetime] | None:
+def current_period(license: License, limits: ConsumptionLimits, at: datetime) -> Period | None:
+    """The consumption period `limits` reset in that contains `at`; None for totals that never reset."""
     if not limits.reset_consumption or limits.consumption_period is None:
         return None
-    return period_bounds(limits.consumption_period, spec.period_anchor, at)
+    return bounds(license, limits.consumption_period, at)
 
 
-def current_period(spec: LicenseSpec, limits: ConsumptionLimits, at: datetime) -> Period | None:
-    span = _span(spec, limits, at)
-    return None if span is None else Period(*span)
-
-
-# (license id, counter's feature, period bounds) -> the counter's key and period: every consumption asks.
-_counter_keys: dict[tuple[int, str, tuple[datetime, datetime] | None], tuple[CounterKey, Period | None]] = {}
-
-
-def counter_key(spec: LicenseSpec, feature: FeatureSpec | None, at: datetime) -> tuple[CounterKey, Period | None]:
-    span = _span(spec, feature or spec, at)
+def counter_key(license: License, feature: FeatureSpec | None, at: datetime) -> tuple[CounterKey, Period | None]:
+    """The counter a consumption at `at` adds to (the license's own with feature None), and its period."""
+    period = current_period(license, feature or license.spec, at)
     code = feature.code if feature else db_seats.LICENSE_SEAT
-    memo = (spec.id, code, span)
-    found = _counter_keys.get(memo)
-    if found is None:
-        period = None if span is None else Period(*span)
-        found = (CounterKey(spec.id, code, to_us(period.start) if period else 0), period)
-        if len(_counter_keys) > 10_000:
-            _counter_keys.clear()
-        _counter_keys[memo] = found
-    return found
+
+    def make() -> tuple[CounterKey, Period | None]:
+        return CounterKey(license.spec.id, code, to_us(period.start) if period else 0), period
+
+    return license.memo.counters.get((code, period), make)
 
 
 def allowance(
     license: License, feature: FeatureSpec, addons: tuple[AddonRow, ...], seat_limit: int | None
 ) -> Allowance:
     """The feature's allowance, computed once per (license, feature, add-ons, seat limit) and then reused."""
-    key = ("allowance", feature.code, tuple((a.id, a.updated_at) for a in addons) if addons else (), seat_limit)
-    found: Allowance | None = license.derived.get(key)
-    if found is None:
-        if len(license.derived) > 1000:
-            license.derived.clear()
-        found = license.derived[key] = allowance_of(license.spec, feature, addons, seat_limit)
-    return found
+    key = (feature.code, tuple((a.id, a.updated_at) for a in addons) if addons else (), seat_limit)
+    return license.memo.allowances.get(key, lambda: allowance_of(license.spec, feature, addons, seat_limit))
 
 
-def _credit_balances(conn: sqlite3.Connection, spec: LicenseSpec, at: datetime, used: int) -> tuple[Balances, Period]:
-    credits_period = bounds(spec, spec.credits_period, at)
+def _credit_balances(conn: sqlite3.Connection, license: License, at: datetime, used: int) -> tuple[Balances, Period]:
+    spec = license.spec
+    credits_period = bounds(license, spec.credits_period, at)
     plan_used = db_credits.plan_used(conn, spec.id, to_us(credits_period.start))
     return Balances(used, plan_used, db_credits.purchased(conn, spec.id)), credits_period
 
@@ -147,7 +126,7 @@ def feature_state(
         seats_in_use = db_seats.count_live(conn, spec.id, feature.code, to_us(now))
     total, period, key = 0, None, None
     if feature.is_consumption:
-        key, period = counter_key(spec, feature, at)
+        key, period = counter_key(license, feature, at)
         total = db_consumption.total(conn, key)
     return _assemble(conn, license, feature, at, addons, feature_id, seats_in_use, seat_limit, total, period, key)
 
@@ -167,7 +146,7 @@ def _assemble(
 ) -> FeatureState:
     balances, credits_period = Balances(total), None
     if feature.model == "credits":
-        balances, credits_period = _credit_balances(conn, license.spec, at, total)
+        balances, credits_period = _credit_balances(conn, license, at, total)
     elif feature.model == "seats":
         balances = Balances(seats_in_use * MILLI)
     return FeatureState(
@@ -205,10 +184,10 @@ def read_state(
     addons = db_addons.active_addons(conn, spec.id) if spec.features else ()
     keys: dict[str, tuple[CounterKey, Period | None]] = {}
     if spec.is_consumption:
-        keys[db_seats.LICENSE_SEAT] = counter_key(spec, None, now)
+        keys[db_seats.LICENSE_SEAT] = counter_key(license, None, now)
     for feature in spec.features:
         if feature.is_consumption:
-            keys[feature.code] = counter_key(spec, feature, now)
+            keys[feature.code] = counter_key(license, feature, now)
     totals = db_consumption.totals(conn, spec.id, [(k.feature, k.period_start) for k, _ in keys.values()])
 
     def total_of(code: str) -> tuple[int, Period | None]:

@@ -14,6 +14,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Protocol
 
 from floatsrv.clock import Clock
 from floatsrv.db import audit
@@ -38,6 +39,37 @@ class Batch:
     @property
     def id(self) -> str:
         return self.row.id
+
+
+@dataclass(slots=True)
+class PassReport:
+    """What one pass of the sender did on one channel."""
+
+    channel: str
+    records: int = 0
+    requests: int = 0
+    skipped: bool = False
+    error: str | None = None
+    parked: int = 0  # batches the upstream refused for good in this pass
+
+
+class SyncFailed(Exception):
+    """At least one channel hit a retryable failure; the periodic loop backs off."""
+
+
+class SyncControl(Protocol):
+    """What the API and the admin commands may ask of the sync sender (`workers.sync.SyncWorker`)."""
+
+    server_id: str
+    passes: int  # passes finished, failed or not: something to wait for (tests, tools)
+
+    async def run(self) -> list[PassReport]:
+        """One pass over every upstream now. Raises SyncFailed if any had a retryable failure."""
+        ...
+
+    def wake_up(self) -> None:
+        """Cut the periodic loop's wait short."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import sqlite3
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import datetime
 from typing import NamedTuple
 
@@ -20,7 +20,10 @@ from floatsrv.db import consumption as db_consumption
 from floatsrv.db import credits as db_credits
 from floatsrv.db.consumption import CounterKey
 from floatsrv.domain.context import Domain
+from floatsrv.domain.license import License
 from floatsrv.domain.metering import Balances, Decision, decide, split_credits
+from floatsrv.domain.outcomes import OUTCOME_FORMAT, decode_outcome, encode_outcome
+from floatsrv.domain.outcomes import Outcome as Outcome  # re-exported for the API layer
 from floatsrv.domain.seats import Target
 from floatsrv.domain.state import FeatureState, check_usable, feature_state
 from floatsrv.errors import (
@@ -36,7 +39,7 @@ from floatsrv.errors import (
     TimestampInFuture,
     UsageLimitExceeded,
 )
-from floatsrv.models import FeatureSpec, License
+from floatsrv.models import FeatureSpec
 from floatsrv.times import from_us, iso, to_us
 
 
@@ -50,31 +53,6 @@ class UsageRequest(NamedTuple):
     user: str | None = None
     principal: str | None = None
     source: str = "api_v1"
-
-
-@dataclass(frozen=True, slots=True)
-class Outcome:
-    """What happened to one usage event (stored with its id, replayed verbatim)."""
-
-    license_id: int
-    feature: str
-    model: str
-    event_id: str | None
-    status: str  # accepted | partial
-    requested_milli: int
-    accepted_milli: int
-    occurred_at: int
-    received_at: int
-    period_start: int | None
-    period_end: int | None
-    current_milli: int
-    remaining_milli: int | None
-    included_milli: int
-    overage_milli: int
-    credits_spent_milli: int
-    plan_credits_left_milli: int | None
-    purchased_credits_left_milli: int | None
-    replay: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -233,7 +211,8 @@ def _outcome(
             license_id=license.spec.id,
             event_id=request.event_id,
             request_hash=request_hash(request),
-            outcome=json.dumps(asdict(outcome)),
+            outcome=encode_outcome(outcome),
+            outcome_format=OUTCOME_FORMAT,
             usage_event_id=counted.event_row,
             now=counted.received_at,
         )
@@ -263,12 +242,12 @@ async def record(domain: Domain, request: UsageRequest) -> Outcome:
         if request.event_id is not None:
             seen = db_consumption.seen_event(conn, license.id, request.event_id)
             if seen is not None:
-                stored_hash, outcome = seen
+                stored_hash, stored, version = seen
                 if stored_hash != request_hash(request):
                     raise IdempotencyConflict(
                         f"event_id {request.event_id!r} was already used with a different body", param="event_id"
                     )
-                return Outcome(**{**json.loads(outcome), "replay": True})
+                return decode_outcome(stored, version, replay=True)
         at = request.occurred_at or now
         if at > now + windows.max_future_skew:
             raise TimestampInFuture(

@@ -14,7 +14,6 @@ import secrets
 import socket
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 
 import aiohttp
 from aiohttp import web
@@ -24,25 +23,12 @@ from floatsrv.clock import Clock
 from floatsrv.config import SyncConfig, UpstreamConfig
 from floatsrv.db.store import Store
 from floatsrv.domain import sync
+from floatsrv.domain.sync import PassReport, SyncFailed
 from floatsrv.log import get_logger
 from floatsrv.upstream import Upstream, UpstreamError, lease_for, make_upstream
 from floatsrv.workers.loop import run_periodic
 
 log = get_logger("floatsrv.sync")
-
-
-@dataclass(slots=True)
-class PassReport:
-    channel: str
-    records: int = 0
-    requests: int = 0
-    skipped: bool = False
-    error: str | None = None
-    parked: int = 0  # batches the upstream refused for good in this pass
-
-
-class SyncFailed(Exception):
-    """At least one channel hit a retryable failure; the periodic loop backs off."""
 
 
 def _dead_local_process(owner: str) -> bool:
@@ -74,6 +60,9 @@ class SyncWorker:
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
         self.wake = asyncio.Event()
         self.passes = 0  # passes finished, failed or not: something to wait for (tests, tools)
+
+    def wake_up(self) -> None:
+        self.wake.set()
 
     async def run(self) -> list[PassReport]:
         """One pass over every upstream. Raises SyncFailed if any had a retryable failure."""

@@ -14,8 +14,7 @@ from typing import Any
 
 import click
 
-from floatsrv.api.native import license_view, seat_view
-from floatsrv.clitools import cli_actor, data_options, emit, resolve_config, run_with_store
+from floatsrv.cli.tools import cli_actor, data_options, emit, resolve_config, run_with_store
 from floatsrv.clock import SystemClock
 from floatsrv.config import Config
 from floatsrv.db.store import Store
@@ -24,6 +23,7 @@ from floatsrv.domain.catalog import load_catalog
 from floatsrv.domain.context import Domain
 from floatsrv.domain.licensefiles import file_state
 from floatsrv.domain.sync import AIRGAP, lag_seconds, status
+from floatsrv.domain.views import license_view, seat_view
 from floatsrv.quantity import milli_to_str
 from floatsrv.times import iso_us
 

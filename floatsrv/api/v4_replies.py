@@ -7,7 +7,7 @@ crashes on a missing `is_floating`, `floating_timeout`, `validity_period`, `id` 
 We never send Go's zero time: an unborrowed seat has `borrowed_until: null`.
 
 The parts of these objects that follow from the license definition alone are built once per license and
-copied; only live values (seats, totals, borrow) are filled in per request.
+copied; only live values (seats, totals, borrow) are filled in per request (`api.v4_cache`).
 """
 
 from __future__ import annotations
@@ -17,14 +17,15 @@ from typing import Any
 
 import orjson
 
+from floatsrv.api.v4_cache import V4Cache
 from floatsrv.domain.consumption import ConsumeResult
+from floatsrv.domain.license import License
 from floatsrv.domain.metering import decide
 from floatsrv.domain.seats import SeatResult, SeatRow
 from floatsrv.domain.state import FeatureState, LicenseState, Period
-from floatsrv.models import ConsumptionLimits, FeatureSpec, License, LicenseSpec
+from floatsrv.models import ConsumptionLimits, FeatureSpec, LicenseSpec
+from floatsrv.quantity import MILLI
 from floatsrv.times import iso, iso_us
-
-MILLI = 1000
 
 
 def _units(total_milli: int) -> int:
@@ -80,12 +81,15 @@ def _static_feature(spec: LicenseSpec, f: FeatureSpec, feature_id: int | None) -
     return out
 
 
-def feature_object(license: License, feature: FeatureState, seat: SeatRow | None = None) -> dict[str, Any]:
+def feature_object(
+    cache: V4Cache, license: License, feature: FeatureState, seat: SeatRow | None = None
+) -> dict[str, Any]:
     f = feature.spec
-    key = ("v4_feature", f.code, feature.feature_id)
-    base = license.derived.get(key)
+    static = cache.static(license).features
+    key = (f.code, feature.feature_id)
+    base = static.get(key)
     if base is None:
-        base = license.derived[key] = _static_feature(license.spec, f, feature.feature_id)
+        base = static[key] = _static_feature(license.spec, f, feature.feature_id)
     out = dict(base)
     out["floating_in_use_devices"] = feature.seats_in_use
     out["is_borrowed"] = _borrow(seat)[0]
@@ -168,55 +172,57 @@ def _static_license(spec: LicenseSpec) -> dict[str, Any]:
     return out
 
 
-def license_object(state: LicenseState, seat: SeatRow | None = None) -> dict[str, Any]:
+def license_object(cache: V4Cache, state: LicenseState, seat: SeatRow | None = None) -> dict[str, Any]:
     license = state.license
     spec = license.spec
-    base = license.derived.get("v4_license")
+    static = cache.static(license)
+    base = static.license
     if base is None:
-        base = license.derived["v4_license"] = _static_license(spec)
+        base = static.license = _static_license(spec)
     out = dict(base)
     is_borrowed, borrowed_until = _borrow(seat)
     out["is_expired"] = spec.validity_period is not None and spec.validity_period <= state.now
     out["times_activated"] = out["floating_in_use_devices"] = state.seats_in_use
     out["is_borrowed"], out["borrowed_until"] = is_borrowed, borrowed_until
-    out["product_features"] = [feature_object(license, feature) for feature in state.features]
+    out["product_features"] = [feature_object(cache, license, feature) for feature in state.features]
     if spec.is_consumption:
         out["total_consumptions"] = _units(state.total_milli)
         out.update(_period(state.period))
     return out
 
 
-def _license_json(state: LicenseState, seat: SeatRow) -> tuple[dict[str, Any], str]:
+def _license_json(cache: V4Cache, state: LicenseState, seat: SeatRow) -> tuple[dict[str, Any], str]:
     """The license object and its JSON text; for unborrowed seats built once per shared state."""
     if _borrow(seat)[0]:
-        license = license_object(state, seat)
+        license = license_object(cache, state, seat)
         return license, orjson.dumps(license).decode()
-    cached: tuple[dict[str, Any], str] | None = state.derived.get("v4_license_json")
-    if cached is None:
-        license = license_object(state, None)
-        cached = state.derived["v4_license_json"] = (license, orjson.dumps(license).decode())
-    return cached
+    shared = cache.shared(state)
+    if shared.license_json is None:
+        license = license_object(cache, state, None)
+        shared.license_json = (license, orjson.dumps(license).decode())
+    return shared.license_json
 
 
-def _per_state(state: LicenseState, key: Hashable, shape: Callable[[], Any]) -> bytes:
+def _per_state(cache: V4Cache, state: LicenseState, key: Hashable, shape: Callable[[], Any]) -> bytes:
     """The JSON of an answer that is the same for every request sharing `state` (one group-commit batch),
     serialised once: the register answer carries the whole license as a 2 KB JSON string."""
-    body: bytes | None = state.derived.get(key)
+    bodies = cache.shared(state).bodies
+    body = bodies.get(key)
     if body is None:
-        body = state.derived[key] = orjson.dumps(shape())
+        body = bodies[key] = orjson.dumps(shape())
     return body
 
 
-def register_answer(result: SeatResult) -> bytes:
+def register_answer(cache: V4Cache, result: SeatResult) -> bytes:
     """The register answer as JSON (shared by the batch unless the seat is borrowed)."""
     if _borrow(result.seat)[0]:
-        return orjson.dumps(register_response(result))
-    return _per_state(result.state, "v4_register", lambda: register_response(result))
+        return orjson.dumps(register_response(cache, result))
+    return _per_state(cache, result.state, "register", lambda: register_response(cache, result))
 
 
-def register_response(result: SeatResult) -> dict[str, Any]:
+def register_response(cache: V4Cache, result: SeatResult) -> dict[str, Any]:
     state, spec = result.state, result.state.license.spec
-    license, text = _license_json(state, result.seat)
+    license, text = _license_json(cache, state, result.seat)
     out: dict[str, Any] = {
         "floating_slots_in_use": state.seats_in_use,
         "license_json": text,
@@ -247,12 +253,12 @@ def borrow_response(result: SeatResult) -> dict[str, Any]:
     }
 
 
-def feature_register_response(result: SeatResult) -> dict[str, Any]:
+def feature_register_response(cache: V4Cache, result: SeatResult) -> dict[str, Any]:
     code = result.seat.feature
-    return feature_object(result.state.license, result.state.feature(code), result.seat)
+    return feature_object(cache, result.state.license, result.state.feature(code), result.seat)
 
 
-def consumption_response(result: ConsumeResult) -> dict[str, Any]:
+def consumption_response(cache: V4Cache, result: ConsumeResult) -> dict[str, Any]:
     spec = result.state.license.spec
     if result.feature is None:
         return {
@@ -263,10 +269,10 @@ def consumption_response(result: ConsumeResult) -> dict[str, Any]:
             **_limits(spec),
             **_period(result.state.period),
         }
-    return feature_object(result.state.license, result.state.feature(result.feature.code))
+    return feature_object(cache, result.state.license, result.state.feature(result.feature.code))
 
 
-def consumption_answer(result: ConsumeResult) -> bytes:
+def consumption_answer(cache: V4Cache, result: ConsumeResult) -> bytes:
     """The consumption answer as JSON: every answer of a batch shows the same state, so it is shared."""
-    key = ("v4_consumption", result.feature.code if result.feature else None)
-    return _per_state(result.state, key, lambda: consumption_response(result))
+    key = ("consumption", result.feature.code if result.feature else None)
+    return _per_state(cache, result.state, key, lambda: consumption_response(cache, result))

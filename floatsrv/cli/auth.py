@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from floatsrv.clitools import cli_actor, data_options, emit, resolve_config, run_with_store
+from floatsrv.cli.tools import cli_actor, data_options, emit, resolve_config, run_with_store
 from floatsrv.clock import SystemClock
 from floatsrv.db.store import Store
 from floatsrv.domain import accounts, credentials

@@ -1,4 +1,4 @@
-"""Read-only SQL for the admin commands: counters with their delivery state, and whole-database checks."""
+"""Read-only SQL for the admin commands (counters with their delivery state) and whole-database checks."""
 
 from __future__ import annotations
 

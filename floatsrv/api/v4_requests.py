@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
-from floatsrv.api.validation import Text100, Text256, Text1024, WireBool, WireInstant, WireInt
+from floatsrv.api.validation import LenientBody, Text100, Text256, Text1024, WireBool, WireInstant, WireInt
 
 Product = Text100
 User = Text256
@@ -20,11 +20,7 @@ LicenseId = Annotated[WireInt, Field(gt=0, lt=2**53)]
 Consumptions = Annotated[WireInt, Field(ge=-(2**31 - 1), le=2**31 - 1)]
 
 
-class _Body(BaseModel):
-    model_config = ConfigDict(extra="ignore", frozen=True)
-
-
-class ClientFields(_Body):
+class ClientFields(LenientBody):
     os_hostname: Text256 | None = None
     ip_local: Text256 | None = None
     user_info: Text1024 | None = None
@@ -44,13 +40,13 @@ class BorrowBody(RegisterBody):
     borrowed_until: WireInstant = None
 
 
-class UnregisterBody(_Body):
+class UnregisterBody(LenientBody):
     product: Product
     user: User
     license_id: LicenseId | None = None
 
 
-class ConsumptionBody(_Body):
+class ConsumptionBody(LenientBody):
     product: Product
     consumptions: Consumptions
     user: User | None = None
@@ -59,7 +55,7 @@ class ConsumptionBody(_Body):
     allow_overages: WireBool | None = None
 
 
-class FeatureConsumptionBody(_Body):
+class FeatureConsumptionBody(LenientBody):
     product: Product
     feature: Feature
     consumptions: Consumptions
@@ -77,7 +73,7 @@ class FeatureRegisterBody(ClientFields):
     borrowed_until: WireInstant = None
 
 
-class FeatureReleaseBody(_Body):
+class FeatureReleaseBody(LenientBody):
     product: Product
     feature: Feature
     user: User

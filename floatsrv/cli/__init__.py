@@ -67,7 +67,7 @@ def check_config(config_path: Path) -> None:
         for line in exc.lines:
             click.echo(f"floatsrv: config error: {line}", err=True)
         sys.exit(1)
-    from floatsrv.cli_license import check_license_files
+    from floatsrv.cli.license import check_license_files
     from floatsrv.entitlements.trust import TrustAnchorError, config_problems, load_trust_anchor
 
     try:
@@ -90,10 +90,10 @@ def check_config(config_path: Path) -> None:
 
 
 def _register_admin_commands() -> None:
-    from floatsrv.cli_admin import db_group, licenses_group, seats_group, status_command, usage_show
-    from floatsrv.cli_auth import apikey_group, audit_command, token_group, user_group
-    from floatsrv.cli_license import license_group, vendor_group
-    from floatsrv.cli_sync import server_key, sync_group, usage_group
+    from floatsrv.cli.admin import db_group, licenses_group, seats_group, status_command, usage_show
+    from floatsrv.cli.auth import apikey_group, audit_command, token_group, user_group
+    from floatsrv.cli.license import license_group, vendor_group
+    from floatsrv.cli.sync import server_key, sync_group, usage_group
     from floatsrv.container import container_start
 
     usage_group.add_command(usage_show)

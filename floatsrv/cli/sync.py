@@ -10,11 +10,11 @@ from pathlib import Path
 import aiohttp
 import click
 
-from floatsrv.clitools import cli_actor, data_options, emit, resolve_config, run_with_store
+from floatsrv.cli.tools import cli_actor, data_options, emit, resolve_config, run_with_store
 from floatsrv.clock import SystemClock
 from floatsrv.db.store import Store
 from floatsrv.domain import sync
-from floatsrv.domain.sync import AIRGAP, weakest_entitlements, wire_record
+from floatsrv.domain.sync import AIRGAP, SyncFailed, weakest_entitlements, wire_record
 from floatsrv.entitlements.trust import load_trust_anchor
 from floatsrv.signing import (
     RECEIPT,
@@ -29,7 +29,7 @@ from floatsrv.signing import (
     verify,
 )
 from floatsrv.times import iso, iso_us
-from floatsrv.workers.sync import SyncFailed, SyncWorker
+from floatsrv.workers.sync import SyncWorker
 
 CLOCK = SystemClock()
 

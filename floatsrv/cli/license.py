@@ -12,7 +12,7 @@ from pathlib import Path
 
 import click
 
-from floatsrv.clitools import cli_actor, data_options, emit, resolve_config, run_with_store
+from floatsrv.cli.tools import cli_actor, data_options, emit, resolve_config, run_with_store
 from floatsrv.clock import SystemClock
 from floatsrv.config import Config, ConfigError
 from floatsrv.db.store import Store
