@@ -27,6 +27,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 import venv
 import zipfile
 from collections.abc import Sequence
@@ -56,10 +57,36 @@ def ensure_venv() -> None:
     fingerprint = _deps_fingerprint()
     if STAMP.exists() and STAMP.read_text() == fingerprint:
         return
-    print("dev.py: installing floatsrv and its dependencies into .venv", file=sys.stderr)
-    pip = [str(PYTHON), "-m", "pip", "install", "--disable-pip-version-check", "-q"]
-    subprocess.run([*pip, "-c", str(ROOT / "constraints.txt"), "-e", f"{ROOT}[dev]"], check=True)
+    print("dev.py: installing floatsrv and its dependencies into .venv (about 60 packages)", file=sys.stderr)
+    pip = [str(PYTHON), "-m", "pip", "install", "--disable-pip-version-check", "--progress-bar", "off"]
+    _pip_with_progress([*pip, "-c", str(ROOT / "constraints.txt"), "-e", f"{ROOT}[dev]"])
     STAMP.write_text(fingerprint)
+
+
+def _pip_with_progress(command: list[str]) -> None:
+    """Run pip, showing one short line per package it fetches and the final summary instead of its whole
+    output (or nothing for a minute and a half); all of its output if it fails."""
+    started = time.monotonic()
+    lines: list[str] = []
+    fetched = 0
+    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) as proc:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            lines.append(line)
+            if line.startswith(("Collecting ", "Processing ", "Obtaining ")):
+                fetched += 1
+                word, what = line.split()[:2]
+                if word == "Obtaining":
+                    name = "floatsrv (this checkout)"
+                else:  # a requirement, or a local wheel's path (its name comes before the first "-")
+                    name = what.rpartition("/")[2].split("-")[0] if word == "Processing" else what
+                print(f"dev.py:   [{fetched}] {name} ({time.monotonic() - started:.0f} s)", file=sys.stderr)
+            elif line.startswith("Installing collected packages"):
+                print(f"dev.py:   installing {line.count(',') + 1} packages ...", file=sys.stderr)
+    if proc.returncode != 0:
+        sys.stderr.write("".join(lines))
+        raise subprocess.CalledProcessError(proc.returncode, command)
+    print(f"dev.py: installed in {time.monotonic() - started:.0f} s", file=sys.stderr)
 
 
 # DER prefix of an Ed25519 SubjectPublicKeyInfo (RFC 8410): what precedes the 32 key bytes in a PEM public key.

@@ -3,6 +3,7 @@
 
     python3 dev.py bench                 # everything (about 10 minutes)
     python3 dev.py bench --quick         # one round of 3 s runs, no scale phase
+    python3 dev.py bench --startup       # only the start-up time of admin commands (bench/startup.py)
 
 Servers run pinned to CPU 0 and the load generator (wrk, with a Lua script) to CPU 1. Servers:
   echo   the ceiling: a bare aiohttp handler that parses a JSON body and returns JSON.
@@ -290,7 +291,12 @@ def main() -> int:
     parser.add_argument(
         "--login-flood", action="store_true", help="only heartbeat latency during a flood of failed logins"
     )
+    parser.add_argument("--startup", action="store_true", help="only the start-up time of admin commands")
     args = parser.parse_args()
+    if args.startup:
+        from startup import main as startup_main
+
+        return startup_main([])
     if args.login_flood:
         from login_flood import main as flood_main
 

@@ -38,6 +38,7 @@ from floatsrv.entitlements.trust import TrustAnchor, config_problems, load_trust
 from floatsrv.errors import LicenseFileLicenseConflict, StorageUnavailable
 from floatsrv.licenselog import log_licenses
 from floatsrv.log import get_logger
+from floatsrv.preflight import subscription_problems
 from floatsrv.reload import reload_on_sighup
 from floatsrv.signing import load_or_create_private_key, public_key_text
 from floatsrv.workers.licensewatch import license_watch_context
@@ -101,6 +102,7 @@ def create_app(
     clock.on_jump = clock.on_jump or clock_jumped
     app = web.Application(middlewares=[pipeline], client_max_size=config.server.max_body_bytes)
     identity: list[Ed25519PrivateKey] = []  # the server's identity key, once the store context has it
+    new_keys: list[str] = []  # key files made at this start beside an existing database
     app[CONFIG] = config
     app[LIVE] = LiveConfig(config)
     app[METRICS] = Metrics()
@@ -113,6 +115,9 @@ def create_app(
             busy_timeout_ms=config.storage.busy_timeout_ms,
             max_batch=config.storage.max_batch_units,
         )
+        # Keys made now beside a database that already existed: what a restore without its keys looks like.
+        if config.db_path.exists():
+            new_keys.extend(str(p) for p in (config.signing_key_path, config.token_key_path) if not p.exists())
         store = Store(config.db_path, clock, options)
         await store.open()
         try:
@@ -123,12 +128,23 @@ def create_app(
                 log.info("database_migrated", path=str(config.db_path), versions=store.applied_migrations)
             # The server's identity: license files are bound to it; made at the first start, kept in data_dir.
             identity.append(load_or_create_private_key(config.signing_key_path))
+            if new_keys:
+                log.warning(
+                    "new_keys_beside_existing_database",
+                    keys=new_keys,
+                    message="!!! new keys were made for an existing database: every bearer token issued before "
+                    "stops working and the server's identity (license files bound to it, usage reports) changed. "
+                    "If this database was restored, restore its keys too: floatsrv db restore ARCHIVE !!!",
+                )
             server_key = public_key_text(identity[0])
             licensing = Licensing(anchor, server_key, tuple(config.licenses), config.license_paths)
             try:
                 result = await load(store, clock, licensing)
             except LicenseFileLicenseConflict as exc:
                 raise ConfigError([exc.message]) from None
+            problems = subscription_problems(config, [license.spec for license in result.catalog.licenses()])
+            if problems:  # a typo would silently never bill: refuse, as check-config does
+                raise ConfigError(problems)
             log_licenses(result, licensing)
             windows = UsageWindows.of(config.usage.max_future_skew_seconds, config.usage.max_lateness_days)
             app[DOMAIN] = domain = Domain(

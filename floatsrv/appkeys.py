@@ -3,6 +3,8 @@ values belong to one module live beside their class (`api.metrics.METRICS`)."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from aiohttp import web
 
 from floatsrv.auth.guard import Guard
@@ -24,3 +26,8 @@ ROUTE_ROLES = web.AppKey("route_roles", dict[tuple[str, str], Role | None])
 SYNC = web.AppKey("sync", SyncControl)
 
 PRINCIPAL = web.RequestKey("principal", Principal)
+# The request's JSON object, as read (`api.body.read_json_object`): a refusal's log line names its license,
+# feature and client user from it.
+BODY = web.RequestKey("body", dict[str, Any])
+# Set by the seat handlers when the request only renewed a seat it held (`log.requests: changes` skips it).
+HEARTBEAT = web.RequestKey("heartbeat", bool)

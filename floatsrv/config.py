@@ -21,11 +21,13 @@ from pydantic import (
     IPvAnyNetwork,
     SecretStr,
     ValidationError,
+    field_validator,
     model_validator,
 )
 
-from floatsrv.auth.passwords import is_valid_hash
-from floatsrv.models import LicenseSpec, Role
+from floatsrv import yamltext
+from floatsrv.auth.passwords import MIN_PASSWORD_LENGTH, is_valid_hash
+from floatsrv.models import LicenseSpec, Role, refuse_booleans
 
 # Passwords published in our docs and example config. While one of them is in use the server warns loudly.
 DEMO_PASSWORDS = frozenset({"demo-password", "admin-password"})
@@ -44,6 +46,9 @@ class ConfigError(Exception):
 
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+    # YAML's true/false are not numbers: `floating_users: true` must not read as 1 seat.
+    _no_booleans_for_numbers = field_validator("*", mode="before")(classmethod(refuse_booleans))
 
 
 class ServerConfig(_Section):
@@ -86,6 +91,9 @@ class LogConfig(_Section):
     level: Literal["debug", "info", "warning", "error"] = "info"
     # auto: coloured console lines on a terminal, JSON lines otherwise.
     format: Literal["auto", "json", "console"] = "auto"
+    # Which requests get a log line: all | changes (not heartbeats that only renew a seat, nor reads) |
+    # errors (only answers of 400 and above).
+    requests: Literal["all", "changes", "errors"] = "all"
 
 
 class UserConfig(_Section):
@@ -93,6 +101,14 @@ class UserConfig(_Section):
     password: SecretStr | None = None
     password_hash: Annotated[str, Field(pattern=r"^scrypt\$")] | None = None
     role: Role = Role.USER
+
+    @field_validator("password")
+    @classmethod
+    def check_length(cls, password: SecretStr | None) -> SecretStr | None:
+        # The same rule as `floatsrv user add`: a declared user is never asked to change it.
+        if password is not None and len(password.get_secret_value()) < MIN_PASSWORD_LENGTH:
+            raise ValueError(f"must be at least {MIN_PASSWORD_LENGTH} characters")
+        return password
 
     @model_validator(mode="after")
     def check_one_secret(self) -> Self:
@@ -268,8 +284,9 @@ def _yaml_problem(text: str) -> str:
 def parse_config(text: str, base_dir: Path) -> Config:
     """Parse YAML text into a validated Config. Raises ConfigError naming every bad key path."""
     try:
-        # libyaml's loader when present: the pure-Python one takes seconds on a config with 10k licenses.
-        raw = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))  # noqa: S506 -- a safe loader
+        raw = yamltext.load(text)
+    except yamltext.DuplicateKey as exc:
+        raise ConfigError([str(exc)]) from None
     except yaml.YAMLError:
         raise ConfigError([_yaml_problem(text)]) from None
     if raw is None:
@@ -292,10 +309,14 @@ def parse_config(text: str, base_dir: Path) -> Config:
             raise ConfigError(missing)
         config = config.model_copy(update={"license_files": paths})
     if config.server.tls_cert is not None and config.server.tls_key is not None:
-        server = config.server.model_copy(
-            update={"tls_cert": base_dir / config.server.tls_cert, "tls_key": base_dir / config.server.tls_key}
+        cert, key = base_dir / config.server.tls_cert, base_dir / config.server.tls_key
+        pair = (("tls_cert", cert), ("tls_key", key))
+        missing = [f"server.{name}: {path} does not exist" for name, path in pair if not path.is_file()]
+        if missing:
+            raise ConfigError(missing)
+        config = config.model_copy(
+            update={"server": config.server.model_copy(update={"tls_cert": cert, "tls_key": key})}
         )
-        config = config.model_copy(update={"server": server})
     return config
 
 
@@ -375,10 +396,15 @@ def describe(error: Any) -> str:
         message = f"must be one of {ctx.get('expected')}"
     elif kind == "string_pattern_mismatch":
         message = "has characters that are not allowed"
-    elif kind == "string_too_short":
-        message = "must not be empty"
+    elif kind == "string_too_short" or (kind == "too_short" and ctx.get("field_type") == "Value"):
+        least = ctx.get("min_length")
+        message = "must not be empty" if least == 1 else f"must be at least {least} characters"
     elif kind == "string_too_long":
         message = f"must be at most {ctx.get('max_length')} characters"
+    elif kind == "too_short":
+        message = f"must have at least {ctx.get('min_length')} items"
+    elif kind == "too_long":
+        message = f"must have at most {ctx.get('max_length')} items"
     elif kind == "value_error":
         message = str(ctx.get("error") or error["msg"])
     else:

@@ -38,6 +38,14 @@ def serve_command(environ: Mapping[str, str], demo_config: str = DEMO_CONFIG) ->
     )
 
 
+def config_to_check(environ: Mapping[str, str], given: Path | None) -> Path | None:
+    """The config `floatsrv healthcheck` reads in the image: the given (or mounted) one, else the demo's when
+    the demo was asked for (the same choice as `serve_command`)."""
+    if (given is None or not given.is_file()) and environ.get("FLOATSRV_DEMO") == "1":
+        return Path(DEMO_CONFIG)
+    return given
+
+
 @click.command("container-start", hidden=True)
 def container_start() -> None:
     """The container image's entry point (see floatsrv.container)."""

@@ -1,6 +1,9 @@
-"""The log lines about licenses at start-up and reload: what was taken in, refused, and served unsigned."""
+"""The log lines about licenses at start-up and reload: what was taken in, refused, served unsigned, and what
+an admin must know about the terms in force (expired licenses, seats held above a lowered limit)."""
 
 from __future__ import annotations
+
+from typing import Any
 
 from floatsrv.domain.licensefiles import Licensing
 from floatsrv.domain.licensing import LoadResult
@@ -22,6 +25,11 @@ def log_licenses(result: LoadResult, licensing: Licensing, *, at_start: bool = T
         log.error("license_file_refused", path=str(refusal.path), code=refusal.code, error=refusal.message)
     for problem in licensing.problems:
         log.error("license_file_not_served", error=problem)
+    if not catalog.licenses():
+        log.warning(
+            "no_licenses",
+            message="this server grants nothing: import the vendor's license file (floatsrv license import FILE)",
+        )
     by_kind: dict[str, list[int]] = {}
     for license in catalog.licenses():
         by_kind.setdefault(license.source.entitlements, []).append(license.id)
@@ -37,4 +45,22 @@ def log_licenses(result: LoadResult, licensing: Licensing, *, at_start: bool = T
             "demo_licenses_in_use",
             licenses=by_kind["demo"],
             message="these licenses come from a file signed with the published demo key: for trials only",
+        )
+
+
+def log_license_warnings(report: dict[str, Any]) -> None:
+    """The warnings of `/readyz`'s `licenses` check as log lines (at start-up, after a reload or import)."""
+    if report.get("expired"):
+        log.warning(
+            "licenses_expired",
+            licenses=report["expired"],
+            message="these licenses' validity_period has passed: clients get license_expired",
+        )
+    if report.get("expiring_soon"):
+        log.warning("licenses_expiring", licenses=report["expiring_soon"], message="renew them with the vendor")
+    for over in report.get("seats_over_limit", ()):
+        log.warning(
+            "seats_over_limit",
+            **over,
+            message="more seats are held than the limit now allows; no new seats until enough of them end",
         )

@@ -78,9 +78,18 @@ _request_lines_direct = False
 
 
 def request_completed(
-    method: str, route: str, status: int, seconds: float, user: str, peer: str | None, request_id: str, error_code: str
+    method: str,
+    route: str,
+    status: int,
+    seconds: float,
+    user: str,
+    peer: str | None,
+    request_id: str,
+    error_code: str,
+    about: dict[str, Any] | None = None,
 ) -> None:
-    """Log the one `request_completed` line of a request (`error_code` "" when it succeeded).
+    """Log the one `request_completed` line of a request (`error_code` "" when it succeeded; `about`: what a
+    refused request named, its license, feature and client user, or the path no route took).
 
     With JSON output this renders straight into the sink: the same keys and format structlog produces, at
     a fifth of the cost of structlog's bound-logger path (measured; it runs for every request). Otherwise
@@ -97,6 +106,8 @@ def request_completed(
     }
     if error_code:
         fields["error_code"] = error_code
+    if about:
+        fields.update(about)
     if not _request_lines_direct or _sink is None:
         _http_log.info("request_completed", **fields)
         return

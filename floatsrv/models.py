@@ -11,9 +11,18 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from decimal import ROUND_DOWN, Decimal, InvalidOperation
 from enum import StrEnum
-from typing import Annotated, Any, Literal, NamedTuple, Self
+from typing import Annotated, Any, Literal, NamedTuple, Self, get_args
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from floatsrv.periods import CALENDAR_ANCHOR, PeriodKind
 from floatsrv.times import parse_instant
@@ -112,8 +121,30 @@ class Principal:
         return self.username
 
 
+def _numeric(annotation: Any) -> bool:
+    """Whether a field's type admits numbers but not booleans (int, float, Decimal, possibly optional)."""
+    if annotation is bool:
+        return False
+    if annotation in (int, float, Decimal):
+        return True
+    args = get_args(annotation)
+    return bool(args) and bool not in args and any(_numeric(arg) for arg in args)
+
+
+def refuse_booleans(cls: type[BaseModel], value: Any, info: ValidationInfo) -> Any:
+    """A `field_validator("*", mode="before")`: YAML's true/false given for a number is an error (pydantic
+    would read `floating_users: true` as 1)."""
+    if isinstance(value, bool) and info.field_name is not None:
+        field = cls.model_fields.get(info.field_name)
+        if field is not None and _numeric(field.annotation):
+            raise ValueError("must be a number, not true or false")
+    return value
+
+
 class _Spec(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+    _no_booleans_for_numbers = field_validator("*", mode="before")(classmethod(refuse_booleans))
 
 
 class ConsumptionLimits(_Spec):
@@ -216,6 +247,11 @@ class FeatureSpec(ConsumptionLimits):
     @property
     def is_consumption(self) -> bool:
         return self.feature_type == "consumption"
+
+    @property
+    def counts_usage(self) -> bool:
+        """Usage of it is counted (metered and credits per period, boolean for good); seats are held, not counted."""
+        return self.model != "seats"
 
 
 def _unique_codes(features: list[FeatureSpec]) -> list[FeatureSpec]:

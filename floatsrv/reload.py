@@ -23,12 +23,13 @@ from aiohttp import web
 from floatsrv.appkeys import DOMAIN, GUARD, LIVE
 from floatsrv.clock import SteadyClock
 from floatsrv.config import Config, ConfigError
+from floatsrv.domain import health
 from floatsrv.domain import licensing as license_files
 from floatsrv.domain.accounts import sync_declared_users
 from floatsrv.domain.context import UsageWindows
 from floatsrv.entitlements.trust import config_problems
 from floatsrv.errors import LicenseFileLicenseConflict
-from floatsrv.licenselog import log_licenses
+from floatsrv.licenselog import log_license_warnings, log_licenses
 from floatsrv.log import configure_logging, get_logger
 
 log = get_logger("floatsrv")
@@ -37,6 +38,7 @@ log = get_logger("floatsrv")
 LIVE_KEYS = frozenset(
     {
         "log.level",
+        "log.requests",
         "usage.max_future_skew_seconds",
         "usage.max_lateness_days",
         "metrics.token",
@@ -127,6 +129,7 @@ async def reload(app: web.Application, load: Callable[[], Config], declared: Cal
     )
     if restart:
         log.warning("restart_required", keys=restart, message="these settings change only when floatsrv restarts")
+    log_license_warnings(await health.licenses_report(domain))
     return True
 
 

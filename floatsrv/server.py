@@ -17,29 +17,16 @@ from pathlib import Path
 
 from aiohttp import web
 
-from floatsrv import __version__
+from floatsrv import __version__, datalock
 from floatsrv.api.framing import run as serve_app
 from floatsrv.app import create_app
 from floatsrv.config import EXIT_BAD_CONFIG, Config, ConfigError
 from floatsrv.db.migrate import SchemaError
-from floatsrv.entitlements.trust import TrustAnchorError, config_problems, load_trust_anchor
+from floatsrv.entitlements.trust import TrustAnchor, TrustAnchorError, config_problems, load_trust_anchor
 from floatsrv.log import configure_logging, drain, get_logger
+from floatsrv.preflight import tls_context
 
 log = get_logger("floatsrv")
-
-
-def tls_context(config: Config) -> ssl.SSLContext | None:
-    """The server's TLS context when server.tls_cert/tls_key are set. Raises ConfigError naming the key."""
-    cert, key = config.server.tls_cert, config.server.tls_key
-    if cert is None or key is None:
-        return None
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    context.minimum_version = ssl.TLSVersion.TLSv1_2
-    try:
-        context.load_cert_chain(cert, key)
-    except (OSError, ssl.SSLError) as exc:
-        raise ConfigError([f"server.tls_cert/server.tls_key: cannot load {cert} / {key}: {exc}"]) from None
-    return context
 
 
 # Exit codes a service manager can act on: 2 = the config is unusable, 3 = the data directory or database is
@@ -117,6 +104,24 @@ def run(config: Config, reload_config: Callable[[], Config] | None = None) -> in
         log.error("data_dir_unusable", error=problem)
         print(f"floatsrv: {problem}", file=sys.stderr)
         return EXIT_BAD_DATA
+    try:
+        lock = datalock.hold(config.storage.data_dir)  # held until this process ends
+    except (datalock.DataDirLocked, OSError) as exc:
+        log.error("data_dir_in_use", error=str(exc))
+        print(f"floatsrv: {exc}", file=sys.stderr)
+        return EXIT_BAD_DATA
+    try:
+        return _serve(config, context, anchor, reload_config)
+    finally:
+        datalock.release(lock)
+
+
+def _serve(
+    config: Config,
+    context: ssl.SSLContext | None,
+    anchor: TrustAnchor,
+    reload_config: Callable[[], Config] | None,
+) -> int:
     try:
         sock = socket.create_server((config.server.host, config.server.port), reuse_port=False, backlog=1024)
     except OSError as exc:

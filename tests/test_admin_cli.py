@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import subprocess
+import tarfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -205,8 +206,11 @@ def test_db_backup_under_write_load_and_restore(tmp_path: Path) -> None:
     assert during, "no write was acknowledged while the backup ran: it was not taken under load"
 
     assert out.stat().st_mode & 0o777 == 0o600
-    assert not Path(f"{out}-wal").exists()  # a standalone file
-    with sqlite3.connect(out) as conn:
+    with tarfile.open(out) as archive:  # the database with the keys a restored server needs
+        assert sorted(archive.getnames()) == ["floatsrv.db", "manifest.json", "server-ed25519.pem", "token-signing.key"]
+        archive.extract("floatsrv.db", tmp_path / "snapshot", filter="data")
+    snapshot = tmp_path / "snapshot" / "floatsrv.db"
+    with sqlite3.connect(snapshot) as conn:
         assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
         users = {user for (user,) in conn.execute("SELECT user FROM usage_events WHERE feature = 'render'")}
         [(total_milli,)] = conn.execute("SELECT SUM(total_milli) FROM consumption_counters WHERE feature = 'render'")
@@ -219,18 +223,19 @@ def test_db_backup_under_write_load_and_restore(tmp_path: Path) -> None:
     assert total_milli == (before + len(writes)) * 1000
     assert seats in ({"ann", "bob"}, {"ann", "bob", "cid"})
 
-    # Restore into a fresh data directory: `db check` passes and a server started on it has the copy's state.
+    # Restore into a fresh data directory: `db check` passes and a server started on it has the copy's state,
+    # and takes the tokens the original server issued.
     (tmp_path / "restored").mkdir()
     restored = ServerProcess(tmp_path / "restored", yaml.safe_load(server.config_path.read_text()))
-    restored.data_dir.mkdir()
-    out.rename(restored.data_dir / "floatsrv.db")
+    done = cli(restored, "db", "restore", str(out))
+    assert done.returncode == 0 and "restored floatsrv.db, token-signing.key" in done.stdout, done.stderr
     check = cli(restored, "db", "check")
     assert check.returncode == 0 and check.stdout.strip().endswith(f"ok (schema {latest_version()})"), (
         check.stdout + check.stderr
     )
     restored.start()
     try:
-        token = restored.token()
+        token = admin  # issued by the original server
         restored_total = render_total(restored, token)
         assert restored_total == before + len(writes)
         assert before + len(acked_before) <= restored_total < after
@@ -248,7 +253,9 @@ def test_db_check(server: ServerProcess, tmp_path: Path) -> None:
     (tmp_path / "damaged").mkdir()
     damaged = ServerProcess(tmp_path / "damaged")
     damaged.data_dir.mkdir()
-    assert cli(server, "db", "backup", "--out", str(damaged.data_dir / "floatsrv.db")).returncode == 0
+    assert cli(server, "db", "backup", "--out", str(tmp_path / "backup.tar")).returncode == 0
+    with tarfile.open(tmp_path / "backup.tar") as archive:
+        archive.extract("floatsrv.db", damaged.data_dir, filter="data")
     with sqlite3.connect(damaged.data_dir / "floatsrv.db") as conn:
         conn.execute("UPDATE consumption_counters SET total_milli = total_milli + 1000")
     result = cli(damaged, "db", "check")

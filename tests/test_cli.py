@@ -172,7 +172,9 @@ def test_tls(tmp_path: Path) -> None:
     broken["server"].update(tls_cert="missing.crt", tls_key="missing.key")
     (tmp_path / "broken.yaml").write_text(__import__("yaml").safe_dump(broken))
     result = floatsrv("serve", "--config", str(tmp_path / "broken.yaml"), "--port", "0")
-    assert result.returncode == 2 and "server.tls_cert/server.tls_key: cannot load" in result.stderr
+    assert result.returncode == 2 and "server.tls_cert: " in result.stderr and "does not exist" in result.stderr
+    checked = floatsrv("check-config", "--config", str(tmp_path / "broken.yaml"))
+    assert checked.returncode == 1 and "missing.crt does not exist" in checked.stderr
 
 
 def test_serve_refuses_a_data_dir_it_cannot_write(tmp_path: Path) -> None:

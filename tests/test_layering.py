@@ -131,9 +131,9 @@ LAYERS: list[tuple[str, ...]] = [
     ("floatsrv.db",),
     ("floatsrv.auth.guard",),
     ("floatsrv.domain",),
-    ("floatsrv.upstream", "floatsrv.appkeys"),
+    ("floatsrv.upstream", "floatsrv.appkeys", "floatsrv.licenselog"),
     ("floatsrv.api", "floatsrv.workers"),
-    ("floatsrv.app", "floatsrv.reload", "floatsrv.licenselog", "floatsrv.server", "floatsrv.cli",
+    ("floatsrv.app", "floatsrv.reload", "floatsrv.server", "floatsrv.cli",
      "floatsrv.container", "floatsrv.__main__"),
 ]  # fmt: skip
 # Siblings in one layer that must not lean on each other.

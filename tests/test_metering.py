@@ -207,16 +207,16 @@ async def test_each_model_at_and_over_its_limit_after_use(meter: Api) -> None:
     assert (result["allowed"], result["remaining"], result["estimated_amount"], result["limit_policy"]) == (
         True,
         "4",
-        "2",
+        "2.00",
         "overage",
-    )  # 4 more overage units at 0.5
+    )  # 4 more overage units at 0.5, in cents
     assert (await event(meter, "logs", 12))[1]["data"]["consumption"]["overage"] == "2"
     result = await check(meter, "logs", 1)
     assert (result["allowed"], result["limit_policy"], result["unlimited"], result["estimated_amount"]) == (
         True,
         "soft",
         True,
-        "0.1",
+        "0.10",
     )
     assert (await event(meter, "ai", 7))[1]["data"]["consumption"]["credits_spent"] == "17.5"
     result = await check(meter, "ai", 1)
@@ -301,12 +301,13 @@ async def test_batches_answer_per_event(meter: Api) -> None:
     status, body = await meter.post("/v1/usage/events", {"events": events})
     assert status == 200, body
     results = body["data"]["data"]
-    assert [(r["object"], r.get("status"), r.get("error", {}).get("code")) for r in results] == [
-        ("usage_event", "accepted", None),
-        ("error", 400, "invalid_quantity"),
-        ("error", 404, "unsupported_product_feature"),
-        ("usage_event", "partial", None),
-        ("error", 400, "validation_error"),
+    # Every item: status accepted | partial | rejected (a string) and the integer HTTP status of the event alone.
+    assert [(r["object"], r["status"], r["http_status"], r.get("error", {}).get("code")) for r in results] == [
+        ("usage_event", "accepted", 200, None),
+        ("error", "rejected", 400, "invalid_quantity"),
+        ("error", "rejected", 404, "unsupported_product_feature"),
+        ("usage_event", "partial", 200, None),
+        ("error", "rejected", 400, "validation_error"),
     ]
     assert results[3]["accepted_quantity"] == "6"
     status, body = await meter.post("/v1/usage/events", {"events": [events[0]] * 101})

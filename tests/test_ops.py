@@ -62,7 +62,7 @@ async def test_metrics_count_what_happened(api_factory: Any) -> None:
     assert value(samples, "floatsrv_seats_limit", **seat) == 3
     assert value(samples, "floatsrv_seats_in_use", **export) == 1
     assert value(samples, "floatsrv_seats_limit", **export) == 2
-    assert value(samples, "floatsrv_consumption_period_total", **render) == 12
+    assert value(samples, "floatsrv_consumption_period_units", **render) == 12
     assert value(samples, "floatsrv_seat_denials_total", license_id="1001", feature="") == 1
     assert value(samples, "floatsrv_auth_failures_total", code="unauthorized") == 1
     assert value(samples, "floatsrv_auth_failures_total", code="invalid_token") == 1

@@ -21,6 +21,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
+import yaml
 
 from floatsrv import __version__
 from floatsrv.cli import main as cli_main
@@ -28,6 +29,7 @@ from floatsrv.config import EXIT_BAD_CONFIG, parse_config
 from floatsrv.container import serve_command
 from floatsrv.server import EXIT_BAD_DATA
 from tests.conftest import floatsrv_cli
+from tests.polling import wait_for
 from tests.procs import ServerProcess, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -84,7 +86,8 @@ def test_unit_runs_serve_with_its_directories() -> None:
     assert settings["EnvironmentFile"] == ["-/etc/floatsrv/floatsrv.env"]
     assert settings["User"] == ["floatsrv"]
     assert settings["CapabilityBoundingSet"] == [""]
-    assert settings["ExecReload"] == ["/bin/kill -HUP $MAINPID"]
+    # No /bin/kill on minimal Debian: floatsrv signals its own server.
+    assert settings["ExecReload"] == [f"{INSTALLED_FLOATSRV} reload --pid $MAINPID"]
     assert settings["KillSignal"] == ["SIGTERM"]
     # Restarted when it fails, but an unusable configuration is not worth restarting for.
     assert settings["Restart"] == ["on-failure"]
@@ -143,8 +146,6 @@ def test_systemd_unit_verifies(tmp_path: Path) -> None:
     # verify insists that ExecStart= names an existing executable: point it at this checkout's floatsrv.
     floatsrv = Path(sys.executable).parent / "floatsrv"
     text = UNIT.read_text().replace(INSTALLED_FLOATSRV, str(floatsrv if floatsrv.exists() else sys.executable))
-    if not Path("/bin/kill").exists():  # Debian keeps it in procps, which minimal systems lack
-        text = text.replace("/bin/kill", shutil.which("kill") or "/bin/true")
     unit = tmp_path / UNIT.name
     unit.write_text(text)
     output = run_systemd_tool([analyze, "verify", "--man=no", str(unit)])
@@ -214,11 +215,11 @@ def test_the_image_never_serves_published_passwords_on_the_network(tmp_path: Pat
     assert isinstance(serve_command({"FLOATSRV_CONFIG": missing, "FLOATSRV_DEMO": "yes"}), str)
 
 
-def healthcheck_command(port: int) -> list[str]:
+def healthcheck_command() -> list[str]:
     (rest,) = [rest for ins, rest in dockerfile_instructions() if ins == "HEALTHCHECK"]
     command: list[str] = json.loads(rest[rest.index("CMD") + 3 :])
-    assert command[0] == "python" and "http://127.0.0.1:8080/healthz" in command[-1], command
-    return [sys.executable, *command[1:-1], command[-1].replace(":8080/", f":{port}/")]
+    assert command[:2] == ["floatsrv", "healthcheck"], command
+    return [sys.executable, "-m", "floatsrv", *command[1:]]
 
 
 def get(url: str) -> tuple[int, bytes]:
@@ -231,18 +232,40 @@ def get(url: str) -> tuple[int, bytes]:
 
 @pytest.mark.slow
 def test_dockerfile_healthcheck_reports_the_server_state(tmp_path: Path) -> None:
-    """The HEALTHCHECK command itself (stdlib Python only), run against a real server and against nothing."""
+    """The HEALTHCHECK command itself, as the image runs it (FLOATSRV_CONFIG set), against a real server on
+    the port its config names, and against nothing."""
     server = ServerProcess(tmp_path)
+    config = yaml.safe_load(server.config_path.read_text())
+    config["server"]["port"] = server.port
+    server.config_path.write_text(yaml.safe_dump(config))
+    env = {**os.environ, "FLOATSRV_CONFIG": str(server.config_path)}
     server.start()
     try:
-        healthz, body = get(server.url + "/healthz")
-        assert (healthz, json.loads(body)["status"]) == (200, "ok")
-        result = subprocess.run(healthcheck_command(server.port), capture_output=True, text=True, timeout=30)
+        assert get(server.url + "/readyz")[0] == 200
+        result = subprocess.run(healthcheck_command(), capture_output=True, text=True, timeout=30, env=env)
         assert result.returncode == 0, result.stdout + result.stderr
     finally:
         assert server.stop() == 0
-    result = subprocess.run(healthcheck_command(free_port()), capture_output=True, text=True, timeout=30)
-    assert result.returncode != 0
+    result = subprocess.run(healthcheck_command(), capture_output=True, text=True, timeout=30, env=env)
+    assert result.returncode == 1 and "not healthy: unreachable" in result.stderr
+
+
+def test_reload_signals_the_server_of_a_data_directory(tmp_path: Path) -> None:
+    """`floatsrv reload` (the unit's ExecReload, with --pid; or by data directory) reloads a running server."""
+    server = ServerProcess(tmp_path)
+    server.start()
+    try:
+        assert server.proc is not None
+        by_dir = server.cli("reload")
+        assert by_dir.returncode == 0 and f"pid {server.proc.pid}" in by_dir.stdout, by_dir.stderr
+        wait_for(lambda: any(e["event"] == "config_reloaded" for e in server.log_lines()))
+        by_pid = floatsrv_cli("reload", "--pid", str(server.proc.pid))
+        assert by_pid.returncode == 0, by_pid.stderr
+        wait_for(lambda: len([e for e in server.log_lines() if e["event"] == "config_reloaded"]) == 2)
+    finally:
+        assert server.stop() == 0
+    nobody = server.cli("reload")
+    assert nobody.returncode == 1 and "no floatsrv is serving" in nobody.stderr
 
 
 def docker_unavailable() -> str | None:

@@ -67,7 +67,10 @@ def status_table(server: ServerProcess) -> dict[str, str]:
     """The human table's vendor row, by column (last_error, the last column, may contain spaces)."""
     lines = cli(server, "status").stdout.splitlines()
     header = lines[0].split()
-    assert header == ["CHANNEL", "PENDING", "LAG_S", "PARKED", "LAST_SUCCESS", "FAILURES", "LAST_ERROR"], lines
+    assert header == [
+        "CHANNEL", "PENDING_RECORDS", "LAG_SECONDS", "PARKED_BATCHES", "LAST_SUCCESS_AT", "CONSECUTIVE_FAILURES",
+        "LAST_ERROR",
+    ], lines  # fmt: skip
     [row] = [line for line in lines[1:] if line.startswith("vendor ")]
     cells = row.split(None, len(header) - 1)
     return dict(zip([h.lower() for h in header], cells, strict=True))
@@ -109,16 +112,16 @@ def test_status_now_park_and_retry(server: ServerProcess, upstream: tuple[Floats
 
     use(server, user, "e1", "2.5", 3)
     vendor = status_json(server)
-    assert (vendor["pending"], vendor["parked"], vendor["last_success"]) == (2, 0, None), vendor
+    assert (vendor["pending_records"], vendor["parked_batches"], vendor["last_success_at"]) == (2, 0, None), vendor
     table = status_table(server)
-    assert (table["pending"], table["parked"], table["last_success"]) == ("2", "0", "-"), table
+    assert (table["pending_records"], table["parked_batches"], table["last_success_at"]) == ("2", "0", "-"), table
     assert vendor_upstream.requests == 0  # the server itself does not send for an hour
 
     assert report(cli(server, "now")) == "vendor: 2 records in 1 requests"
     assert received(vendor_upstream) == {(1001, "render"): Decimal("2.5"), (1001, ""): Decimal(3)}
     vendor = status_json(server)
-    assert (vendor["pending"], vendor["parked"], vendor["failures"]) == (0, 0, 0), vendor
-    assert vendor["last_success"] is not None
+    assert (vendor["pending_records"], vendor["parked_batches"], vendor["consecutive_failures"]) == (0, 0, 0), vendor
+    assert vendor["last_success_at"] is not None
     assert parked_metric(server, admin) == 0
 
     # The upstream refuses for good (400): the batch is parked, not retried.
@@ -131,9 +134,11 @@ def test_status_now_park_and_retry(server: ServerProcess, upstream: tuple[Floats
     assert "sync_batch_parked" in parked.stderr
     assert received(vendor_upstream) == {(1001, "render"): Decimal("2.5"), (1001, ""): Decimal(3)}
     vendor = status_json(server)
-    assert (vendor["parked"], vendor["pending"]) == (1, 2) and "HTTP 400" in vendor["last_error"], vendor
+    assert (vendor["parked_batches"], vendor["pending_records"]) == (1, 2), vendor
+    assert "HTTP 400" in vendor["last_error"], vendor
     table = status_table(server)
-    assert (table["parked"], table["pending"]) == ("1", "2") and "HTTP 400" in table["last_error"], table
+    assert (table["parked_batches"], table["pending_records"]) == ("1", "2"), table
+    assert "HTTP 400" in table["last_error"], table
     assert parked_metric(server, admin) >= 1
     requests = vendor_upstream.requests
     assert report(cli(server, "now")) == "vendor: 0 records in 0 requests"
@@ -143,9 +148,9 @@ def test_status_now_park_and_retry(server: ServerProcess, upstream: tuple[Floats
     vendor_upstream.faults.permanent_status = None
     assert cli(server, "retry").stdout.strip() == "1 parked batches will be sent again"
     vendor = status_json(server)
-    assert (vendor["parked"], vendor["pending"]) == (0, 2), vendor
+    assert (vendor["parked_batches"], vendor["pending_records"]) == (0, 2), vendor
     assert parked_metric(server, admin) == 0
     assert report(cli(server, "now")) == "vendor: 2 records in 1 requests"
     assert received(vendor_upstream) == {(1001, "render"): Decimal("3.75"), (1001, ""): Decimal(5)}
     vendor = status_json(server)
-    assert (vendor["pending"], vendor["parked"]) == (0, 0), vendor
+    assert (vendor["pending_records"], vendor["parked_batches"]) == (0, 0), vendor

@@ -67,11 +67,18 @@ class _Upstream:
         self.faults = faults or Faults()
         self.requests = 0
         self.history: list[tuple[float, int]] = []  # (time.monotonic() on arrival, status answered)
+        self.in_flight = 0
+        self.most_in_flight = 0  # the most requests it was answering at once (one sender sends one at a time)
         self.app = web.Application()
 
     async def faulty(self, request: web.Request, store: Any) -> web.StreamResponse:
         arrived = time.monotonic()
-        response = await self._faulty(request, store)
+        self.in_flight += 1
+        self.most_in_flight = max(self.most_in_flight, self.in_flight)
+        try:
+            response = await self._faulty(request, store)
+        finally:
+            self.in_flight -= 1
         self.history.append((arrived, response.status))
         return response
 

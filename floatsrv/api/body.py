@@ -16,7 +16,7 @@ from typing import Any, NoReturn
 
 from aiohttp import web
 
-from floatsrv.appkeys import CONFIG, LIVE
+from floatsrv.appkeys import BODY, CONFIG, LIVE
 from floatsrv.errors import InvalidJson, PayloadTooLarge, RequestTimeout, UnsupportedMediaType
 
 
@@ -140,7 +140,9 @@ def decode_json_object(raw: bytes) -> dict[str, Any]:
 
 async def read_json_object(request: web.Request) -> dict[str, Any]:
     _check_content_type(request)
-    return decode_json_object(await read_body(request))
+    data = decode_json_object(await read_body(request))
+    request[BODY] = data  # for the log line, should the request be refused
+    return data
 
 
 async def read_body(request: web.Request) -> bytes:

@@ -14,7 +14,7 @@ from bisect import bisect_left
 from collections.abc import Iterator
 
 from aiohttp import web
-from prometheus_client import CollectorRegistry, Counter
+from prometheus_client import CollectorRegistry, Counter, ProcessCollector
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4, generate_latest
 from prometheus_client.registry import Collector
@@ -24,6 +24,7 @@ from floatsrv.appkeys import CONFIG, DOMAIN
 from floatsrv.clock import SteadyClock
 from floatsrv.domain import licensing, queries, sync
 from floatsrv.domain.context import Domain
+from floatsrv.domain.metering import Limits, license_limits, limits
 from floatsrv.domain.state import LicenseState
 from floatsrv.domain.sync import AIRGAP
 from floatsrv.quantity import MILLI
@@ -77,6 +78,7 @@ class Metrics:
         self.registry = CollectorRegistry(auto_describe=True)
         self._requests = _Requests()
         self.registry.register(self._requests)
+        ProcessCollector(registry=self.registry)  # process_cpu_seconds_total, process_resident_memory_bytes, ...
         self._auth_failures = Counter(
             "floatsrv_auth_failures",
             "Refused logins and credentials, by error code (unauthorized, invalid_token, forbidden, ...).",
@@ -113,36 +115,13 @@ class _Snapshot(Collector):
         states: list[LicenseState],
         channels: list[sync.ChannelStatus],
         files: list[licensing.FileRow],
+        borrowed: dict[tuple[int, str], int],
     ) -> None:
         self.domain, self.states, self.channels, self.files = domain, states, channels, files
+        self.borrowed = borrowed
 
     def collect(self) -> Iterator[Metric]:
-        labels = ["license_id", "product", "feature"]
-        in_use = GaugeMetricFamily(
-            "floatsrv_seats_in_use", "Seats held now ('' feature = the license seat).", labels=labels
-        )
-        limit = GaugeMetricFamily("floatsrv_seats_limit", "Seat limit ('' feature = the license seat).", labels=labels)
-        used = GaugeMetricFamily(
-            "floatsrv_consumption_period_total",
-            "Consumption in the current period (units; '' feature = license-level consumption).",
-            labels=labels,
-        )
-        for state in self.states:
-            spec = state.license.spec
-            key = [str(spec.id), spec.product, ""]
-            in_use.add_metric(key, state.seats_in_use)
-            limit.add_metric(key, spec.floating_users)
-            if spec.is_consumption:
-                used.add_metric(key, state.total_milli / MILLI)
-            for feature in state.features:
-                fkey = [str(spec.id), spec.product, feature.spec.code]
-                if feature.spec.is_floating:
-                    in_use.add_metric(fkey, feature.seats_in_use)
-                    limit.add_metric(fkey, feature.allowance.included_milli // MILLI)
-                if feature.spec.is_consumption:
-                    used.add_metric(fkey, feature.total_milli / MILLI)
-        yield from (in_use, limit, used)
-
+        yield from self._licenses()
         now = self.domain.clock.now()
         pending = GaugeMetricFamily(
             "floatsrv_sync_pending_records", "Counters changed and not yet delivered.", labels=["channel"]
@@ -183,6 +162,63 @@ class _Snapshot(Collector):
         info.add_metric([__version__], 1)
         yield info
 
+    def _licenses(self) -> Iterator[Metric]:
+        """Seats and consumption per license and feature, limits as every view shows them (`metering.limits`)."""
+        labels = ["license_id", "product", "feature"]
+        in_use = GaugeMetricFamily(
+            "floatsrv_seats_in_use", "Seats held now ('' feature = the license seat).", labels=labels
+        )
+        limit = GaugeMetricFamily("floatsrv_seats_limit", "Seat limit ('' feature = the license seat).", labels=labels)
+        borrowed = GaugeMetricFamily(
+            "floatsrv_seats_borrowed", "Seats held on a borrow now (part of seats_in_use).", labels=labels
+        )
+        used = GaugeMetricFamily(
+            "floatsrv_consumption_period_units",
+            "Consumption in the current period (units; '' feature = license-level consumption).",
+            labels=labels,
+        )
+        included = GaugeMetricFamily(
+            "floatsrv_consumption_included_units",
+            "Units included in the period, add-ons applied (credits: the units paid for).",
+            labels=labels,
+        )
+        overage = GaugeMetricFamily(
+            "floatsrv_consumption_overage_limit_units",
+            "How far past included the period total may go (+Inf: no bound; 0: no overage).",
+            labels=labels,
+        )
+        expiry = GaugeMetricFamily(
+            "floatsrv_license_expiry_timestamp_seconds",
+            "When each license's validity_period ends (Unix time; licenses without one are not listed).",
+            labels=["license_id", "product"],
+        )
+
+        def consumption(key: list[str], total_milli: int, terms: Limits) -> None:
+            used.add_metric(key, total_milli / MILLI)
+            included.add_metric(key, terms.included_milli / MILLI)
+            overage.add_metric(key, float("inf") if terms.overage_milli is None else terms.overage_milli / MILLI)
+
+        for state in self.states:
+            spec = state.license.spec
+            key = [str(spec.id), spec.product, ""]
+            in_use.add_metric(key, state.seats_in_use)
+            limit.add_metric(key, spec.floating_users)
+            borrowed.add_metric(key, self.borrowed.get((spec.id, ""), 0))
+            if spec.validity_period is not None:
+                expiry.add_metric(key[:2], spec.validity_period.timestamp())
+            if spec.is_consumption:
+                consumption(key, state.total_milli, license_limits(spec, spec.max_consumptions))
+            for feature in state.features:
+                fkey = [str(spec.id), spec.product, feature.spec.code]
+                terms = limits(feature.allowance, feature.balances)
+                if feature.spec.is_floating:
+                    in_use.add_metric(fkey, feature.seats_in_use)
+                    limit.add_metric(fkey, terms.included_milli // MILLI)
+                    borrowed.add_metric(fkey, self.borrowed.get((spec.id, feature.spec.code), 0))
+                if feature.spec.counts_usage:
+                    consumption(fkey, feature.total_milli, terms)
+        yield from (in_use, limit, borrowed, used, included, overage, expiry)
+
     def _entitlements(self) -> Iterator[Metric]:
         kinds = GaugeMetricFamily(
             "floatsrv_licenses_by_entitlements",
@@ -220,7 +256,8 @@ async def metrics(request: web.Request) -> web.Response:
     statuses = await sync.status(domain.store, channels)
     scrape = CollectorRegistry(auto_describe=False)
     files = await licensing.files(domain.store)
-    scrape.register(_Snapshot(domain, states, statuses, files))
+    borrowed = await queries.borrowed_seats(domain)
+    scrape.register(_Snapshot(domain, states, statuses, files, borrowed))
     body = generate_latest(request.app[METRICS].registry) + generate_latest(scrape)
     # The classic text format (0.0.4): every Prometheus and agent version reads it.
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_PLAIN_0_0_4})

@@ -24,7 +24,7 @@ from floatsrv import errors
 from floatsrv.api.errors import Surface, error_body, render
 from floatsrv.api.forwarded import client_address
 from floatsrv.api.metrics import METRICS
-from floatsrv.appkeys import GUARD, LIVE, PRINCIPAL, ROUTE_ROLES
+from floatsrv.appkeys import BODY, GUARD, HEARTBEAT, LIVE, PRINCIPAL, ROUTE_ROLES
 from floatsrv.log import get_logger, request_completed
 from floatsrv.models import Principal, Role
 
@@ -131,6 +131,7 @@ async def pipeline(request: web.Request, handler: Handler) -> web.StreamResponse
     route_name = resource.canonical if resource is not None else "-"
     user = "-"
     error_code = ""
+    refusal: dict[str, Any] | None = None  # the refusal's detail (license_id, feature, ...)
     required = None
     response: web.StreamResponse
     try:
@@ -147,7 +148,7 @@ async def pipeline(request: web.Request, handler: Handler) -> web.StreamResponse
             app[GUARD].note_change()
     except errors.FloatsrvError as exc:
         response = _error_response(request, exc)
-        error_code = exc.code
+        error_code, refusal = exc.code, exc.detail
         if isinstance(exc, errors.AuthError):
             app[METRICS].auth_failure(exc.code)
         elif isinstance(exc, errors.SeatsExhausted):
@@ -170,5 +171,44 @@ async def pipeline(request: web.Request, handler: Handler) -> web.StreamResponse
     elapsed = time.perf_counter() - started
     method, status = request.method, response.status
     app[METRICS].request(route_name, method, status, elapsed)
-    request_completed(method, route_name, status, elapsed, user, request.remote, request_id, error_code)
+    if status >= 400:
+        request_completed(
+            method, route_name, status, elapsed, user, request.remote, request_id, error_code, _about(request, refusal)
+        )
+    elif _logged(app[LIVE].config.log.requests, method, request):
+        request_completed(method, route_name, status, elapsed, user, request.remote, request_id, error_code)
     return response
+
+
+def _logged(mode: str, method: str, request: web.Request) -> bool:
+    """Whether a successful request gets its line under `log.requests` (refusals and failures always do)."""
+    if mode == "all":
+        return True
+    return mode == "changes" and method not in ("GET", "HEAD") and not request.get(HEARTBEAT, False)
+
+
+def _clip(value: object) -> str | int | None:
+    if isinstance(value, bool) or not isinstance(value, (str, int)):
+        return None
+    return value[:_LOGGED_TEXT] if isinstance(value, str) else value
+
+
+def _about(request: web.Request, detail: dict[str, Any] | None) -> dict[str, Any]:
+    """What a refused request was about, for its log line: the path of a request no route took (404/405), and
+    the license, product, feature and client user it named (from the error, else from its body; never any
+    other field of the body, which may hold a password)."""
+    about: dict[str, Any] = {}
+    if request.match_info.http_exception is not None:
+        about["path"] = request.path[:_LOGGED_PATH]
+    body = request.get(BODY) or {}
+    for key, name in _SUBJECT:
+        value = _clip((detail or {}).get(key, body.get(key)))
+        if value is not None:
+            about[name] = value
+    return about
+
+
+# Fields of a refused request's body (or its error's detail) its log line repeats, and under which name.
+_SUBJECT = (("license_id", "license_id"), ("product", "product"), ("feature", "feature"), ("user", "client_user"))
+_LOGGED_TEXT = 100  # characters of a client-chosen value kept in a log line
+_LOGGED_PATH = 200

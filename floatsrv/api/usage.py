@@ -20,9 +20,11 @@ from floatsrv.api.validation import StrictBody, Text100, Text256, WireInstant, W
 from floatsrv.appkeys import DOMAIN, PRINCIPAL
 from floatsrv.domain import credits, usage
 from floatsrv.domain.credits import CreditBalance, LedgerRow
+from floatsrv.domain.metering import limits
 from floatsrv.domain.seats import Target
 from floatsrv.domain.usage import CheckResult, Outcome, UsageRequest
 from floatsrv.errors import FloatsrvError, InvalidQuantity, InvalidRequest
+from floatsrv.money import money_str
 from floatsrv.quantity import QuantityError, decimal_str, milli_to_str, to_milli
 from floatsrv.times import iso, iso_us
 
@@ -139,14 +141,16 @@ def check_view(result: CheckResult) -> dict[str, Any]:
         "consumption_model": model,
         "current": milli_to_str(balances.current_milli),
         "remaining": _qty(decision.remaining_milli),
-        "included": milli_to_str(allowance.included_milli) if model in ("metered", "seats") else None,
+        "included": milli_to_str(limits(allowance, balances).included_milli) if model in ("metered", "seats") else None,
         "unlimited": decision.remaining_milli is None,
         "limit_policy": policy,
         "overage_enabled": allowance.overage_enabled,
         "overage_unit_price": None
         if allowance.overage_unit_price is None
         else decimal_str(allowance.overage_unit_price),
-        "estimated_amount": None if decision.estimated_amount is None else decimal_str(decision.estimated_amount),
+        "estimated_amount": None
+        if decision.estimated_amount is None
+        else money_str(decision.estimated_amount, allowance.currency),
         "currency": allowance.currency,
         "credits_per_unit": _qty(allowance.credits_per_unit_milli) if credits_model else None,
         "estimated_credits": milli_to_str(decision.credits_milli) if credits_model else None,
@@ -193,12 +197,13 @@ async def record_events(request: web.Request) -> web.Response:
     batch = parse(BatchBody, data)
 
     async def one(event: Any) -> dict[str, Any]:
+        # Every item: `status` accepted | partial | rejected, and the HTTP status the event alone would get.
         try:
-            return outcome_view(await _record(request, event))
+            return {**outcome_view(await _record(request, event)), "http_status": 200}
         except FloatsrvError as exc:
-            status, error = render("native", exc)
+            http_status, error = render("native", exc)
             event_id = event.get("event_id") if isinstance(event, dict) else None
-            return {"object": "error", "event_id": event_id, "status": status, **error}
+            return {"object": "error", "event_id": event_id, "status": "rejected", "http_status": http_status, **error}
 
     # Submitted together, the events share group commits; each is still its own unit of work.
     results = await asyncio.gather(*(one(event) for event in batch.events))

@@ -23,7 +23,7 @@ from floatsrv.api.v4_requests import (
     UnregisterBody,
 )
 from floatsrv.api.validation import parse, wire_int
-from floatsrv.appkeys import DOMAIN, GUARD, PRINCIPAL
+from floatsrv.appkeys import DOMAIN, GUARD, HEARTBEAT, PRINCIPAL
 from floatsrv.domain import consumption, queries, seats
 from floatsrv.domain.consumption import ConsumeRequest
 from floatsrv.domain.seats import SeatRequest, Target
@@ -67,6 +67,7 @@ def _seat_request(request: web.Request, body: RegisterBody | FeatureRegisterBody
 async def register(request: web.Request) -> web.Response:
     body = parse(RegisterBody, await read_json_object(request))
     result = await seats.register(request.app[DOMAIN], _seat_request(request, body))
+    request[HEARTBEAT] = not result.created
     return json_response(replies.register_answer(request.app[V4_CACHE], result))
 
 
@@ -133,6 +134,7 @@ async def feature_register(request: web.Request) -> web.Response:
         body.feature,
         borrow_until=body.borrow_until or body.borrowed_until,
     )
+    request[HEARTBEAT] = not result.created
     return json_response(replies.feature_register_response(request.app[V4_CACHE], result))
 
 

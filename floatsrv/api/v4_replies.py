@@ -20,7 +20,7 @@ import orjson
 from floatsrv.api.v4_cache import V4Cache
 from floatsrv.domain.consumption import ConsumeResult
 from floatsrv.domain.license import License
-from floatsrv.domain.metering import decide
+from floatsrv.domain.metering import limits
 from floatsrv.domain.seats import SeatResult, SeatRow
 from floatsrv.domain.state import FeatureState, LicenseState, Period
 from floatsrv.models import ConsumptionLimits, FeatureSpec, LicenseSpec
@@ -33,15 +33,15 @@ def _units(total_milli: int) -> int:
     return total_milli // MILLI
 
 
-def _limits(limits: ConsumptionLimits) -> dict[str, Any]:
+def _terms(terms: ConsumptionLimits) -> dict[str, Any]:
     return {
-        "allow_unlimited_consumptions": limits.allow_unlimited_consumptions,
-        "allow_overages": limits.allow_overages,
+        "allow_unlimited_consumptions": terms.allow_unlimited_consumptions,
+        "allow_overages": terms.allow_overages,
         # The SDK adds max_overages to the maximum even when overages are off, so send 0 then.
-        "max_overages": limits.max_overages if limits.allow_overages else 0,
-        "allow_negative_consumptions": limits.allow_negative_consumptions,
-        "reset_consumption": limits.reset_consumption,
-        "consumption_period": "annually" if limits.consumption_period == "yearly" else limits.consumption_period,
+        "max_overages": terms.max_overages if terms.allow_overages else 0,
+        "allow_negative_consumptions": terms.allow_negative_consumptions,
+        "reset_consumption": terms.reset_consumption,
+        "consumption_period": "annually" if terms.consumption_period == "yearly" else terms.consumption_period,
     }
 
 
@@ -77,7 +77,7 @@ def _static_feature(spec: LicenseSpec, f: FeatureSpec, feature_id: int | None) -
         "license_id": spec.id,
     }
     if f.is_consumption:
-        out.update(_limits(f))
+        out.update(_terms(f))
     return out
 
 
@@ -95,7 +95,7 @@ def feature_object(
     out["is_borrowed"] = _borrow(seat)[0]
     if f.is_floating:
         # Effective seats: the configured ones plus active seat add-ons.
-        out["floating_users"] = feature.allowance.included_milli // MILLI
+        out["floating_users"] = limits(feature.allowance, feature.balances).included_milli // MILLI
     if f.is_consumption:
         maximum = _effective_maximum(feature, out)
         out["max_consumption"] = out["max_consumptions"] = maximum  # the SDK's feature schema uses the singular
@@ -105,19 +105,17 @@ def feature_object(
 
 
 def _effective_maximum(feature: FeatureState, out: dict[str, Any]) -> int:
-    """What the SDK should take as this feature's maximum, with add-ons, soft limits and credits applied.
+    """What the SDK should take as this feature's maximum: `metering.limits`, as every view shows it.
 
     The SDK refuses locally beyond max_consumption + max_overages, so a soft limit reads as unlimited, and a
-    credits feature reads as the units its credits can still pay for.
+    credits feature reads as the units its credits pay for.
     """
-    allowance = feature.allowance
-    if allowance.soft or allowance.unlimited:
+    effective = limits(feature.allowance, feature.balances)
+    if effective.unlimited:
         out["allow_unlimited_consumptions"] = True
-    if allowance.model != "credits":
-        return allowance.included_milli // MILLI
-    out.update(allow_overages=False, max_overages=0)
-    room = decide(allowance, feature.balances, 0).remaining_milli
-    return (feature.total_milli + (room or 0)) // MILLI
+    if feature.allowance.model == "credits":
+        out.update(allow_overages=False, max_overages=0)
+    return effective.included_milli // MILLI
 
 
 def _static_license(spec: LicenseSpec) -> dict[str, Any]:
@@ -167,7 +165,7 @@ def _static_license(spec: LicenseSpec) -> dict[str, Any]:
         "product_features": [],
     }
     if spec.is_consumption:
-        out.update(_limits(spec))
+        out.update(_terms(spec))
         out["max_consumptions"] = spec.max_consumptions
     return out
 
@@ -266,7 +264,7 @@ def consumption_response(cache: V4Cache, result: ConsumeResult) -> dict[str, Any
             "license_id": spec.id,
             "max_consumptions": spec.max_consumptions,
             "total_consumptions": _units(result.total_milli),
-            **_limits(spec),
+            **_terms(spec),
             **_period(result.state.period),
         }
     return feature_object(cache, result.state.license, result.state.feature(result.feature.code))

@@ -15,6 +15,9 @@ import hashlib
 import hmac
 import os
 
+# The shortest password anyone may set: declared in the config, `floatsrv user add`, or a password change.
+MIN_PASSWORD_LENGTH = 10
+
 # n=2**14, r=8: about 16 MiB and a few tens of milliseconds per check on a small server.
 N, R, P = 2**14, 8, 1
 _LENGTH = 32

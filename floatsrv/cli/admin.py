@@ -1,28 +1,25 @@
-"""Admin commands for a server's data directory (safe while it runs): status, licenses, seats, usage, and
-the database itself (online backup, check). Human tables by default, `--json` for scripts (the JSON
-shapes are those of the native API)."""
+"""Admin commands for a server's data directory (safe while it runs): status, licenses, seats, usage. Human
+tables by default, `--json` for scripts (the JSON shapes are those of the native API)."""
 
 from __future__ import annotations
 
 import json
-import sqlite3
 import sys
-import urllib.error
-import urllib.request
 from pathlib import Path
 from typing import Any
 
 import click
 
+from floatsrv.cli.probe import readiness
 from floatsrv.cli.tools import cli_actor, data_options, emit, resolve_config, run_with_store
 from floatsrv.clock import SystemClock
 from floatsrv.config import Config
 from floatsrv.db.store import Store
-from floatsrv.domain import health, licensing, queries, seats
+from floatsrv.domain import licensing, queries, seats
 from floatsrv.domain.catalog import load_catalog
 from floatsrv.domain.context import Domain
 from floatsrv.domain.licensefiles import file_state
-from floatsrv.domain.sync import AIRGAP, lag_seconds, status
+from floatsrv.domain.sync import AIRGAP, channel_report, status
 from floatsrv.domain.views import license_view, seat_view
 from floatsrv.quantity import milli_to_str
 from floatsrv.times import iso_us
@@ -32,26 +29,14 @@ async def _domain(store: Store) -> Domain:
     return Domain(store=store, clock=SystemClock(), catalog=await load_catalog(store))
 
 
-def _probe(config: Config) -> dict[str, Any]:
-    """Ask the server at the configured address whether it is ready (admins want to know if it runs)."""
-    wildcard = config.server.host in ("0.0.0.0", "::")  # noqa: S104 -- recognising it, not binding to it
-    host = "127.0.0.1" if wildcard else config.server.host
-    scheme = "https" if config.server.tls_cert else "http"
-    url = f"{scheme}://{host}:{config.server.port}/readyz"
-    try:
-        with urllib.request.urlopen(url, timeout=2) as resp:  # noqa: S310 -- our own configured address
-            return {"url": url, "state": "ready", "status": resp.status}
-    except urllib.error.HTTPError as exc:
-        return {"url": url, "state": "not_ready", "status": exc.code}
-    except (OSError, ValueError) as exc:
-        return {"url": url, "state": "unreachable", "error": str(getattr(exc, "reason", exc))}
-
-
 @click.command("status")
 @click.option("--json", "as_json", is_flag=True)
 @data_options
 def status_command(as_json: bool, config_path: Path | None, data_dir: Path | None) -> None:
-    """The server at a glance: is it up, its database, seats in use, what is owed upstream."""
+    """The server at a glance: is it up, its database, seats in use, what is owed upstream.
+
+    Exit 1 when the server (given --config) does not answer ready: unreachable, not ready, or its TLS
+    certificate does not verify; the line says which."""
     config = resolve_config(config_path, data_dir)
 
     async def work(store: Store) -> dict[str, Any]:
@@ -65,7 +50,7 @@ def status_command(as_json: bool, config_path: Path | None, data_dir: Path | Non
         files = await licensing.files(store)
         return {
             "database": {"path": str(config.db_path), "bytes": config.db_path.stat().st_size},
-            "server": _probe(config) if config_path is not None else {"state": "unknown (give --config)"},
+            "server": _server(config) if config_path is not None else {"state": "unknown"},
             "licenses": len(states),
             "entitlements": kinds,
             "license_files": [
@@ -74,25 +59,21 @@ def status_command(as_json: bool, config_path: Path | None, data_dir: Path | Non
             ],
             "seats_in_use": sum(s.seats_in_use for s in states),
             "seats_limit": sum(s.license.spec.floating_users for s in states),
-            "sync": [
-                {
-                    "channel": c.channel,
-                    "pending_records": c.pending_records,
-                    "lag_seconds": lag_seconds(c.oldest_pending_at, now),
-                    "parked_batches": c.parked_batches,
-                    "last_success_at": iso_us(c.last_success_at),
-                    "last_error": c.last_error,
-                }
-                for c in await status(store, channels)
-            ],
+            "sync": [channel_report(c, now) for c in await status(store, channels)],
         }
 
     report = run_with_store(config, work)
+    server = report["server"]
+    down = server["state"] not in ("ready", "unknown")
     if as_json:
         click.echo(json.dumps(report, indent=2))
-        return
-    server = report["server"]
-    click.echo(f"server:    {server['state']}" + (f" ({server['url']})" if "url" in server else ""))
+        sys.exit(1 if down else 0)
+    if server["state"] == "unknown":
+        click.echo("server:    unknown (give --config, or set FLOATSRV_CONFIG, to ask the running server)")
+    else:
+        click.echo(
+            f"server:    {server['state']} ({server['url']})" + (f": {server['reason']}" if server["reason"] else "")
+        )
     click.echo(f"database:  {report['database']['path']} ({report['database']['bytes'] / 2**20:.1f} MiB)")
     click.echo(f"licenses:  {report['licenses']}, seats in use {report['seats_in_use']} of {report['seats_limit']}")
     kinds = report["entitlements"]
@@ -100,11 +81,14 @@ def status_command(as_json: bool, config_path: Path | None, data_dir: Path | Non
         f"terms:     {len(kinds['signed'])} vendor-signed, {len(kinds['demo'])} demo-signed, "
         f"{len(kinds['unsigned'])} unsigned (inline YAML)"
     )
-    if kinds["unsigned"]:
-        click.echo(f"warning:   licenses {kinds['unsigned']} are not signed by the vendor; usage upstream is flagged")
-    for file in report["license_files"]:
-        if file["state"] != "in_force":
-            click.echo(f"warning:   license file {file['file_id']} has {file['state']} ({file['expires_at']})")
+    for line in server.get("warnings", []):  # what /readyz reports: expired licenses, seats over a limit, ...
+        click.echo(f"warning:   {line}")
+    if not server.get("warnings"):
+        if kinds["unsigned"]:
+            click.echo(f"warning:   licenses {kinds['unsigned']} are not signed by the vendor; usage is flagged")
+        for file in report["license_files"]:
+            if file["state"] != "in_force":
+                click.echo(f"warning:   license file {file['file_id']} has {file['state']} ({file['expires_at']})")
     for channel in report["sync"]:
         lag = channel["lag_seconds"]
         click.echo(
@@ -113,6 +97,21 @@ def status_command(as_json: bool, config_path: Path | None, data_dir: Path | Non
             + (f", {channel['parked_batches']} parked" if channel["parked_batches"] else "")
             + (f", last error: {channel['last_error']}" if channel["last_error"] else "")
         )
+    if down:
+        sys.exit(1)
+
+
+def _server(config: Config) -> dict[str, Any]:
+    """The running server's answer to /readyz, as `status` shows it."""
+    found = readiness(config)
+    return {
+        "url": found.url,
+        "state": found.state,
+        "status": found.status,
+        "reason": found.reason,
+        "warnings": found.warnings(),
+        "checks": found.checks,
+    }
 
 
 @click.group("licenses")
@@ -125,6 +124,7 @@ def licenses_group() -> None:
 @click.option("--json", "as_json", is_flag=True)
 @data_options
 def licenses_list(product: str | None, as_json: bool, config_path: Path | None, data_dir: Path | None) -> None:
+    """Licenses with seats in use, consumption, features, expiry and where their terms come from."""
     config = resolve_config(config_path, data_dir)
 
     async def work(store: Store) -> list[dict[str, Any]]:
@@ -171,6 +171,7 @@ def seats_list(
     config_path: Path | None,
     data_dir: Path | None,
 ) -> None:
+    """Seats held now (with --all, ended ones too, and why they ended): license, feature, user, host."""
     config = resolve_config(config_path, data_dir)
 
     async def work(store: Store) -> list[dict[str, Any]]:
@@ -252,52 +253,3 @@ def usage_show(
         ["license_id", "feature", "period_start", "total", "revision", "delivered"],
         as_json,
     )
-
-
-@click.group("db")
-def db_group() -> None:
-    """The database file: online backup and integrity check."""
-
-
-@db_group.command("backup")
-@click.option("--out", "out_path", required=True, type=click.Path(path_type=Path, dir_okay=False))
-@data_options
-def db_backup(out_path: Path, config_path: Path | None, data_dir: Path | None) -> None:
-    """Copy the database while the server runs (SQLite's backup API: one consistent snapshot), check the
-    copy, and write it atomically (mode 0600). Restore: stop the server, put the file in place as
-    floatsrv.db (remove floatsrv.db-wal and -shm), start it."""
-    import asyncio
-
-    config = resolve_config(config_path, data_dir)
-    if not config.db_path.exists():
-        click.echo(f"floatsrv: no database at {config.db_path}", err=True)
-        sys.exit(1)
-    try:
-        size = asyncio.run(health.backup_database(config.db_path, out_path, config.storage.busy_timeout_ms))
-    except (OSError, RuntimeError, sqlite3.Error) as exc:
-        click.echo(f"floatsrv: backup failed: {exc}", err=True)
-        sys.exit(1)
-    click.echo(f"backup written: {out_path} ({size / 2**20:.1f} MiB)")
-
-
-@db_group.command("check")
-@click.option("--json", "as_json", is_flag=True)
-@data_options
-def db_check(as_json: bool, config_path: Path | None, data_dir: Path | None) -> None:
-    """Check the database read-only (SQLite integrity, foreign keys, counters against their events,
-    schema version). Exit 0 when healthy, 1 with one line per problem."""
-    import asyncio
-
-    config = resolve_config(config_path, data_dir)
-    if not config.db_path.exists():
-        click.echo(f"floatsrv: no database at {config.db_path}", err=True)
-        sys.exit(1)
-    version, problems = asyncio.run(health.check_database(config.db_path, config.storage.busy_timeout_ms))
-    if as_json:
-        click.echo(json.dumps({"path": str(config.db_path), "schema_version": version, "problems": problems}, indent=2))
-    elif problems:
-        for problem in problems:
-            click.echo(f"floatsrv: {problem}", err=True)
-    else:
-        click.echo(f"{config.db_path}: ok (schema {version})")
-    sys.exit(1 if problems else 0)

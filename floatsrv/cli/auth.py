@@ -41,6 +41,7 @@ def user_group() -> None:
 @click.option("--password-stdin", is_flag=True, help="Read the initial password from stdin instead of generating one.")
 @data_options
 def user_add(username: str, role: str, password_stdin: bool, config_path: Path | None, data_dir: Path | None) -> None:
+    """Add a user (a temporary password is printed, or give one on stdin)."""
     config = resolve_config(config_path, data_dir)
     password = _password_from_stdin(password_stdin)
     temporary = run_with_store(
@@ -75,6 +76,7 @@ def user_passwd(username: str, password_stdin: bool, config_path: Path | None, d
 def user_set(
     username: str, role: str | None, disabled: bool | None, config_path: Path | None, data_dir: Path | None
 ) -> None:
+    """Change a user's role, or disable or enable them (disabling revokes their tokens)."""
     config = resolve_config(config_path, data_dir)
     row = run_with_store(
         config,
@@ -89,6 +91,7 @@ def user_set(
 @click.argument("username")
 @data_options
 def user_rm(username: str, config_path: Path | None, data_dir: Path | None) -> None:
+    """Delete a user and revoke their tokens."""
     config = resolve_config(config_path, data_dir)
     run_with_store(config, lambda store: accounts.delete_user(store, CLOCK, cli_actor(), username))
     click.echo(f"deleted {username!r} and revoked their tokens")
@@ -98,6 +101,7 @@ def user_rm(username: str, config_path: Path | None, data_dir: Path | None) -> N
 @click.option("--json", "as_json", is_flag=True, help="JSON for scripts.")
 @data_options
 def user_list(as_json: bool, config_path: Path | None, data_dir: Path | None) -> None:
+    """Users: role, where declared (config or CLI), whether they must change their password, disabled."""
     config = resolve_config(config_path, data_dir)
     rows = run_with_store(config, accounts.list_users)
     emit(
@@ -131,6 +135,7 @@ def token_group() -> None:
 def token_list(
     username: str | None, show_all: bool, limit: int, as_json: bool, config_path: Path | None, data_dir: Path | None
 ) -> None:
+    """Bearer tokens issued by logins: whose, when, until when, from where (never the token itself)."""
     config = resolve_config(config_path, data_dir)
     rows = run_with_store(config, lambda store: credentials.list_tokens(store, CLOCK, username, not show_all, limit))
     emit(
@@ -154,6 +159,7 @@ def token_list(
 @click.argument("token_id")
 @data_options
 def token_revoke(token_id: str, config_path: Path | None, data_dir: Path | None) -> None:
+    """Revoke one bearer token at once."""
     config = resolve_config(config_path, data_dir)
     run_with_store(config, lambda store: credentials.revoke_token(store, CLOCK, cli_actor(), token_id))
     click.echo(f"revoked token {token_id}")
@@ -163,6 +169,7 @@ def token_revoke(token_id: str, config_path: Path | None, data_dir: Path | None)
 @click.argument("username")
 @data_options
 def token_revoke_user(username: str, config_path: Path | None, data_dir: Path | None) -> None:
+    """Revoke every bearer token of one user at once."""
     config = resolve_config(config_path, data_dir)
     count = run_with_store(config, lambda store: credentials.revoke_user_tokens(store, CLOCK, cli_actor(), username))
     click.echo(f"revoked {count} tokens of {username!r}")
@@ -189,6 +196,7 @@ def apikey_group() -> None:
 @click.option("--role", type=ROLES, default="user", show_default=True)
 @data_options
 def apikey_create(name: str, role: str, config_path: Path | None, data_dir: Path | None) -> None:
+    """Create an API key for an app; the key is printed once."""
     config = resolve_config(config_path, data_dir)
     created = run_with_store(
         config, lambda store: credentials.create_api_key(store, CLOCK, cli_actor(), name, Role(role))
@@ -201,6 +209,7 @@ def apikey_create(name: str, role: str, config_path: Path | None, data_dir: Path
 @click.option("--json", "as_json", is_flag=True)
 @data_options
 def apikey_list(as_json: bool, config_path: Path | None, data_dir: Path | None) -> None:
+    """API keys: name, role, when and by whom made, revoked or not (never the key itself)."""
     config = resolve_config(config_path, data_dir)
     rows = run_with_store(config, credentials.list_api_keys)
     emit(
@@ -224,6 +233,7 @@ def apikey_list(as_json: bool, config_path: Path | None, data_dir: Path | None) 
 @click.argument("key_id")
 @data_options
 def apikey_revoke(key_id: str, config_path: Path | None, data_dir: Path | None) -> None:
+    """Revoke an API key at once."""
     config = resolve_config(config_path, data_dir)
     run_with_store(config, lambda store: credentials.revoke_api_key(store, CLOCK, cli_actor(), key_id))
     click.echo(f"revoked API key {key_id}")

@@ -19,25 +19,17 @@ from floatsrv.db.store import Store
 from floatsrv.domain import licensing
 from floatsrv.domain.catalog import load_catalog
 from floatsrv.domain.context import Domain
-from floatsrv.domain.licensefiles import Licensing, config_file_texts, file_state
+from floatsrv.domain.licensefiles import Licensing, file_state
 from floatsrv.entitlements import issue as vendor
 from floatsrv.entitlements.fileformat import check_signature, dearmour, kid_of, parse_envelope
 from floatsrv.entitlements.trust import TrustAnchorError, load_trust_anchor, public_key_from_text
-from floatsrv.entitlements.verify import check_applicable, open_file
+from floatsrv.entitlements.verify import open_file
 from floatsrv.errors import LicenseFileRefused
-from floatsrv.signing import SignatureError, public_key_text, read_private_key
+from floatsrv.preflight import server_key_of
+from floatsrv.signing import SignatureError, read_private_key
 from floatsrv.times import iso_us, parse_instant
 
 CLOCK = SystemClock()
-
-
-def server_key_of(config: Config) -> str | None:
-    """This server's identity key as `floatsrv server-key` prints it; None if it has none (yet) or it is
-    unreadable here."""
-    try:
-        return public_key_text(read_private_key(config.signing_key_path))
-    except (OSError, ValueError, SignatureError):
-        return None
 
 
 async def _domain(store: Store, config: Config) -> Domain:
@@ -48,33 +40,6 @@ async def _domain(store: Store, config: Config) -> Domain:
         click.echo(f"floatsrv: {exc}", err=True)
         sys.exit(2)
     return Domain(store, CLOCK, await load_catalog(store), licensing=Licensing(anchor, server_key_of(config)))
-
-
-def check_license_files(config: Config) -> tuple[int, int, list[str]]:
-    """`check-config` on the config's license files: (files, licenses they carry, problems). It checks what
-    needs no database (signature, payload, validity window, binding to this data directory's key); series
-    and sequence are checked when the server takes a file in."""
-    try:
-        anchor = load_trust_anchor()
-    except TrustAnchorError as exc:
-        return 0, 0, [str(exc)]
-    texts, unreadable = config_file_texts(config.license_paths)
-    problems = [f"license_files: {path}: {problem}" for path, problem in unreadable]
-    server_key, now = server_key_of(config), CLOCK.now()
-    files = licenses = 0
-    for path, text in texts:
-        try:
-            opened = open_file(text, anchor)
-            if opened.bound_to is not None and server_key is None:
-                problems.append(f"license_files: {path}: bound to a server key; this data directory has none yet")
-                continue
-            check_applicable(opened, server_key=server_key, now=now)
-        except LicenseFileRefused as exc:
-            problems.append(f"license_files: {path}: {exc.code}: {exc.message}")
-            continue
-        files += 1
-        licenses += len(opened.payload.licenses)
-    return files, licenses, problems
 
 
 @click.group("license")

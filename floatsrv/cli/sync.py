@@ -28,7 +28,7 @@ from floatsrv.signing import (
     sign,
     verify,
 )
-from floatsrv.times import iso, iso_us
+from floatsrv.times import iso
 from floatsrv.workers.sync import SyncWorker
 
 CLOCK = SystemClock()
@@ -43,32 +43,23 @@ def sync_group() -> None:
 @click.option("--json", "as_json", is_flag=True)
 @data_options
 def sync_status(as_json: bool, config_path: Path | None, data_dir: Path | None) -> None:
+    """Per channel: records owed, how late, parked batches, the last success and the last error."""
     config = resolve_config(config_path, data_dir)
     channels = [u.name for u in config.sync.upstreams] + [AIRGAP]
     statuses = run_with_store(config, lambda store: sync.status(store, channels))
     now = CLOCK.now()
     emit(
-        [
-            {
-                "channel": s.channel,
-                "pending": s.pending_records,
-                "lag_s": sync.lag_seconds(s.oldest_pending_at, now),
-                "parked": s.parked_batches,
-                "last_success": iso_us(s.last_success_at),
-                "failures": s.consecutive_failures,
-                "last_error": s.last_error,
-            }
-            for s in statuses
-        ],
-        ["channel", "pending", "lag_s", "parked", "last_success", "failures", "last_error"],
+        [sync.channel_report(s, now) for s in statuses],
+        ["channel", "pending_records", "lag_seconds", "parked_batches", "last_success_at", "consecutive_failures",
+         "last_error"],
         as_json,
-    )
+    )  # fmt: skip
 
 
 @sync_group.command("now")
 @data_options
 def sync_now(config_path: Path | None, data_dir: Path | None) -> None:
-    """Send everything owed to every upstream now (safe while the server runs: a lease keeps one sender)."""
+    """Send what every upstream is owed now (beside a running server it waits for the server's pass first)."""
     config = resolve_config(config_path, data_dir)
     if not config.sync.upstreams:
         click.echo("no upstreams configured (sync.upstreams)")
@@ -77,7 +68,7 @@ def sync_now(config_path: Path | None, data_dir: Path | None) -> None:
     async def work(store: Store) -> None:
         server = await sync.server_id(store, config.sync.server_id)
         async with aiohttp.ClientSession() as session:
-            worker = SyncWorker(store, CLOCK, config.sync, session, server)
+            worker = SyncWorker(store, CLOCK, config.sync, session, server, wait_for_lease=True)
             try:
                 reports = await worker.run()
             except SyncFailed as exc:
@@ -85,7 +76,7 @@ def sync_now(config_path: Path | None, data_dir: Path | None) -> None:
                 sys.exit(1)
         for report in reports:
             state = (
-                "skipped (another sender holds the lease)"
+                "skipped (another sender still holds the lease)"
                 if report.skipped
                 else f"{report.records} records in {report.requests} requests"
             )
@@ -127,7 +118,7 @@ def server_key(config_path: Path | None, data_dir: Path | None) -> None:
 
 @click.group("usage")
 def usage_group() -> None:
-    """Air-gapped usage: signed report files out, signed vendor receipts in."""
+    """Consumption counters, and air-gapped usage: signed report files out, signed vendor receipts in."""
 
 
 @usage_group.command("export")

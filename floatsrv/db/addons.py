@@ -150,6 +150,19 @@ def active_addons(conn: sqlite3.Connection, license_id: int) -> tuple[AddonRow, 
     return addons
 
 
+def active_at(conn: sqlite3.Connection, license_id: int, at: int) -> tuple[AddonRow, ...]:
+    """The catalog rows of the add-ons that were active on a license at instant `at` (for late usage; never
+    memoised: it is rare, and the memo holds only what is active now)."""
+    rows = conn.execute(
+        f"SELECT {', '.join('a.' + c.strip() for c in _ADDON.split(','))} "
+        "FROM license_addons AS la JOIN addons AS a ON a.id = la.addon_id "
+        "WHERE la.license_id = ? AND la.activated_at <= ? AND (la.deactivated_at IS NULL OR la.deactivated_at > ?) "
+        "ORDER BY la.id",
+        (license_id, at, at),
+    ).fetchall()
+    return tuple(AddonRow(*row) for row in rows)
+
+
 def activations_of(conn: sqlite3.Connection, addon_id: str) -> int:
     row = conn.execute(
         "SELECT COUNT(*) FROM license_addons WHERE addon_id = ? AND deactivated_at IS NULL", (addon_id,)

@@ -45,8 +45,9 @@ def backup(path: Path, out: Path, busy_timeout_ms: int = 5000) -> int:
     return out.stat().st_size
 
 
-def check(path: Path, busy_timeout_ms: int = 5000) -> tuple[int | None, list[str]]:
-    """(schema version, problems) of a database file, read-only; no problems means healthy."""
+def check(path: Path, busy_timeout_ms: int = 5000, *, current: bool = True) -> tuple[int | None, list[str]]:
+    """(schema version, problems) of a database file, read-only; no problems means healthy. `current=False`:
+    an older schema is no problem (a restored backup is migrated forward at the next start)."""
     try:
         conn = read_only(path, busy_timeout_ms)
     except sqlite3.Error as exc:
@@ -55,7 +56,7 @@ def check(path: Path, busy_timeout_ms: int = 5000) -> tuple[int | None, list[str
         migrate.check_identity(conn, str(path))
         version = int(conn.execute("PRAGMA user_version").fetchone()[0])
         problems = readonly.integrity_problems(conn)
-        if version != migrate.latest_version():
+        if version > migrate.latest_version() or (current and version != migrate.latest_version()):
             problems.append(f"schema version {version}, this floatsrv expects {migrate.latest_version()}")
         return version, problems
     except migrate.SchemaError as exc:

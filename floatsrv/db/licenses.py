@@ -110,3 +110,23 @@ def mark_feature_removed(conn: sqlite3.Connection, license_id: int, code: str, n
 def feature_rows(conn: sqlite3.Connection) -> list[tuple[int, str, int, int | None]]:
     """(license_id, code, feature_id, removed_at) for every feature ever known."""
     return list(conn.execute("SELECT license_id, code, feature_id, removed_at FROM license_features"))
+
+
+def seats_over_limit(conn: sqlite3.Connection, now: int) -> list[tuple[int, str, int, int]]:
+    """(license, feature or '', held, limit) wherever more seats are held now than the limit allows (after the
+    limit was lowered: held seats stay until they end)."""
+    rows = conn.execute(
+        """
+        SELECT s.license_id, s.feature, COUNT(*) AS held,
+               CASE WHEN s.feature = '' THEN l.floating_users ELSE COALESCE(f.floating_users, 0) END AS seat_limit
+        FROM seats AS s
+        JOIN licenses AS l ON l.id = s.license_id
+        LEFT JOIN license_features AS f ON f.license_id = s.license_id AND f.code = s.feature
+        WHERE s.ended_at IS NULL AND s.expires_at > ?
+        GROUP BY s.license_id, s.feature
+        HAVING held > seat_limit
+        ORDER BY s.license_id, s.feature
+        """,
+        (now,),
+    )
+    return [(int(a), str(b), int(c), int(d)) for a, b, c, d in rows.fetchall()]

@@ -117,6 +117,16 @@ def live_counts(conn: sqlite3.Connection, license_id: int, now: int) -> dict[str
     return dict(rows.fetchall())
 
 
+def borrowed_counts(conn: sqlite3.Connection, now: int) -> dict[tuple[int, str], int]:
+    """Live seats held on a borrow now, per (license, feature) ('' = the license seat)."""
+    rows = conn.execute(
+        "SELECT license_id, feature, COUNT(*) FROM seats WHERE ended_at IS NULL AND expires_at > ?1"
+        " AND borrowed_until IS NOT NULL AND borrowed_until > ?1 GROUP BY license_id, feature",
+        (now,),
+    )
+    return {(int(license_id), str(feature)): int(count) for license_id, feature, count in rows}
+
+
 def renew_held(
     conn: sqlite3.Connection,
     *,

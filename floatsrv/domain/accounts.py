@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from floatsrv.auth.hashing import GateBusy, HashGate
-from floatsrv.auth.passwords import hash_password, verify_password
+from floatsrv.auth.passwords import MIN_PASSWORD_LENGTH, hash_password, verify_password
 from floatsrv.auth.tokens import TokenClaims
 from floatsrv.clock import Clock
 from floatsrv.db import accounts as db
@@ -35,7 +35,6 @@ from floatsrv.errors import (
 from floatsrv.models import Role
 from floatsrv.times import to_us
 
-MIN_PASSWORD_LENGTH = 10
 T = TypeVar("T")
 
 

@@ -14,7 +14,7 @@ import secrets
 import sqlite3
 from dataclasses import dataclass
 from datetime import datetime
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import Decimal
 
 from floatsrv.db import addons as db
 from floatsrv.db.addons import ActivationRow as ActivationRow  # re-exported for the API layer
@@ -37,10 +37,9 @@ from floatsrv.errors import (
     NotGrantedByVendor,
 )
 from floatsrv.models import ConsumptionModel, FeatureSpec
+from floatsrv.money import round_money
 from floatsrv.quantity import decimal_str
 from floatsrv.times import to_us
-
-CENT = Decimal("0.01")
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,11 +168,12 @@ def proration_period(license: License, feature: FeatureSpec, now: datetime) -> P
     return current_period(license, feature, now) or bounds(license, spec.billing_period, now)
 
 
-def prorate(base_price: Decimal, period: Period, now: datetime) -> Decimal:
-    """base_price x (time left / period length), to the cent (half up). Exact for a known clock."""
+def prorate(base_price: Decimal, period: Period, now: datetime, currency: str) -> Decimal:
+    """base_price x (time left / period length), to the currency's minor unit (half up). Exact for a known
+    clock."""
     left = Decimal(to_us(period.end) - to_us(now))
     length = Decimal(to_us(period.end) - to_us(period.start))
-    return (base_price * left / length).quantize(CENT, rounding=ROUND_HALF_UP)
+    return round_money(base_price * left / length, currency)
 
 
 def _license(domain: Domain, license_id: int) -> License:
@@ -212,7 +212,7 @@ async def activate(domain: Domain, actor: Actor, license_id: int, addon_id: str)
         if any(a.id == addon_id for _, a in db.active_on(conn, license_id)):
             raise AddonAlreadyActive(f"add-on {addon_id!r} is already active on license {license_id}")
         period = proration_period(license, feature, now)
-        charge = prorate(Decimal(addon.base_price), period, now)
+        charge = prorate(Decimal(addon.base_price), period, now, spec.currency)
         row = db.activate(
             conn,
             license_id=license_id,
@@ -220,7 +220,7 @@ async def activate(domain: Domain, actor: Actor, license_id: int, addon_id: str)
             now=t,
             period_start=to_us(period.start),
             period_end=to_us(period.end),
-            prorated_charge=str(charge),  # quantized to the cent: "15.50"
+            prorated_charge=str(charge),  # quantized to the minor unit: "15.50"
             actor=actor.name,
         )
         sync_seat_limits(conn, spec)

@@ -17,6 +17,7 @@ from typing import Any
 from floatsrv.clock import SteadyClock
 from floatsrv.db import backup as db_backup
 from floatsrv.db import licensefiles as db_licensefiles
+from floatsrv.db import licenses as db_licenses
 from floatsrv.db import migrate
 from floatsrv.db import server_state as db_state
 from floatsrv.db.store import Probe, Store, StoreStats
@@ -36,11 +37,6 @@ EXPIRY_WARNING = timedelta(days=7)
 
 def to_us_delta(delta: timedelta) -> int:
     return int(delta.total_seconds() * 1_000_000)
-
-
-async def backup_database(path: Path, out: Path, busy_timeout_ms: int) -> int:
-    """An online, consistent copy of the database at `out` (see `db.backup.backup`); returns its size."""
-    return await asyncio.to_thread(db_backup.backup, path, out, busy_timeout_ms)
 
 
 async def check_database(path: Path, busy_timeout_ms: int) -> tuple[int | None, list[str]]:
@@ -85,7 +81,9 @@ async def readiness(domain: Domain) -> tuple[bool, dict[str, Any]]:
         }
     version = store.peek(_schema_version)
     expected = migrate.latest_version()
-    migrations = {"status": "ok" if version == expected else "pending", "version": version, "expected": expected}
+    migrations: dict[str, Any] = {"status": "ok", "version": version, "expected": expected}
+    if version != expected:
+        migrations.update(status="failing", reason="pending", message="the database schema is not this build's")
     checks = {
         "database": database,
         "migrations": migrations,
@@ -93,8 +91,62 @@ async def readiness(domain: Domain) -> tuple[bool, dict[str, Any]]:
         "clock": clock_report(domain),
         "entitlements": entitlements_report(domain),
         "license_files": await license_files_report(domain),
+        "licenses": await licenses_report(domain),
     }
-    return database["status"] == "ok" and migrations["status"] == "ok", checks
+    return verdict(checks), checks
+
+
+# The one rule of /readyz: only these checks can make the server not ready (503); every other check reports
+# "ok" or "warning" and never changes the status (monitoring and the container health check rely on it).
+CRITICAL = ("database", "migrations", "config")
+
+
+def verdict(checks: dict[str, dict[str, Any]]) -> bool:
+    """Ready when every critical check is ok; warnings (expired licenses, unsigned terms, the clock) never
+    make the server unready."""
+    return all(checks[name]["status"] == "ok" for name in CRITICAL)
+
+
+async def licenses_report(domain: Domain) -> dict[str, Any]:
+    """`warning` for licenses whose validity period has passed (clients get license_expired), licenses that
+    expire within EXPIRY_WARNING, and seats held above a lowered limit (they stay until they end)."""
+    now = domain.clock.now()
+    expired, soon = [], []
+    for license in domain.catalog.licenses():
+        until = license.spec.validity_period
+        if until is not None and until <= now:
+            expired.append(license.id)
+        elif until is not None and until <= now + EXPIRY_WARNING:
+            soon.append({"license_id": license.id, "expires_at": iso(until)})
+    over = await domain.store.read(lambda conn: db_licenses.seats_over_limit(conn, to_us(now)))
+    report: dict[str, Any] = {"status": "ok", "served": len(domain.catalog.licenses())}
+    if expired or soon or over:
+        report.update(
+            status="warning",
+            expired=expired,
+            expiring_soon=soon,
+            seats_over_limit=[
+                {"license_id": lid, "feature": feature or None, "held": held, "limit": limit}
+                for lid, feature, held, limit in over
+            ],
+            message="; ".join(license_messages(expired, soon, over)),
+        )
+    return report
+
+
+def license_messages(
+    expired: list[int], soon: list[dict[str, Any]], over: list[tuple[int, str, int, int]]
+) -> list[str]:
+    """What an admin should read about the licenses, one sentence each (logs, /readyz, `floatsrv status`)."""
+    lines = []
+    if expired:
+        lines.append(f"licenses {expired} have expired: clients get license_expired")
+    if soon:
+        lines.append(f"licenses {[entry['license_id'] for entry in soon]} expire within {EXPIRY_WARNING.days} days")
+    for lid, feature, held, limit in over:
+        where = f"license {lid}" + (f" feature {feature}" if feature else "")
+        lines.append(f"{where}: {held} seats held, limit {limit} (no new seats until they end)")
+    return lines
 
 
 def entitlements_report(domain: Domain) -> dict[str, Any]:

@@ -22,6 +22,7 @@ from floatsrv.db.licensefiles import FileRow
 from floatsrv.domain.catalog import Entry, decode_definition
 from floatsrv.entitlements.trust import TrustAnchor
 from floatsrv.entitlements.verify import OpenedFile, open_file, text_digest
+from floatsrv.entitlements.verify import config_file_texts as config_file_texts  # re-exported
 from floatsrv.errors import (
     LicenseFileLicenseConflict,
     LicenseFileRefused,
@@ -195,20 +196,3 @@ def entries(conn: sqlite3.Connection, licensing: Licensing) -> tuple[list[Entry]
             )
         out.append(Entry(spec, LicenseSource("unsigned", None)))
     return out, problems
-
-
-def config_file_texts(paths: tuple[Path, ...]) -> tuple[list[tuple[Path, str]], list[tuple[Path, str]]]:
-    """(path, text) of every license file the config names (directories: their *.lic files, sorted), and
-    (path, problem) for those that cannot be read."""
-    found: list[tuple[Path, str]] = []
-    problems: list[tuple[Path, str]] = []
-    for path in paths:
-        if not path.exists():
-            continue  # the default licenses/ directory need not exist (a path the config names must: config)
-        files = sorted(path.glob("*.lic")) if path.is_dir() else [path]
-        for file in files:
-            try:
-                found.append((file, file.read_text(encoding="utf-8")))
-            except (OSError, UnicodeDecodeError) as exc:
-                problems.append((file, f"cannot read it: {getattr(exc, 'strerror', None) or exc}"))
-    return found, problems

@@ -12,7 +12,8 @@ from decimal import Decimal
 from typing import NamedTuple
 
 from floatsrv.db.addons import AddonRow
-from floatsrv.models import ConsumptionModel, FeatureSpec, LicenseSpec
+from floatsrv.models import ConsumptionLimits, ConsumptionModel, FeatureSpec, LicenseSpec
+from floatsrv.money import round_money
 from floatsrv.quantity import MILLI, to_decimal
 
 Reason = str  # included_limit_reached | overage_limit_reached | insufficient_credits | seat_limit_reached | ...
@@ -48,7 +49,47 @@ class Decision(NamedTuple):
     grantable_milli: int  # the most a write with accept_partial would accept now
     remaining_milli: int | None  # None: unlimited
     credits_milli: int  # credits the whole request would cost
-    estimated_amount: Decimal | None  # overage money the whole request would add
+    estimated_amount: Decimal | None  # overage money the request adds if accepted, in the currency's minor unit
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """A feature's limits as every view shows them (/api/v4, /v1, the CLI, metrics), from `limits` alone."""
+
+    included_milli: int  # metered: included units, add-ons too; seats: the seat limit; credits: units paid for
+    capacity_milli: int | None  # the most the period total may reach; None: no cap (unlimited, soft limit)
+    overage_milli: int | None  # metered: how far past included the total may go (None: no bound); others 0
+    unlimited: bool  # no cap at all (unlimited, soft limit, free credits, boolean features)
+    soft: bool  # a soft limit: past included is accepted and reported as overage
+
+
+def limits(allowance: Allowance, balances: Balances) -> Limits:
+    """The effective limits of a feature now. Credits features read as the units their credits pay for: those
+    used this period plus those the remaining credits can still buy."""
+    if allowance.model == "credits":
+        room = decide(allowance, balances, 0).remaining_milli
+        if room is None:  # free: whatever was used is "paid for"
+            return Limits(balances.current_milli, None, 0, True, False)
+        paid = balances.current_milli + room
+        return Limits(paid, paid, 0, False, False)
+    if allowance.model == "seats":
+        return Limits(allowance.included_milli, allowance.included_milli, 0, False, False)
+    if allowance.model == "boolean":
+        return Limits(0, None, 0, True, False)
+    cap = allowance.cap_milli
+    if cap is not None:
+        overage: int | None = cap - allowance.included_milli
+    else:
+        overage = None if allowance.overage_enabled or allowance.unlimited else 0
+    return Limits(allowance.included_milli, cap, overage, cap is None, allowance.soft)
+
+
+def license_limits(spec: ConsumptionLimits, maximum: int) -> Limits:
+    """The limits of a consumption license's own total (no add-on applies to it)."""
+    capacity = spec.capacity(maximum)
+    overage = (capacity - maximum) if capacity is not None else None
+    return Limits(maximum * MILLI, None if capacity is None else capacity * MILLI,
+                  None if overage is None else overage * MILLI, capacity is None, False)  # fmt: skip
 
 
 def credits_cost(quantity_milli: int, per_unit_milli: int) -> int:
@@ -133,7 +174,7 @@ def decide(allowance: Allowance, balances: Balances, quantity_milli: int) -> Dec
     added_overage = _overage(current + quantity_milli, allowance.included_milli) - _overage(
         current, allowance.included_milli
     )
-    amount = price * to_decimal(added_overage) if price is not None else None
+    amount = round_money(price * to_decimal(added_overage), allowance.currency) if price is not None else None
     if allowance.cap_milli is None:
         return Decision(True, None, quantity_milli, None, 0, amount)
     remaining = max(0, allowance.cap_milli - current)
@@ -143,4 +184,5 @@ def decide(allowance: Allowance, balances: Balances, quantity_milli: int) -> Dec
         reason = (
             "included_limit_reached" if allowance.cap_milli == allowance.included_milli else "overage_limit_reached"
         )
-    return Decision(fits, reason, min(quantity_milli, remaining), remaining, 0, amount)
+    # Money only for what would be accepted: a refused quantity adds nothing to pay.
+    return Decision(fits, reason, min(quantity_milli, remaining), remaining, 0, amount if fits else None)

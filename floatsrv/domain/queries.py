@@ -35,6 +35,12 @@ async def license_states(
     return await domain.store.read(unit)
 
 
+async def borrowed_seats(domain: Domain) -> dict[tuple[int, str], int]:
+    """Seats held on a borrow now, per (license, feature) ('' = the license seat)."""
+    now = to_us(domain.clock.now())
+    return await domain.store.read(lambda conn: db_seats.borrowed_counts(conn, now))
+
+
 @dataclass(frozen=True, slots=True)
 class SeatView:
     """A seat as admins see it. A seat that expired but was not swept yet is shown as ended."""

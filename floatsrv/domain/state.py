@@ -125,7 +125,7 @@ def feature_state(
         seat_limit = db_licenses.feature_seat_limit(conn, spec.id, feature.code)
         seats_in_use = db_seats.count_live(conn, spec.id, feature.code, to_us(now))
     total, period, key = 0, None, None
-    if feature.is_consumption:
+    if feature.counts_usage:
         key, period = counter_key(license, feature, at)
         total = db_consumption.total(conn, key)
     return _assemble(conn, license, feature, at, addons, feature_id, seats_in_use, seat_limit, total, period, key)
@@ -186,7 +186,7 @@ def read_state(
     if spec.is_consumption:
         keys[db_seats.LICENSE_SEAT] = counter_key(license, None, now)
     for feature in spec.features:
-        if feature.is_consumption:
+        if feature.counts_usage:
             keys[feature.code] = counter_key(license, feature, now)
     totals = db_consumption.totals(conn, spec.id, [(k.feature, k.period_start) for k, _ in keys.values()])
 

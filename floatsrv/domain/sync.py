@@ -14,7 +14,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 from floatsrv.clock import Clock
 from floatsrv.db import audit
@@ -51,6 +51,7 @@ class PassReport:
     skipped: bool = False
     error: str | None = None
     parked: int = 0  # batches the upstream refused for good in this pass
+    bounded: bool = False  # the pass sent as many batches as were owed at its start and stopped there
 
 
 class SyncFailed(Exception):
@@ -128,6 +129,18 @@ async def claim(
 
 async def release(store: Store, channel: str, owner: str) -> None:
     await store.write(lambda conn: db.release_lease(conn, channel, owner))
+
+
+async def batches_owed(store: Store, channel: str, size: int, cumulative: bool) -> int:
+    """How many batches the channel is owed now: the bound of one sender's pass. A delta upstream's open batch
+    is re-sent as it is, so it counts once more."""
+
+    def unit(conn: sqlite3.Connection) -> int:
+        pending, _ = db.pending_count(conn, channel)
+        reopened = 1 if not cumulative and db.open_batch(conn, channel) is not None else 0
+        return reopened + -(-pending // size)
+
+    return await store.read(unit)
 
 
 def _new_batch(conn: sqlite3.Connection, channel: str, rows: list[tuple[object, ...]], now: int, status: str) -> Batch:
@@ -300,6 +313,20 @@ async def acknowledge(store: Store, clock: Clock, actor: str, receipt: dict[str,
 
 def lag_seconds(oldest_pending_at: int | None, now: datetime) -> float | None:
     return None if oldest_pending_at is None else max(0.0, (to_us(now) - oldest_pending_at) / 1_000_000)
+
+
+def channel_report(channel: ChannelStatus, now: datetime) -> dict[str, Any]:
+    """One channel as `floatsrv status --json` and `floatsrv sync status --json` both show it (one set of keys)."""
+    return {
+        "channel": channel.channel,
+        "pending_records": channel.pending_records,
+        "lag_seconds": lag_seconds(channel.oldest_pending_at, now),
+        "parked_batches": channel.parked_batches,
+        "last_success_at": iso_us(channel.last_success_at),
+        "consecutive_failures": channel.consecutive_failures,
+        "last_error_at": iso_us(channel.last_error_at),
+        "last_error": channel.last_error,
+    }
 
 
 def weakest_entitlements(records: list[BatchRecord]) -> str:

@@ -18,6 +18,7 @@ from typing import NamedTuple
 from floatsrv.db import addons as db_addons
 from floatsrv.db import consumption as db_consumption
 from floatsrv.db import credits as db_credits
+from floatsrv.db.addons import AddonRow
 from floatsrv.db.consumption import CounterKey
 from floatsrv.domain.context import Domain
 from floatsrv.domain.license import License
@@ -25,7 +26,7 @@ from floatsrv.domain.metering import Balances, Decision, decide, split_credits
 from floatsrv.domain.outcomes import OUTCOME_FORMAT, decode_outcome, encode_outcome
 from floatsrv.domain.outcomes import Outcome as Outcome  # re-exported for the API layer
 from floatsrv.domain.seats import Target
-from floatsrv.domain.state import FeatureState, check_usable, feature_state
+from floatsrv.domain.state import FeatureState, Period, bounds, check_usable, current_period, feature_state
 from floatsrv.errors import (
     ConsumptionBelowZero,
     EventTooOld,
@@ -73,6 +74,22 @@ def metered_feature(license: License, code: str, at: datetime) -> FeatureSpec:
     return feature
 
 
+def addons_in_force(
+    conn: sqlite3.Connection, license: License, feature: FeatureSpec, at: datetime, now: datetime
+) -> tuple[AddonRow, ...]:
+    """The add-ons a use at `at` is judged by: those in force at the end of its period. For the current period
+    (or usage that never resets) that is now; a late event of an earlier period is judged by the add-ons that
+    were active when that period ended, not by today's (docs/metering.md, "Late events")."""
+    kind = license.spec.credits_period if feature.model == "credits" else None
+    if kind is not None:
+        period: Period | None = bounds(license, kind, at)
+    else:
+        period = current_period(license, feature, at)
+    if period is None or now < period.end:
+        return db_addons.active_addons(conn, license.id)
+    return db_addons.active_at(conn, license.id, to_us(period.end) - 1)
+
+
 def _limit_error(decision: Decision, request: UsageRequest, state: FeatureState) -> Exception:
     detail = {"requested": request.quantity_milli, "grantable": decision.grantable_milli, "reason": decision.reason}
     if decision.reason == "not_entitled":
@@ -117,7 +134,7 @@ def count(
         raise NegativeConsumptionsNotAllowed(
             f"feature {feature.code!r} does not allow negative quantities", param="quantity"
         )
-    addons = db_addons.active_addons(conn, spec.id)
+    addons = addons_in_force(conn, license, feature, at, now)
     state = feature_state(conn, license, feature, at, now, addons, feature_id)
     decision = decide(state.allowance, state.balances, max(request.quantity_milli, 0))
     accepted = request.quantity_milli

@@ -14,6 +14,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from pydantic import ValidationError
 
+from floatsrv import yamltext
 from floatsrv.config import ConfigError, describe
 from floatsrv.entitlements.fileformat import kid_of, raw_public_key, sign
 from floatsrv.entitlements.payload import FORMAT, parse_payload
@@ -33,7 +34,9 @@ def read_licenses(text: str) -> list[Any]:
     """The licenses of a vendor's YAML: a list of licenses in the config schema, or a mapping with
     `licenses:`. Raises ConfigError."""
     try:
-        data = yaml.safe_load(text)
+        data = yamltext.load(text)
+    except yamltext.DuplicateKey as exc:
+        raise ConfigError([str(exc)]) from None
     except yaml.YAMLError as exc:
         raise ConfigError([f"not valid YAML: {exc}"]) from None
     if isinstance(data, dict):

@@ -11,6 +11,7 @@ import hashlib
 import hmac
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 
 from floatsrv.entitlements.fileformat import MAX_FILE_BYTES, check_signature, dearmour, parse_envelope
 from floatsrv.entitlements.payload import LicenseFilePayload, ServerBinding, parse_payload
@@ -96,3 +97,20 @@ def check_applicable(opened: OpenedFile, *, server_key: str | None, now: datetim
             f"file {payload.file_id} answers activation request {payload.request_id}, which this server did not make",
             file_id=payload.file_id,
         )
+
+
+def config_file_texts(paths: tuple[Path, ...]) -> tuple[list[tuple[Path, str]], list[tuple[Path, str]]]:
+    """(path, text) of every license file the config names (directories: their *.lic files, sorted), and
+    (path, problem) for those that cannot be read."""
+    found: list[tuple[Path, str]] = []
+    problems: list[tuple[Path, str]] = []
+    for path in paths:
+        if not path.exists():
+            continue  # the default licenses/ directory need not exist (a path the config names must: config)
+        files = sorted(path.glob("*.lic")) if path.is_dir() else [path]
+        for file in files:
+            try:
+                found.append((file, file.read_text(encoding="utf-8")))
+            except (OSError, UnicodeDecodeError) as exc:
+                problems.append((file, f"cannot read it: {getattr(exc, 'strerror', None) or exc}"))
+    return found, problems

@@ -1,19 +1,24 @@
 """License watch: applies license file changes made by the admin CLI next to a running server (it notices
 the license generation the CLI bumped), and says once, loudly, when a file in force expires. Expired
-licenses stop being served the moment they expire (their validity is capped by the file); this only logs."""
+licenses stop being served the moment they expire (their validity is capped by the file); this only logs.
+At start-up and after each change it also logs what /readyz warns about the licenses (expired ones, seats
+held above a lowered limit), and a license whose validity_period passes while serving gets one line."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
+from datetime import datetime
 
 from aiohttp import web
 
 from floatsrv.appkeys import DOMAIN
-from floatsrv.domain import licensing
+from floatsrv.domain import health, licensing
+from floatsrv.domain.license import License
+from floatsrv.licenselog import log_license_warnings
 from floatsrv.log import get_logger
-from floatsrv.times import iso_us, to_us
+from floatsrv.times import iso, iso_us, to_us
 from floatsrv.workers.loop import run_periodic
 
 log = get_logger("floatsrv.licenses")
@@ -26,12 +31,22 @@ class LicenseWatch:
     def __init__(self, app: web.Application) -> None:
         self.app = app
         self.expired_logged: set[str] = set()  # file ids whose expiry was logged (lifetime: the process)
+        # (license id, validity end) of licenses whose expiry was logged (lifetime: the process).
+        self.licenses_logged: set[tuple[int, datetime]] = set()
+        self.started = False
 
     async def step(self) -> None:
         domain = self.app[DOMAIN]
         report = await licensing.refresh_if_changed(domain)
         if report is not None:
             log.info("license_files_applied", source="admin_cli", **report.log_fields(domain.catalog))
+        if report is not None or not self.started:  # at start-up and after a change: everything to know
+            self.started = True
+            found = await health.licenses_report(domain)
+            log_license_warnings(found)
+            self._note_expired(domain.catalog.licenses(), domain.clock.now(), log_now=False)
+        else:  # in between, only what expires while serving (a catalog scan; no database read)
+            self._note_expired(domain.catalog.licenses(), domain.clock.now(), log_now=True)
         now = to_us(domain.clock.now())
         for row in await licensing.files(domain.store):
             if row.expires_at is not None and row.expires_at <= now and row.file_id not in self.expired_logged:
@@ -42,6 +57,20 @@ class LicenseWatch:
                     expired_at=iso_us(row.expires_at),
                     licenses=row.license_ids,
                     message="the licenses of this file are no longer served; import the vendor's renewed file",
+                )
+
+    def _note_expired(self, licenses: Iterable[License], now: datetime, *, log_now: bool) -> None:
+        for license in licenses:
+            until = license.spec.validity_period
+            if until is None or until > now or (license.id, until) in self.licenses_logged:
+                continue
+            self.licenses_logged.add((license.id, until))
+            if log_now:
+                log.warning(
+                    "license_expired",
+                    license_id=license.id,
+                    expired_at=iso(until),
+                    message="its validity_period has passed: clients get license_expired",
                 )
 
 

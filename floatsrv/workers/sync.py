@@ -1,17 +1,17 @@
 """The sync worker: sends what each upstream is owed, on an interval, on demand, and once more at shutdown.
 
-Per channel it takes a lease (so a server and `floatsrv sync now` never send at once), then sends batch
-after batch until nothing is owed or something fails. A retryable failure ends the pass and the loop backs
-off; a permanent one parks that batch and the pass goes on with the rest.
+Per channel it takes a lease (so a server and `floatsrv sync now` never send at once), then sends what was
+owed when the pass started: at most as many batches as that took, so a pass ends even while consumption
+keeps arriving (the rest waits for the next interval). A retryable failure ends the pass and the loop backs
+off; a permanent one parks that batch and the pass goes on with the rest. One pass at a time per worker: an
+on-demand run while a pass is under way joins it; `sync now` in another process waits for the lease.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import secrets
-import socket
 import time
 from collections.abc import AsyncIterator
 
@@ -25,30 +25,34 @@ from floatsrv.db.store import Store
 from floatsrv.domain import sync
 from floatsrv.domain.sync import PassReport, SyncFailed
 from floatsrv.log import get_logger
+from floatsrv.procid import ProcessId, current
 from floatsrv.upstream import Upstream, UpstreamError, lease_for, make_upstream
 from floatsrv.workers.loop import run_periodic
 
 log = get_logger("floatsrv.sync")
 
 
+LEASE_POLL_SECONDS = 0.2
+
+
 def _dead_local_process(owner: str) -> bool:
-    """Whether a lease owner ("host:pid:nonce") is a process on this host that no longer runs."""
-    host, _, rest = owner.partition(":")
-    pid_text = rest.partition(":")[0]
-    if host != socket.gethostname() or not pid_text.isdigit():
-        return False
-    try:
-        os.kill(int(pid_text), 0)
-    except ProcessLookupError:
-        return True
-    except OSError:  # it exists but is not ours to signal
-        return False
-    return False
+    """Whether a lease owner ("host:pid:boot:start:nonce", or the older "host:pid:nonce") is a process on this
+    host that no longer runs; a PID that now belongs to a later process (PID 1 in a restarted container) counts
+    as gone."""
+    holder = ProcessId.parse(owner.rpartition(":")[0])
+    return holder is not None and holder.is_gone()
 
 
 class SyncWorker:
     def __init__(
-        self, store: Store, clock: Clock, config: SyncConfig, session: aiohttp.ClientSession, server_id: str
+        self,
+        store: Store,
+        clock: Clock,
+        config: SyncConfig,
+        session: aiohttp.ClientSession,
+        server_id: str,
+        *,
+        wait_for_lease: bool = False,
     ) -> None:
         self.store = store
         self.clock = clock
@@ -57,15 +61,36 @@ class SyncWorker:
         self.channels: list[tuple[UpstreamConfig, Upstream]] = [
             (upstream, make_upstream(upstream, session, clock)) for upstream in config.upstreams
         ]
-        self.owner = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
+        self.owner = f"{current().text()}:{secrets.token_hex(4)}"
         self.wake = asyncio.Event()
         self.passes = 0  # passes finished, failed or not: something to wait for (tests, tools)
+        # A sender in another process (`sync now` beside a server) waits for the lease instead of skipping.
+        self.wait_for_lease = wait_for_lease
+        self._pass: asyncio.Task[list[PassReport]] | None = None  # the pass under way, for callers to join
 
     def wake_up(self) -> None:
         self.wake.set()
 
     async def run(self) -> list[PassReport]:
-        """One pass over every upstream. Raises SyncFailed if any had a retryable failure."""
+        """One pass over every upstream, or the end of the one already under way (the periodic loop's or another
+        caller's): never two senders from one worker. Raises SyncFailed if any upstream had a retryable
+        failure."""
+        if self._pass is None or self._pass.done():
+            self._pass = asyncio.create_task(self._run_once(), name="sync-pass")
+            # Retrieved here too, so a pass whose callers all gave up never logs "exception never retrieved".
+            self._pass.add_done_callback(lambda task: task.cancelled() or task.exception())
+        # shield: a caller that stops waiting (a request timing out) does not stop the pass for the others.
+        return await asyncio.shield(self._pass)
+
+    async def stop(self) -> None:
+        """Cancel the pass under way, if any, and wait until it has stopped (shutdown)."""
+        task, self._pass = self._pass, None
+        if task is not None and not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+
+    async def _run_once(self) -> list[PassReport]:
         try:
             reports = [await self.run_channel(upstream, client) for upstream, client in self.channels]
         finally:
@@ -78,16 +103,22 @@ class SyncWorker:
     async def run_channel(self, config: UpstreamConfig, client: Upstream) -> PassReport:
         store, clock = self.store, self.clock
         report = PassReport(config.name)
-        if not await sync.claim(store, clock, config.name, self.owner, lease_for(config), _dead_local_process):
+        if not await self._claim(config):
             report.skipped = True  # someone else (the CLI, another server on this data dir) is sending
             return report
         try:
+            cumulative = config.format == "floatsrv"
+            # What was owed at the start, in batches: the most this pass sends (later usage waits for the next).
+            budget = await sync.batches_owed(store, config.name, config.batch_size, cumulative)
+            sent = 0
             while True:
+                if sent >= budget:
+                    report.bounded = True
+                    break
+                sent += 1
                 # Renew the lease for every batch: a long catch-up must not lose it midway.
                 await sync.claim(store, clock, config.name, self.owner, lease_for(config))
-                batch = await sync.next_batch(
-                    store, clock, config.name, config.batch_size, cumulative=config.format == "floatsrv"
-                )
+                batch = await sync.next_batch(store, clock, config.name, config.batch_size, cumulative=cumulative)
                 if batch is None:
                     break
                 try:
@@ -130,13 +161,27 @@ class SyncWorker:
                 await sync.release(store, config.name, self.owner)
         return report
 
+    async def _claim(self, config: UpstreamConfig) -> bool:
+        """Take the channel's lease; with wait_for_lease, wait (at most a lease's length) for its holder's pass
+        to end, so `sync now` beside a running server joins it rather than reporting "skipped"."""
+        lease = lease_for(config)
+        deadline = time.monotonic() + (lease if self.wait_for_lease else 0.0)
+        while True:
+            if await sync.claim(self.store, self.clock, config.name, self.owner, lease, _dead_local_process):
+                return True
+            if time.monotonic() >= deadline:
+                return False
+            await asyncio.sleep(LEASE_POLL_SECONDS)
+
     async def flush(self, seconds: float) -> None:
-        """Keep trying to deliver everything for at most `seconds` (the final sync at shutdown)."""
+        """Keep trying to deliver everything for at most `seconds` (the final sync at shutdown): pass after
+        pass, since one pass sends only what was owed when it began."""
         deadline = time.monotonic() + seconds
         while time.monotonic() < deadline:
             try:
-                await asyncio.wait_for(self.run(), max(0.1, deadline - time.monotonic()))
-                return
+                reports = await asyncio.wait_for(self.run(), max(0.1, deadline - time.monotonic()))
+                if not any(report.bounded for report in reports):
+                    return
             except (SyncFailed, TimeoutError):
                 await asyncio.sleep(min(0.5, max(0.0, deadline - time.monotonic())))
 
@@ -166,5 +211,6 @@ async def sync_context(app: web.Application) -> AsyncIterator[None]:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+            await worker.stop()
             if config.shutdown_timeout_seconds > 0:
                 await worker.flush(config.shutdown_timeout_seconds)
