@@ -3,7 +3,7 @@
 Start-up order (cleanup_ctx; teardown runs in reverse, and only for what started):
 store (open, migrate, the server's identity key, license files and inline licenses) -> auth (declared users,
 signing key, guard) -> seat sweeper -> license watch -> upstream sync (which flushes at shutdown, before the
-store closes).
+store closes) -> license refresh from the vendor (`licensing.upstream`, when set).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from floatsrv.api.metrics import METRICS, Metrics
 from floatsrv.api.middleware import REQUEST_IDS, RequestIds, pipeline
 from floatsrv.api.routes import setup_routes
 from floatsrv.api.v4_cache import V4_CACHE, V4Cache
-from floatsrv.appkeys import CONFIG, DOMAIN, GUARD, LIVE, LOGIN
+from floatsrv.appkeys import CONFIG, DOMAIN, GUARD, IDENTITY, LIVE, LOGIN
 from floatsrv.auth.guard import Guard
 from floatsrv.auth.hashing import HashGate
 from floatsrv.auth.login import LoginDefense, label_key
@@ -34,13 +34,16 @@ from floatsrv.domain.context import Domain, UsageWindows
 from floatsrv.domain.health import remember_time, time_floor
 from floatsrv.domain.licensefiles import Licensing
 from floatsrv.domain.licensing import load
+from floatsrv.domain.rollback import take_baseline
 from floatsrv.entitlements.trust import TrustAnchor, config_problems, load_trust_anchor
 from floatsrv.errors import LicenseFileLicenseConflict, StorageUnavailable
-from floatsrv.licenselog import log_licenses
+from floatsrv.identity import fingerprint
+from floatsrv.licenselog import log_licenses, log_tampering
 from floatsrv.log import get_logger
 from floatsrv.preflight import subscription_problems
 from floatsrv.reload import reload_on_sighup
 from floatsrv.signing import load_or_create_private_key, public_key_text
+from floatsrv.workers.licensefetch import license_fetch_context
 from floatsrv.workers.licensewatch import license_watch_context
 from floatsrv.workers.sweeper import sweeper_context
 from floatsrv.workers.sync import sync_context
@@ -128,6 +131,7 @@ def create_app(
                 log.info("database_migrated", path=str(config.db_path), versions=store.applied_migrations)
             # The server's identity: license files are bound to it; made at the first start, kept in data_dir.
             identity.append(load_or_create_private_key(config.signing_key_path))
+            app[IDENTITY] = identity[0]
             if new_keys:
                 log.warning(
                     "new_keys_beside_existing_database",
@@ -138,6 +142,8 @@ def create_app(
                 )
             server_key = public_key_text(identity[0])
             licensing = Licensing(anchor, server_key, tuple(config.licenses), config.license_paths)
+            licensing.fingerprint = fingerprint(config.storage.data_dir)
+            licensing.time.tolerance = timedelta(hours=config.licensing.clock_tolerance_hours)
             try:
                 result = await load(store, clock, licensing)
             except LicenseFileLicenseConflict as exc:
@@ -150,6 +156,10 @@ def create_app(
             app[DOMAIN] = domain = Domain(
                 store=store, clock=clock, catalog=result.catalog, usage=windows, licensing=licensing
             )
+            tampering = await remember_time(domain)
+            if tampering is not None:
+                log_tampering(tampering)
+            await take_baseline(store)  # the counters at this start: a rollback's lost usage is told from new
             yield
             with contextlib.suppress(StorageUnavailable):
                 await remember_time(domain)
@@ -206,6 +216,7 @@ def create_app(
     app.cleanup_ctx.append(sweeper_context)
     app.cleanup_ctx.append(license_watch_context)
     app.cleanup_ctx.append(sync_context)
+    app.cleanup_ctx.append(license_fetch_context)
     if reload_config is not None:
         env = os.environ if environ is None else environ
         app.cleanup_ctx.append(reload_on_sighup(reload_config, lambda new: declared_users(new, env)))

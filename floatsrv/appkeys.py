@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from aiohttp import web
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from floatsrv.auth.guard import Guard
 from floatsrv.auth.login import LoginDefense
@@ -19,6 +20,8 @@ LIVE = web.AppKey("live", LiveConfig)  # as last reloaded (SIGHUP)
 DOMAIN = web.AppKey("domain", Domain)
 GUARD = web.AppKey("guard", Guard)
 LOGIN = web.AppKey("login", LoginDefense)
+# The server's Ed25519 identity key (license files are bound to it; it signs activation requests and reports).
+IDENTITY = web.AppKey("identity", Ed25519PrivateKey)
 # (method, canonical path) -> role required (None: public). Filled by setup_routes.
 ROUTE_ROLES = web.AppKey("route_roles", dict[tuple[str, str], Role | None])
 

@@ -117,3 +117,8 @@ class SteadyClock:
         if jump is not None and self.on_jump is not None:
             self.on_jump(jump)
         return steady
+
+
+def wall_now(clock: Clock) -> datetime:
+    """What the system clock says, under a SteadyClock too (which never runs behind what it has seen)."""
+    return clock.wall.now() if isinstance(clock, SteadyClock) else clock.now()

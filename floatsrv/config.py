@@ -220,6 +220,15 @@ class MetricsConfig(_Section):
     token: Annotated[SecretStr, Field(min_length=16)] | None = None
 
 
+class LicensingConfig(_Section):
+    # A `floatsrv`-format upstream (sync.upstreams[].name) to activate at and refresh license files from;
+    # None: license files come only from files and `floatsrv license import` (offline).
+    upstream: str | None = None
+    refresh_interval_seconds: Annotated[float, Field(ge=10, le=30 * 86_400)] = 86_400.0
+    # A system clock this far behind the latest time the server has seen is clock tampering.
+    clock_tolerance_hours: Annotated[float, Field(gt=0, le=24 * 30)] = 24.0
+
+
 class Config(_Section):
     server: ServerConfig = Field(default_factory=ServerConfig)
     storage: StorageConfig = Field(default_factory=StorageConfig)
@@ -229,11 +238,24 @@ class Config(_Section):
     usage: UsageConfig = Field(default_factory=UsageConfig)
     sync: SyncConfig = Field(default_factory=SyncConfig)
     metrics: MetricsConfig = Field(default_factory=MetricsConfig)
+    licensing: LicensingConfig = Field(default_factory=LicensingConfig)
     # Vendor-signed license files: files and/or directories (their *.lic files); default: licenses/ beside
     # the config file. `floatsrv license import` adds files without listing them here.
     license_files: list[Path] | None = None
     # Inline (unsigned) licenses: only where the build allows them (the repository build does).
     licenses: Annotated[list[LicenseSpec], _unique("id", "license id")] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def licensing_upstream_exists(self) -> Config:
+        name = self.licensing.upstream
+        if name is not None:
+            formats = {upstream.name: upstream.format for upstream in self.sync.upstreams}
+            if formats.get(name) != "floatsrv":
+                raise ValueError(f"licensing.upstream: {name!r} must name one of sync.upstreams with format floatsrv")
+        return self
+
+    def licensing_upstream(self) -> UpstreamConfig | None:
+        return next((u for u in self.sync.upstreams if u.name == self.licensing.upstream), None)
 
     @property
     def license_paths(self) -> tuple[Path, ...]:

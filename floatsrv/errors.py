@@ -427,6 +427,23 @@ class LicenseFileLicenseConflict(LicenseFileRefused):
     default_message = "a license in the file is already in force from another source"
 
 
+class LicenseFileFromFuture(LicenseFileRefused):
+    code = "license_file_from_future"
+    default_message = (
+        "the license file was issued later than the server's clock allows (licensing.clock_tolerance_hours)"
+    )
+
+
+class LicenseRequestUnknown(LicenseFileRefused):
+    code = "license_request_unknown"
+    default_message = "the license file answers an activation request this server did not make"
+
+
+class LicenseRequestSpent(LicenseFileRefused):
+    code = "license_request_spent"
+    default_message = "the activation request this license file answers was used by another file already"
+
+
 class NotGrantedByVendor(FloatsrvError):
     code = "not_granted_by_vendor"
     default_message = "in this vendor build only what a vendor-signed license file grants can be added"

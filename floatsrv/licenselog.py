@@ -7,7 +7,9 @@ from typing import Any
 
 from floatsrv.domain.licensefiles import Licensing
 from floatsrv.domain.licensing import LoadResult
+from floatsrv.domain.timemark import Tampering
 from floatsrv.log import get_logger
+from floatsrv.times import iso
 
 log = get_logger("floatsrv")
 
@@ -25,6 +27,14 @@ def log_licenses(result: LoadResult, licensing: Licensing, *, at_start: bool = T
         log.error("license_file_refused", path=str(refusal.path), code=refusal.code, error=refusal.message)
     for problem in licensing.problems:
         log.error("license_file_not_served", error=problem)
+    if licensing.rebind:
+        log.warning(
+            "fingerprint_changed",
+            files=list(licensing.rebind),
+            fingerprint=licensing.fingerprint,
+            message="these license files are bound to another host fingerprint: they are served until their "
+            "refresh_by; re-activate (floatsrv license request, a rebind) and import the vendor's new file",
+        )
     if not catalog.licenses():
         log.warning(
             "no_licenses",
@@ -64,3 +74,14 @@ def log_license_warnings(report: dict[str, Any]) -> None:
             **over,
             message="more seats are held than the limit now allows; no new seats until enough of them end",
         )
+
+
+def log_tampering(found: Tampering) -> None:
+    """The system clock reads more than the tolerance behind the latest time the server has seen."""
+    log.warning(
+        "clock_tampered",
+        wall_clock=iso(found.wall),
+        time_mark=iso(found.mark),
+        behind_hours=round(found.behind_seconds / 3600, 2),
+        message="the system clock is set back: licenses are judged at the time mark, and the vendor is told",
+    )

@@ -15,13 +15,17 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 from typing import Protocol
+from urllib.parse import urlencode, urljoin
 
 import aiohttp
 
 from floatsrv import __version__
 from floatsrv.clock import Clock
 from floatsrv.config import UpstreamConfig
+from floatsrv.domain.rollback import Holding, parse_holdings
 from floatsrv.domain.sync import Batch, BatchRecord, weakest_entitlements, wire_record
+from floatsrv.entitlements.fileformat import MAX_FILE_BYTES
+from floatsrv.errors import InvalidRequest
 from floatsrv.times import from_us, iso
 
 RETRYABLE_STATUS = frozenset({408, 425, 429}) | frozenset(range(500, 600))
@@ -41,12 +45,17 @@ class UpstreamError(Exception):
 class SendResult:
     confirmed: list[BatchRecord] = field(default_factory=list)
     requests: int = 0
+    holdings: list[Holding] | None = None  # what the upstream says it holds now (floatsrv format, optional)
 
 
 class Upstream(Protocol):
     name: str
 
-    async def send(self, batch: Batch, server_id: str) -> SendResult: ...
+    async def send(self, batch: Batch, server_id: str, flags: dict[str, bool]) -> SendResult: ...
+
+    async def holdings(self, server_id: str) -> list[Holding] | None:
+        """What the upstream holds of this server's counters; None when it cannot say."""
+        ...
 
 
 class _Http:
@@ -63,8 +72,11 @@ class _Http:
         out.update({name: value.get_secret_value() for name, value in self.config.headers.items()})
         return out
 
-    async def post(self, url: str, body: dict[str, object], headers: dict[str, str]) -> tuple[int, str]:
-        """POST JSON; (status, a short excerpt of the reply). Raises a retryable UpstreamError on transport faults."""
+    async def post(
+        self, url: str, body: dict[str, object], headers: dict[str, str], keep: bool = False
+    ) -> tuple[int, str]:
+        """POST JSON; (status, a short excerpt of the reply, or with `keep` all of it up to 16 MiB). Raises a
+        retryable UpstreamError on transport faults."""
         try:
             async with self.session.post(
                 url,
@@ -72,8 +84,9 @@ class _Http:
                 headers=self.headers(headers),
                 timeout=aiohttp.ClientTimeout(total=self.config.timeout_seconds),
             ) as resp:
-                text = (await resp.text(errors="replace"))[:200]
-                return resp.status, text
+                raw = await _read_at_most(resp, 16 * 2**20 if keep else 4096)
+                text = raw.decode("utf-8", errors="replace")
+                return resp.status, text if keep else text[:200]
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise UpstreamError(f"{self.name}: {type(exc).__name__}: {exc}", retryable=True) from exc
 
@@ -85,17 +98,55 @@ def _failure(name: str, status: int, text: str, confirmed: list[BatchRecord], re
 
 
 class FloatsrvUpstream(_Http):
-    async def send(self, batch: Batch, server_id: str) -> SendResult:
+    async def send(self, batch: Batch, server_id: str, flags: dict[str, bool]) -> SendResult:
         body: dict[str, object] = {
             "server_id": server_id,
             "sent_at": iso(self.clock.now()),
             "entitlements": weakest_entitlements(batch.records),
+            **{name: True for name, raised in flags.items() if raised},  # clock_tampered, usage_rollback
             "records": [wire_record(r) for r in batch.records],
         }
-        status, text = await self.post(self.config.url, body, {"Idempotency-Key": batch.id})
+        status, text = await self.post(self.config.url, body, {"Idempotency-Key": batch.id}, keep=True)
         if 200 <= status < 300:
-            return SendResult(list(batch.records), 1)
-        raise _failure(self.name, status, text, [], 1)
+            return SendResult(list(batch.records), 1, _holdings_in(text))
+        raise _failure(self.name, status, text[:200], [], 1)
+
+    async def holdings(self, server_id: str) -> list[Holding] | None:
+        """`GET <url's directory>/holdings?server_id=`: the counters the upstream holds for this server (404:
+        an upstream that does not say; rollback detection then waits for a reply that does)."""
+        url = urljoin(self.config.url, "holdings") + "?" + urlencode({"server_id": server_id})
+        timeout = aiohttp.ClientTimeout(total=self.config.timeout_seconds)
+        try:
+            async with self.session.get(url, headers=self.headers({}), timeout=timeout) as resp:
+                text = await resp.text(errors="replace")
+                if resp.status in (404, 405):
+                    return None
+                if not 200 <= resp.status < 300:
+                    raise _failure(self.name, resp.status, text[:200], [], 1)
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise UpstreamError(f"{self.name}: {type(exc).__name__}: {exc}", retryable=True) from exc
+        return _holdings_in(text)
+
+
+async def _read_at_most(resp: aiohttp.ClientResponse, limit: int) -> bytes:
+    """The body, or its first `limit` bytes (an upstream's answer is never trusted to be small)."""
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in resp.content.iter_chunked(65_536):
+        chunks.append(chunk)
+        size += len(chunk)
+        if size >= limit:
+            break
+    return b"".join(chunks)[:limit]
+
+
+def _holdings_in(text: str) -> list[Holding] | None:
+    """The optional `holdings` of an upstream's JSON answer (ignored when absent or not valid)."""
+    try:
+        data = json.loads(text)
+        return parse_holdings(data["holdings"]) if isinstance(data, dict) and "holdings" in data else None
+    except (ValueError, InvalidRequest):
+        return None
 
 
 class RebillyUpstream(_Http):
@@ -103,9 +154,13 @@ class RebillyUpstream(_Http):
         mapping = self.config.subscriptions
         return mapping.get(f"{record.license_id}/{record.feature}") or mapping.get(str(record.license_id))
 
-    def usage_id(self, server_id: str, record: BatchRecord) -> str:
-        # Deterministic: the same delta always has the same id, so a re-send can only meet a 409.
+    @staticmethod
+    def usage_id(server_id: str, record: BatchRecord, epoch: int = 0) -> str:
+        # Deterministic: the same delta always has the same id, so a re-send can only meet a 409. After a
+        # restore (a new lineage epoch) revisions repeat, so the epoch joins the key: new usage gets new ids.
         key = f"{server_id}|{record.license_id}|{record.feature}|{record.period_start}|{record.revision}"
+        if epoch:
+            key += f"|e{epoch}"
         return "fs-" + hashlib.sha256(key.encode()).hexdigest()[:40]
 
     def usage_time(self, record: BatchRecord) -> str:
@@ -117,7 +172,11 @@ class RebillyUpstream(_Http):
             at = min(at, record.period_end - 1_000_000)
         return iso(from_us(at))
 
-    async def send(self, batch: Batch, server_id: str) -> SendResult:
+    async def holdings(self, server_id: str) -> list[Holding] | None:
+        return None  # Rebilly keeps usages, not counters: nothing to compare
+
+    async def send(self, batch: Batch, server_id: str, flags: dict[str, bool]) -> SendResult:
+        del flags  # Rebilly's usages have no place for them
         confirmed: list[BatchRecord] = []
         requests = 0
         url = self.config.url.rstrip("/") + "/usages"
@@ -136,7 +195,7 @@ class RebillyUpstream(_Http):
                     requests=requests,
                 )
             body: dict[str, object] = {
-                "id": self.usage_id(server_id, record),
+                "id": self.usage_id(server_id, record, batch.row.epoch),
                 "subscriptionId": subscription,
                 "quantity": float(delta) / 1000,
                 "usageTime": self.usage_time(record),
@@ -151,6 +210,44 @@ class RebillyUpstream(_Http):
                 continue
             raise _failure(self.name, status, text, confirmed, requests)
         return SendResult(confirmed, requests)
+
+
+class Vendor(_Http):
+    """A `floatsrv`-format upstream as the vendor's licensing service (`licensing.upstream`): activation and
+    license file refresh, at `activate` and `license-file` relative to the upstream's url (docs/sync.md)."""
+
+    async def license_file(self, server_key: str) -> str | None:
+        """The vendor's newest license file for this server; None when it has none (activate first)."""
+        url = urljoin(self.config.url, "license-file") + "?" + urlencode({"server_key": server_key})
+        status, text = await self._exchange("GET", url, None)
+        if status == 404:
+            return None
+        return text
+
+    async def activate(self, request_document: bytes) -> str:
+        """Send a signed activation request; the license file that answers it."""
+        _, text = await self._exchange("POST", urljoin(self.config.url, "activate"), request_document)
+        return text
+
+    async def _exchange(self, method: str, url: str, body: bytes | None) -> tuple[int, str]:
+        headers = self.headers({"Content-Type": "text/plain; charset=utf-8", "Accept": "text/plain"})
+        try:
+            async with self.session.request(
+                method,
+                url,
+                data=body,
+                headers=headers,
+                timeout=aiohttp.ClientTimeout(total=self.config.timeout_seconds),
+            ) as resp:
+                raw = await _read_at_most(resp, MAX_FILE_BYTES)
+                text = raw.decode("utf-8", errors="replace")
+                if resp.status == 404 and method == "GET":
+                    return 404, ""
+                if not 200 <= resp.status < 300:
+                    raise _failure(self.name, resp.status, text[:200], [], 1)
+                return resp.status, text
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise UpstreamError(f"{self.name}: {type(exc).__name__}: {exc}", retryable=True) from exc
 
 
 def make_upstream(config: UpstreamConfig, session: aiohttp.ClientSession, clock: Clock) -> Upstream:

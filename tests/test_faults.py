@@ -76,7 +76,8 @@ def test_disk_full_gets_503_and_recovers_by_itself(tmp_path: Path) -> None:
                 assert consume(server, token)[0] == 200
                 acked += 1
             filler = server.data_dir / "filler"
-            with filler.open("wb") as out, contextlib.suppress(OSError):  # fill the disk to the last block
+            # Unbuffered: the write that meets the full disk raises here, and closing has nothing left to flush.
+            with filler.open("wb", buffering=0) as out, contextlib.suppress(OSError):  # fill to the last block
                 while True:
                     out.write(b"\0" * 65536)
                     out.flush()

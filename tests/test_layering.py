@@ -67,6 +67,8 @@ MEMO_OWNERS = {
 # Functions there that write without touching the memo, and why that keeps it exact.
 MEMO_NEUTRAL = {
     ("db/consumption.py", "compact"): "deleted events move into compacted_milli (a trigger); totals stay",
+    ("db/consumption.py", "restore_lost"): "its own UPDATE sets only the revision (the memo keeps totals); the "
+    "quantity goes through add, which updates the memo",
 }
 # Triggers that write memoised tables, and who keeps the memo exact for them.
 MEMO_TRIGGERS = {

@@ -134,7 +134,7 @@ def test_inspect_prints_the_payload_and_the_verdict(tmp_path: Path) -> None:
     [
         ((), "give exactly one of --server-key, --request, --unbound"),
         (("--unbound", "--server-key", "QUJD"), "give exactly one of"),
-        (("--request", str(DEMO_LICENSES)), "activation requests are not supported"),
+        (("--request", str(DEMO_LICENSES)), "Invalid value for --request"),  # not an activation request
         (("--server-key", "QUJD"), "--server-key"),
         (("--unbound", "--expires", "next tuesday"), "must be an ISO 8601 date-time"),
         (("--unbound", "--sequence", "0"), "--sequence"),

@@ -285,6 +285,7 @@ FS_ROUTES = {
     ("GET", "/api/v4/featureRelease/all"),
     ("GET", "/api/v4/license"),
     ("POST", "/api/v4/license/upload"),
+    ("POST", "/api/v4/license/generate"),
 }
 RELEASE_TWINS = ("/api/v4/feature_release", "/api/v4/floating/feature_release")
 
@@ -427,5 +428,8 @@ async def test_go_zero_time_is_never_returned(api: Api) -> None:
     from floatsrv.api.routes import ROUTES
 
     every = {(r.method, r.path) for r in ROUTES if r.path.startswith("/api/v4/")}
-    # A document, and an admin's file upload (it answers with file and license ids): neither carries times.
-    assert every - seen == {("GET", "/api/v4/openapi.json"), ("POST", "/api/v4/license/upload")}
+    # A document, an admin's file upload (it answers with file and license ids) and an activation request (a
+    # signed file, not JSON): none carries LicenseSpring times.
+    assert every - seen == {
+        ("GET", "/api/v4/openapi.json"), ("POST", "/api/v4/license/upload"), ("POST", "/api/v4/license/generate")
+    }  # fmt: skip

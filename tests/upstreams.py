@@ -16,15 +16,20 @@ import random
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import jsonschema
 from aiohttp import web
+
+from floatsrv.entitlements import issue as vendor
+from floatsrv.entitlements.request import read_request
+from floatsrv.signing import SignatureError
 
 
 @dataclass
@@ -108,15 +113,38 @@ SCHEMA = json.loads((Path(__file__).resolve().parent.parent / "docs" / "sync-bat
 
 class FloatsrvUpstream(_Upstream):
     """POST /ingest with floatsrv's sync format (checked against docs/sync-batch.schema.json). Keeps, per
-    counter, the highest revision seen."""
+    counter, the highest revision seen, and answers what it holds of the batch's counters (`holdings`); GET
+    /holdings?server_id= answers all of a server's (docs/sync.md)."""
 
     def __init__(self, token: str = UPSTREAM_TOKEN, faults: Faults | None = None) -> None:
         super().__init__(faults)
         self.token = token
         self.counters: dict[tuple[Any, ...], tuple[int, Decimal]] = {}
+        self.periods: dict[tuple[Any, ...], str | None] = {}  # each counter's period_end
         self.batches: set[str] = set()
         self.entitlements: list[str | None] = []  # each stored batch's entitlements flag
+        self.flags: list[dict[str, bool]] = []  # each stored batch's clock_tampered / usage_rollback
+        self.lower_totals: list[tuple[Any, ...]] = []  # records that carried less than the counter held
         self.app.router.add_post("/ingest", self.ingest)
+        self.app.router.add_get("/holdings", self.get_holdings)
+
+    def holdings(self, server_id: str, keys: list[tuple[Any, ...]] | None = None) -> list[dict[str, Any]]:
+        chosen = keys if keys is not None else [k for k in self.counters if k[0] == server_id]
+        return [
+            {
+                "license_id": k[1], "feature": k[2], "period_start": k[3], "period_end": self.periods.get(k),
+                "revision": self.counters[k][0], "quantity": str(self.counters[k][1]),
+            }
+            for k in chosen
+            if k in self.counters
+        ]  # fmt: skip
+
+    async def get_holdings(self, request: web.Request) -> web.StreamResponse:
+        if request.headers.get("Authorization") != f"Bearer {self.token}":
+            return web.json_response({"error": "unauthorized"}, status=401)
+        if self.faults.down:
+            return web.json_response({"error": "down"}, status=503)
+        return web.json_response({"holdings": self.holdings(request.query.get("server_id", ""))})
 
     async def ingest(self, request: web.Request) -> web.StreamResponse:
         if request.headers.get("Authorization") != f"Bearer {self.token}":
@@ -128,17 +156,95 @@ class FloatsrvUpstream(_Upstream):
         def store() -> web.Response:
             self.batches.add(key)
             self.entitlements.append(body.get("entitlements"))
+            self.flags.append({name: body[name] for name in ("clock_tampered", "usage_rollback") if name in body})
+            keys = []
             for record in body["records"]:
                 counter = (body["server_id"], record["license_id"], record["feature"], record["period_start"])
+                keys.append(counter)
                 old = self.counters.get(counter)
+                quantity = Decimal(record["quantity"])
+                if old is not None and quantity < old[1]:
+                    self.lower_totals.append((*counter, record["revision"], quantity, old))
                 if old is None or record["revision"] > old[0]:
-                    self.counters[counter] = (record["revision"], Decimal(record["quantity"]))
-            return web.json_response({"accepted": len(body["records"])})
+                    self.counters[counter] = (record["revision"], quantity)
+                    self.periods[counter] = record["period_end"]
+            held = self.holdings(body["server_id"], keys)
+            return web.json_response({"accepted": len(body["records"]), "holdings": held})
 
         return await self.faulty(request, store)
 
     def totals(self) -> dict[tuple[int, str, str | None], Decimal]:
         return {(k[1], k[2] or "", k[3]): v[1] for k, v in self.counters.items()}
+
+
+class VendorLicensing:
+    """The vendor's licensing service beside a FloatsrvUpstream (docs/sync.md): `POST /activate` verifies a
+    server's signed activation request and answers a license file bound to it (demo-signed: the repository
+    build trusts the demo key), `GET /license-file?server_key=` answers the newest file issued to that server
+    (404: none yet). `grant` issues a newer file to a server, as a vendor does when a customer buys more."""
+
+    def __init__(
+        self,
+        upstream: _Upstream,
+        licenses: list[dict[str, Any]],
+        refresh_by: datetime | None = None,
+        now: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.upstream = upstream
+        self.now = now  # the vendor's clock (files are issued a minute before it)
+        self.licenses = licenses
+        self.refresh_by = refresh_by
+        self.files: dict[str, str] = {}  # server key -> its newest file
+        self.bindings: dict[str, dict[str, Any]] = {}
+        self.sequence = 0
+        self.activations = 0
+        upstream.app.router.add_post("/activate", self.activate)
+        upstream.app.router.add_get("/license-file", self.license_file)
+
+    def _issue(self, server_key: str, request_id: str | None = None) -> str:
+        from tests.licensing import LONG_AGO, demo_key
+
+        self.sequence += 1
+        payload = vendor.payload_bytes(
+            vendor.validated(self.licenses),
+            binding=self.bindings[server_key],
+            issued_at=self.now() - timedelta(minutes=1),
+            not_before=LONG_AGO,
+            refresh_by=self.refresh_by,
+            series="online",
+            sequence=self.sequence,
+            request_id=request_id,
+        )
+        self.files[server_key] = vendor.issue(payload, demo_key())
+        return self.files[server_key]
+
+    def grant(self, server_key: str, licenses: list[dict[str, Any]], refresh_by: datetime | None = None) -> None:
+        self.licenses, self.refresh_by = licenses, refresh_by
+        self._issue(server_key)
+
+    def _refused(self) -> web.Response | None:
+        if self.upstream.faults.down:
+            return web.json_response({"error": "down"}, status=503)
+        return None
+
+    async def activate(self, request: web.Request) -> web.Response:
+        refused = self._refused()
+        if refused is not None:
+            return refused
+        try:
+            asked = read_request(await request.read())
+        except SignatureError as exc:
+            return web.json_response({"error": str(exc)}, status=400)
+        self.activations += 1
+        self.bindings[asked.server_key] = {"server_key": asked.server_key, "fingerprint": asked.fingerprint}
+        return web.Response(text=self._issue(asked.server_key, asked.request_id))
+
+    async def license_file(self, request: web.Request) -> web.Response:
+        refused = self._refused()
+        if refused is not None:
+            return refused
+        text = self.files.get(request.query.get("server_key", ""))
+        return web.Response(text=text) if text is not None else web.json_response({"error": "none"}, status=404)
 
 
 class RebillyUpstream(_Upstream):

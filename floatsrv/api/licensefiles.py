@@ -1,5 +1,6 @@
-"""License file endpoints (admin): `/v1/license-files` (import, list, remove) and LicenseSpring's
-`POST /api/v4/license/upload` (multipart, one file, any field name), which takes a floatsrv license file.
+"""License file endpoints (admin): `/v1/license-files` (import, list, remove), activation requests
+(`POST /v1/license-files/requests`), and LicenseSpring's `POST /api/v4/license/upload` (multipart, one file,
+any field name), which takes a floatsrv license file, and `POST /api/v4/license/generate` (the request).
 
 A file is sent as the body's text (any text content type), as JSON `{"license_file": "..."}`, or, on the
 upload route, as the one file of a multipart form. It is applied completely or not at all; every import,
@@ -18,27 +19,34 @@ from floatsrv.api.body import decode_json_object, read_body, too_large
 from floatsrv.api.middleware import json_response
 from floatsrv.api.native import ok
 from floatsrv.api.validation import StrictBody, parse
-from floatsrv.appkeys import CONFIG, DOMAIN, LIVE
-from floatsrv.domain import licensing
+from floatsrv.appkeys import CONFIG, DOMAIN, IDENTITY, LIVE
+from floatsrv.domain import activation, licensing
 from floatsrv.domain.licensefiles import file_state
 from floatsrv.domain.licensing import FileRow, ImportResult
+from floatsrv.entitlements.request import ActivationRequest
 from floatsrv.errors import InvalidRequest, LicenseFileMalformed, RequestTimeout
 from floatsrv.times import iso_us
 
 
 def file_view(row: FileRow, request: web.Request) -> dict[str, Any]:
+    domain = request.app[DOMAIN]
     return {
         "object": "license_file",
         "file_id": row.file_id,
-        "state": file_state(row, request.app[DOMAIN].clock.now()),
+        "state": file_state(row, domain.licensing.time.later(domain.clock.now())),
         "kid": row.kid,
         "entitlements": row.entitlements,
         "series": row.series,
         "sequence": row.sequence,
-        "binding": {"server_key": row.bound_to} if row.bound_to else {"unbound": True},
+        "binding": (
+            {"server_key": row.bound_to, "fingerprint": row.fingerprint} if row.bound_to else {"unbound": True}
+        ),
+        "fingerprint_changed": row.file_id in domain.licensing.rebind,
         "issued_at": iso_us(row.issued_at),
         "not_before": iso_us(row.not_before),
         "expires_at": iso_us(row.expires_at),
+        "refresh_by": iso_us(row.refresh_by),
+        "request_id": row.request_id,
         "licenses": row.license_ids,
         "imported_at": iso_us(row.imported_at),
         "imported_by": row.imported_by,
@@ -137,4 +145,42 @@ async def v4_upload(request: web.Request) -> web.Response:
             "file_id": result.file.file_id,
             "licenses": result.file.license_ids,
         }
+    )
+
+
+async def create_request(request: web.Request) -> web.Response:
+    """`POST /v1/license-files/requests` (admin): a new activation request for the vendor (offline activation,
+    or a rebind after a fingerprint change). Answers the signed request as text and its fields."""
+    made, document = await _new_request(request)
+    data = {
+        "object": "activation_request",
+        **made.payload(),
+        "request": document.decode("ascii"),
+        "file_name": f"{made.request_id}.req",
+    }
+    return json_response({"success": True, "data": data}, status=201)
+
+
+async def v4_generate(request: web.Request) -> web.Response:
+    """LicenseSpring's `POST /api/v4/license/generate` (admin): the offline activation request, as a file to
+    download and hand to the vendor. `product` and `license_key` are accepted and not needed: the vendor
+    decides what the file grants."""
+    await read_body(request)  # any body (LicenseSpring's UI sends {"product", "license_key"}; {} is accepted)
+    made, document = await _new_request(request)
+    return web.Response(
+        body=document,
+        content_type="application/octet-stream",
+        headers={"Content-Disposition": f'attachment; filename="{made.request_id}.req"'},
+    )
+
+
+async def _new_request(request: web.Request) -> tuple[ActivationRequest, bytes]:
+    domain = request.app[DOMAIN]
+    return await activation.create_request(
+        domain.store,
+        domain.clock,
+        domain.licensing,
+        request.app[IDENTITY],
+        actor(request),
+        request.app[CONFIG].sync.server_id,
     )

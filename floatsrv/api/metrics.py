@@ -21,7 +21,7 @@ from prometheus_client.registry import Collector
 
 from floatsrv import __version__
 from floatsrv.appkeys import CONFIG, DOMAIN
-from floatsrv.clock import SteadyClock
+from floatsrv.clock import SteadyClock, wall_now
 from floatsrv.domain import licensing, queries, sync
 from floatsrv.domain.context import Domain
 from floatsrv.domain.metering import Limits, license_limits, limits
@@ -116,9 +116,10 @@ class _Snapshot(Collector):
         channels: list[sync.ChannelStatus],
         files: list[licensing.FileRow],
         borrowed: dict[tuple[int, str], int],
+        integrity: dict[str, bool],
     ) -> None:
         self.domain, self.states, self.channels, self.files = domain, states, channels, files
-        self.borrowed = borrowed
+        self.borrowed, self.integrity = borrowed, integrity
 
     def collect(self) -> Iterator[Metric]:
         yield from self._licenses()
@@ -156,6 +157,17 @@ class _Snapshot(Collector):
         clock = self.domain.clock
         jumps = len(clock.jumps) if isinstance(clock, SteadyClock) else 0
         yield CounterMetricFamily("floatsrv_clock_backward_jumps", "Backward steps of the system clock.", value=jumps)
+        yield GaugeMetricFamily(
+            "floatsrv_clock_tampered",
+            "1 while the system clock is set back past licensing.clock_tolerance_hours (licenses are judged at the "
+            "latest time seen).",
+            value=int(self.integrity["clock_tampered"]),
+        )
+        yield GaugeMetricFamily(
+            "floatsrv_usage_rollback_detected",
+            "1 once the database was found rolled back (counters below what an upstream holds; repaired).",
+            value=int(self.integrity["usage_rollback"]),
+        )
         yield GaugeMetricFamily("floatsrv_licenses", "Licenses served.", value=len(self.domain.catalog.licenses()))
         yield from self._entitlements()
         info = GaugeMetricFamily("floatsrv_build_info", "Always 1; the version is a label.", labels=["version"])
@@ -237,10 +249,18 @@ class _Snapshot(Collector):
             "When each license file in force expires (Unix time; files without expiry are not listed).",
             labels=["file_id"],
         )
+        refresh = GaugeMetricFamily(
+            "floatsrv_license_file_refresh_by_timestamp_seconds",
+            "When each license file in force must be replaced by a newer one, or its licenses stop (Unix time).",
+            labels=["file_id"],
+        )
         for row in self.files:
             if row.expires_at is not None:
                 expiry.add_metric([row.file_id], row.expires_at / 1_000_000)
+            if row.refresh_by is not None:
+                refresh.add_metric([row.file_id], row.refresh_by / 1_000_000)
         yield expiry
+        yield refresh
         yield GaugeMetricFamily(
             "floatsrv_license_files_not_served",
             "Stored license files that no longer verify (their licenses are not served).",
@@ -257,7 +277,8 @@ async def metrics(request: web.Request) -> web.Response:
     scrape = CollectorRegistry(auto_describe=False)
     files = await licensing.files(domain.store)
     borrowed = await queries.borrowed_seats(domain)
-    scrape.register(_Snapshot(domain, states, statuses, files, borrowed))
+    integrity = await sync.integrity(domain.store, domain.licensing.time.tolerance, wall_now(domain.clock))
+    scrape.register(_Snapshot(domain, states, statuses, files, borrowed, integrity))
     body = generate_latest(request.app[METRICS].registry) + generate_latest(scrape)
     # The classic text format (0.0.4): every Prometheus and agent version reads it.
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_PLAIN_0_0_4})

@@ -17,9 +17,10 @@ from floatsrv.models import Role
 @dataclass(frozen=True, slots=True)
 class Route:
     method: str
-    path: str
+    path: str  # as documented and as requests are logged and authorised (the resource's canonical path)
     handler: Handler
     role: Role | None
+    pattern: str | None = None  # what the router matches instead, where a variable must exclude a sibling path
 
 
 ADMIN, USER, VIEWER = Role.ADMIN, Role.USER, Role.VIEWER
@@ -47,6 +48,7 @@ ROUTES: tuple[Route, ...] = (
     Route("GET", "/api/v4/license", v4.list_licenses, VIEWER),
     # LicenseSpring's offline license upload takes a floatsrv license file (spec §1.5).
     Route("POST", "/api/v4/license/upload", licensefiles.v4_upload, ADMIN),
+    Route("POST", "/api/v4/license/generate", licensefiles.v4_generate, ADMIN),
     # License-API-compatible twins (spec §1.7).
     Route("GET", "/api/v4/check_license_feature", v4.check_license_feature, USER),
     Route("POST", "/api/v4/feature_release", v4.feature_release, USER),
@@ -75,7 +77,15 @@ ROUTES: tuple[Route, ...] = (
     # Vendor-signed license files.
     Route("GET", "/v1/license-files", licensefiles.list_files, VIEWER),
     Route("POST", "/v1/license-files", licensefiles.import_file, ADMIN),
-    Route("DELETE", "/v1/license-files/{file_id}", licensefiles.remove_file, ADMIN),
+    Route("POST", "/v1/license-files/requests", licensefiles.create_request, ADMIN),
+    # Not "requests": that is POST /v1/license-files/requests (so DELETE there is a 405, not a file id).
+    Route(
+        "DELETE",
+        "/v1/license-files/{file_id}",
+        licensefiles.remove_file,
+        ADMIN,
+        pattern="/v1/license-files/{file_id:(?!requests$)[^{}/]+}",
+    ),
     # Upstream sync.
     Route("GET", "/v1/sync", sync.get_status, VIEWER),
     Route("POST", "/v1/sync/run", sync.run_now, ADMIN),
@@ -104,6 +114,7 @@ ROUTES: tuple[Route, ...] = (
 def setup_routes(app: web.Application) -> None:
     roles: dict[tuple[str, str], Role | None] = {}
     for route in ROUTES:
-        app.router.add_route(route.method, route.path, route.handler)
+        added = app.router.add_route(route.method, route.pattern or route.path, route.handler)
+        assert added.resource is not None and added.resource.canonical == route.path, route
         roles[(route.method, route.path)] = route.role
     app[ROUTE_ROLES] = roles

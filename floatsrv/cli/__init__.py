@@ -81,6 +81,11 @@ LAZY: dict[str, tuple[str, str, str]] = {
         "server_key",
         "Print this server's identity key (Ed25519, base64).",
     ),
+    "fingerprint": (
+        "floatsrv.cli.sync",
+        "fingerprint_command",
+        "Print this host's fingerprint (machine id and data directory; license files may be bound to it).",
+    ),
     "db": (
         "floatsrv.cli.db",
         "db_group",

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import os
 import sys
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import click
@@ -16,15 +16,17 @@ from floatsrv.cli.tools import cli_actor, data_options, emit, resolve_config, ru
 from floatsrv.clock import SystemClock
 from floatsrv.config import Config, ConfigError
 from floatsrv.db.store import Store
-from floatsrv.domain import licensing
+from floatsrv.domain import activation, licensing
 from floatsrv.domain.catalog import load_catalog
 from floatsrv.domain.context import Domain
 from floatsrv.domain.licensefiles import Licensing, file_state
 from floatsrv.entitlements import issue as vendor
 from floatsrv.entitlements.fileformat import check_signature, dearmour, kid_of, parse_envelope
+from floatsrv.entitlements.request import read_request
 from floatsrv.entitlements.trust import TrustAnchorError, load_trust_anchor, public_key_from_text
 from floatsrv.entitlements.verify import open_file
 from floatsrv.errors import LicenseFileRefused
+from floatsrv.identity import fingerprint
 from floatsrv.preflight import server_key_of
 from floatsrv.signing import SignatureError, read_private_key
 from floatsrv.times import iso_us, parse_instant
@@ -39,7 +41,10 @@ async def _domain(store: Store, config: Config) -> Domain:
     except TrustAnchorError as exc:
         click.echo(f"floatsrv: {exc}", err=True)
         sys.exit(2)
-    return Domain(store, CLOCK, await load_catalog(store), licensing=Licensing(anchor, server_key_of(config)))
+    licensing = Licensing(anchor, server_key_of(config), fingerprint=fingerprint(config.storage.data_dir))
+    licensing.time.tolerance = timedelta(hours=config.licensing.clock_tolerance_hours)
+    await store.read(licensing.time.load)
+    return Domain(store, CLOCK, await load_catalog(store), licensing=licensing)
 
 
 @click.group("license")
@@ -75,6 +80,35 @@ def license_import(file: Path, config_path: Path | None, data_dir: Path | None) 
     )
 
 
+@license_group.command("request")
+@click.option("--out", "out_path", required=True, type=click.Path(path_type=Path, dir_okay=False))
+@click.option("--force", is_flag=True, help="Overwrite FILE if it exists.")
+@data_options
+def license_request(out_path: Path, force: bool, config_path: Path | None, data_dir: Path | None) -> None:
+    """Write an activation request for the vendor (offline activation or a rebind), signed by this server."""
+    config = resolve_config(config_path, data_dir)
+    if not out_path.absolute().parent.is_dir():
+        raise click.BadParameter(f"the directory {out_path.absolute().parent} does not exist", param_hint="--out")
+    if out_path.exists() and not force:
+        raise click.BadParameter(f"{out_path} exists (give --force to overwrite it)", param_hint="--out")
+    if not config.signing_key_path.exists():
+        click.echo("floatsrv: this data directory has no server key yet: start the server once", err=True)
+        sys.exit(1)
+    key = read_private_key(config.signing_key_path)
+
+    async def work(store: Store) -> tuple[str, bytes, str | None]:
+        domain = await _domain(store, config)
+        request, document = await activation.create_request(
+            store, CLOCK, domain.licensing, key, cli_actor(), config.sync.server_id
+        )
+        return request.request_id, document, request.previous_fingerprint
+
+    request_id, document, previous = run_with_store(config, work)
+    out_path.write_bytes(document)
+    rebind = f" (a rebind from fingerprint {previous})" if previous else ""
+    click.echo(f"wrote {out_path}: activation request {request_id}{rebind}; send it to your vendor")
+
+
 @license_group.command("list")
 @click.option("--all", "include_ended", is_flag=True, help="Also superseded and removed files.")
 @click.option("--json", "as_json", is_flag=True)
@@ -96,11 +130,14 @@ def license_list(include_ended: bool, as_json: bool, config_path: Path | None, d
                 "binding": f"server {row.bound_to[:12]}..." if row.bound_to else "unbound",
                 "issued_at": iso_us(row.issued_at),
                 "expires_at": iso_us(row.expires_at),
+                "refresh_by": iso_us(row.refresh_by),
+                "fingerprint": row.fingerprint,
+                "request_id": row.request_id,
                 "licenses": ",".join(str(i) for i in row.license_ids),
             }
             for row in rows
         ],
-        ["file_id", "state", "kid", "series", "sequence", "binding", "issued_at", "expires_at", "licenses"],
+        ["file_id", "state", "series", "sequence", "binding", "issued_at", "expires_at", "refresh_by", "licenses"],
         as_json,
     )
 
@@ -168,6 +205,7 @@ def _instant(value: str | None, option: str) -> datetime | None:
 @click.option("--series", default="default", show_default=True)
 @click.option("--sequence", type=click.IntRange(1, 2**53 - 1), default=1, show_default=True)
 @click.option("--expires", help="ISO 8601 date-time after which the file's licenses are no longer served.")
+@click.option("--refresh-by", help="ISO 8601 date-time by which a newer file must arrive, or its licenses stop.")
 @click.option("--not-before", help="ISO 8601 date-time from which the file may be imported (default: now).")
 @click.option("--issued-at", help="ISO 8601 date-time the file says it was issued (default: now).")
 @click.option("--file-id", help="Default: a new random id.")
@@ -181,6 +219,7 @@ def vendor_issue(
     series: str,
     sequence: int,
     expires: str | None,
+    refresh_by: str | None,
     not_before: str | None,
     issued_at: str | None,
     file_id: str | None,
@@ -191,9 +230,20 @@ def vendor_issue(
         raise click.BadParameter(f"the directory {out_path.absolute().parent} does not exist", param_hint="--out")
     if sum((server_key is not None, request_path is not None, unbound)) != 1:
         raise click.UsageError("give exactly one of --server-key, --request, --unbound")
-    if request_path is not None:
-        raise click.UsageError("--request: activation requests are not supported by this floatsrv version yet")
     binding: dict[str, object] = {"unbound": True}
+    request_id = None
+    if request_path is not None:
+        try:
+            request = read_request(request_path.read_bytes())
+        except (OSError, SignatureError) as exc:
+            raise click.BadParameter(str(exc), param_hint="--request") from None
+        binding = {"server_key": request.server_key, "fingerprint": request.fingerprint}
+        request_id = request.request_id
+        if request.previous_fingerprint:
+            click.echo(
+                f"note: a rebind: server {request.server_id} moved from fingerprint {request.previous_fingerprint} "
+                f"to {request.fingerprint}"
+            )
     if server_key is not None:
         try:
             text = _key_text(server_key)
@@ -213,6 +263,8 @@ def vendor_issue(
             series=series,
             sequence=sequence,
             file_id=file_id,
+            request_id=request_id,
+            refresh_by=_instant(refresh_by, "--refresh-by"),
         )
     except ConfigError as exc:
         for line in exc.lines:

@@ -3,9 +3,12 @@
 
 from __future__ import annotations
 
+import json
 import os
 import sys
+from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import click
@@ -14,8 +17,11 @@ from floatsrv.cli.tools import cli_actor, data_options, emit, resolve_config, ru
 from floatsrv.clock import SystemClock
 from floatsrv.db.store import Store
 from floatsrv.domain import sync
+from floatsrv.domain.rollback import parse_holdings, reconcile
 from floatsrv.domain.sync import AIRGAP, SyncFailed, weakest_entitlements, wire_record
+from floatsrv.domain.timemark import observe_time
 from floatsrv.entitlements.trust import load_trust_anchor
+from floatsrv.identity import fingerprint, machine_id
 from floatsrv.signing import (
     RECEIPT,
     REPORT,
@@ -68,7 +74,17 @@ def sync_now(config_path: Path | None, data_dir: Path | None) -> None:
     async def work(store: Store) -> None:
         server = await sync.server_id(store, config.sync.server_id)
         async with aiohttp.ClientSession() as session:
-            worker = SyncWorker(store, CLOCK, config.sync, session, server, wait_for_lease=True)
+            tolerance = timedelta(hours=config.licensing.clock_tolerance_hours)
+            worker = SyncWorker(
+                store,
+                CLOCK,
+                config.sync,
+                session,
+                server,
+                wait_for_lease=True,
+                clock_tolerance=tolerance,
+                check_holdings=False,  # the server compares with the vendor, right after its start
+            )
             try:
                 reports = await worker.run()
             except SyncFailed as exc:
@@ -116,6 +132,24 @@ def server_key(config_path: Path | None, data_dir: Path | None) -> None:
     click.echo(public_key_text(read_private_key(config.signing_key_path)))
 
 
+@click.command("fingerprint")
+@click.option("--json", "as_json", is_flag=True)
+@data_options
+def fingerprint_command(as_json: bool, config_path: Path | None, data_dir: Path | None) -> None:
+    """Print this host's fingerprint (machine id and data directory; license files may be bound to it)."""
+    config = resolve_config(config_path, data_dir)
+    data = config.storage.data_dir
+    if not data.is_dir():
+        click.echo(f"floatsrv: no data directory at {data}: start the server once", err=True)
+        sys.exit(1)
+    value = fingerprint(data)
+    if as_json:
+        facts = {"machine_id": bool(machine_id()), "data_dir": str(data.resolve())}
+        click.echo(json.dumps({"fingerprint": value, "made_from": facts}))
+    else:
+        click.echo(value)
+
+
 @click.group("usage")
 def usage_group() -> None:
     """Consumption counters, and air-gapped usage: signed report files out, signed vendor receipts in."""
@@ -134,12 +168,15 @@ def usage_export(out_path: Path, config_path: Path | None, data_dir: Path | None
         batch = await sync.export_batch(store, CLOCK, cli_actor().name)
         if batch is None:
             return None
+        tolerance = timedelta(hours=config.licensing.clock_tolerance_hours)
+        flags = await sync.integrity(store, tolerance, CLOCK.now())
         payload = {
             "format": "floatsrv-usage-report/1",
             "report_id": batch.id,
             "server_id": server,
             "created_at": iso(CLOCK.now()),
             "entitlements": weakest_entitlements(batch.records),
+            **{name: True for name, raised in flags.items() if raised},  # clock_tampered, usage_rollback
             "records": [wire_record(r) for r in batch.records],
         }
         return sign(REPORT, payload, key), len(batch.records)
@@ -201,11 +238,24 @@ def usage_ack(receipt: Path, key_text: str | None, config_path: Path | None, dat
         click.echo(f"floatsrv: receipt rejected: {problem}", err=True)
         sys.exit(1)
 
-    async def work(store: Store) -> int:
+    async def work(store: Store) -> tuple[int, list[dict[str, object]]]:
         server = await sync.server_id(store, config.sync.server_id)
-        return await sync.acknowledge(store, CLOCK, cli_actor().name, payload, server)
+        count = await sync.acknowledge(store, CLOCK, cli_actor().name, payload, server)
+        await observe_time(store, payload.get("acknowledged_at"))  # the vendor's word on the time
+        if "holdings" not in payload:
+            return count, []
+        held = parse_holdings(payload["holdings"])
+        carried = await sync.report_revisions(store, str(payload["report_id"]))
+        return count, await reconcile(store, CLOCK, AIRGAP, held, "report", carried)
 
-    click.echo(f"acknowledged {run_with_store(config, work)} records of report {payload['report_id']}")
+    count, repaired = run_with_store(config, work)
+    click.echo(f"acknowledged {count} records of report {payload['report_id']}")
+    if repaired:
+        click.echo(
+            f"usage_rollback_detected: the vendor holds usage this database lost (a restored backup?); "
+            f"{len(repaired)} counters were repaired from its totals and go out in the next report",
+            err=True,
+        )
 
 
 @usage_group.command("keygen")
@@ -225,21 +275,50 @@ def usage_keygen(out_path: Path) -> None:
 @click.option("--server-public-key", "server_key_text", required=True)
 @click.option("--vendor-key", "vendor_key", required=True, type=click.Path(path_type=Path, exists=True))
 @click.option("--out", "out_path", required=True, type=click.Path(path_type=Path, dir_okay=False))
-def usage_receipt(report: Path, server_key_text: str, vendor_key: Path, out_path: Path) -> None:
+@click.option(
+    "--ledger",
+    "ledger_path",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="The vendor's ledger (JSON, made if missing): it keeps each counter's highest revision, and the receipt "
+    "states what it holds, so a customer's rolled-back database is found and repaired.",
+)
+def usage_receipt(
+    report: Path, server_key_text: str, vendor_key: Path, out_path: Path, ledger_path: Path | None
+) -> None:
     """Vendor side: verify a customer's report and sign a receipt for it."""
     try:
         payload = verify(REPORT, report.read_bytes(), public_key(server_key_text))
     except SignatureError as exc:
         click.echo(f"floatsrv: report rejected: {exc}", err=True)
         sys.exit(1)
-    receipt = {
+    receipt: dict[str, object] = {
         "report_id": payload["report_id"],
         "server_id": payload["server_id"],
         "acknowledged_at": iso(CLOCK.now()),
         "records": len(payload["records"]),
     }
+    if ledger_path is not None:
+        receipt["holdings"] = _merge_into_ledger(ledger_path, payload)
+        if payload.get("usage_rollback") or payload.get("clock_tampered"):
+            flags = [name for name in ("usage_rollback", "clock_tampered") if payload.get(name)]
+            click.echo(f"note: the report is flagged: {', '.join(flags)}", err=True)
     _write_atomically(out_path, sign(RECEIPT, receipt, read_private_key(vendor_key)))
     click.echo(f"receipt for report {payload['report_id']} written to {out_path}")
+
+
+def _merge_into_ledger(path: Path, report: dict[str, Any]) -> list[dict[str, Any]]:
+    """Keep each counter's highest revision in the vendor's ledger; what it holds of the report's counters."""
+    ledger: dict[str, dict[str, Any]] = json.loads(path.read_text()) if path.exists() else {}
+    held = []
+    for record in report["records"]:
+        key = json.dumps([report["server_id"], record["license_id"], record["feature"], record["period_start"]])
+        known = ledger.get(key)
+        if known is None or record["revision"] > known["revision"]:
+            ledger[key] = known = record
+        held.append({name: known[name] for name in ("license_id", "feature", "period_start", "period_end",
+                                                     "revision", "quantity")})  # fmt: skip
+    _write_atomically(path, (json.dumps(ledger, indent=1, sort_keys=True) + "\n").encode())
+    return held
 
 
 def _write_atomically(path: Path, data: bytes) -> None:

@@ -19,6 +19,7 @@ import hashlib
 import io
 import json
 import os
+import secrets
 import shutil
 import sqlite3
 import tarfile
@@ -190,6 +191,25 @@ def _check_keys(stage: Path, archive: Path) -> None:
         raise ArchiveError(f"{archive}: a key in the backup is unusable: {exc}") from None
 
 
+def _mark_restored(database: Path, busy_timeout_ms: int) -> None:
+    """Tell the restored database it was restored: its sync batches start a new lineage epoch (delta ids never
+    repeat those of usage the restore lost), and the server looks for a rollback at its next start."""
+    conn = sqlite3.connect(database, timeout=busy_timeout_ms / 1000)
+    try:
+        with conn:
+            now = int(datetime.now(UTC).timestamp() * 1_000_000)
+            for key, value in (("restored_at", now), ("lineage_epoch", secrets.randbelow(2**31 - 1) + 1)):
+                conn.execute(
+                    "INSERT INTO server_state (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value ="
+                    " excluded.value",
+                    (key, value),
+                )
+    except sqlite3.OperationalError:
+        pass  # a database from before server_state (schema < 6): nothing to mark; the migration starts fresh
+    finally:
+        conn.close()
+
+
 def restore(archive: Path, data: DataFiles, busy_timeout_ms: int = 5000) -> Restored:
     """Restore `archive` into a data directory; the caller holds its lock (no server runs). Raises
     ArchiveError before changing anything when the archive is not a complete, healthy backup."""
@@ -207,6 +227,7 @@ def restore(archive: Path, data: DataFiles, busy_timeout_ms: int = 5000) -> Rest
         if version is None or problems:
             raise ArchiveError(f"{archive}: the database in it is not healthy: {(problems or ['unknown'])[0]}")
         _check_keys(stage, archive)
+        _mark_restored(stage / DATABASE, busy_timeout_ms)
         names = tuple(name for name in MEMBERS[1:] if (stage / name).exists())
         # Everything verified: from here on, files are only renamed within the data directory.
         targets = data.by_member()

@@ -135,3 +135,18 @@ def compact(conn: sqlite3.Connection, before: int, limit: int) -> int:
         " ORDER BY received_at LIMIT ?)",
         (before, limit),
     ).rowcount
+
+
+def restore_lost(conn: sqlite3.Connection, key: CounterKey, *, period_end: int | None, lost_milli: int,
+                 revision_above: int, now: int) -> None:  # fmt: skip
+    """After a rollback of the database: put back usage the vendor counted and this database lost (one event,
+    source `rollback_repair`, so the counter still equals its events), and move the counter's revision above
+    the vendor's, so what it sends next is newer than what the vendor holds."""
+    if lost_milli > 0:
+        add(conn, key, period_end=period_end, quantity_milli=lost_milli, user=None, principal=None,
+            source="rollback_repair", now=now)  # fmt: skip
+    conn.execute(
+        "UPDATE consumption_counters SET revision = ?, updated_at = ? WHERE license_id = ? AND feature = ?"
+        " AND period_start = ? AND revision <= ?",
+        (revision_above + 1, now, key.license_id, key.feature, key.period_start, revision_above),
+    )

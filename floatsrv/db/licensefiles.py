@@ -1,4 +1,5 @@
-"""SQL for `license_files` and `license_series` (migration 0007): accepted files and series high-water marks."""
+"""SQL for `license_files` and `license_series` (migrations 0007, 0009): accepted files and series high-water
+marks."""
 
 from __future__ import annotations
 
@@ -24,11 +25,14 @@ class FileRow:
     imported_by: str
     ended_at: int | None
     end_reason: str | None
+    refresh_by: int | None = None
+    fingerprint: str | None = None  # the host fingerprint it is bound to, if any
+    request_id: str | None = None  # the activation request it answers, if any
 
 
 _COLUMNS = (
     "file_id, digest, kid, series, sequence, entitlements, bound_to, issued_at, not_before, expires_at,"
-    " license_ids, imported_at, imported_by, ended_at, end_reason"
+    " license_ids, imported_at, imported_by, ended_at, end_reason, refresh_by, fingerprint, request_id"
 )
 
 
@@ -67,7 +71,7 @@ def high_sequence(conn: sqlite3.Connection, series: str) -> int:
 
 def insert(conn: sqlite3.Connection, row: FileRow, text: str) -> None:
     conn.execute(
-        f"INSERT INTO license_files ({_COLUMNS}, text) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        f"INSERT INTO license_files ({_COLUMNS}, text) VALUES ({', '.join('?' * 19)})",
         (
             row.file_id,
             row.digest,
@@ -84,6 +88,9 @@ def insert(conn: sqlite3.Connection, row: FileRow, text: str) -> None:
             row.imported_by,
             row.ended_at,
             row.end_reason,
+            row.refresh_by,
+            row.fingerprint,
+            row.request_id,
             text,
         ),
     )

@@ -34,6 +34,7 @@ class BatchRow:
     last_attempt_at: int | None
     last_error: str | None
     finished_at: int | None
+    epoch: int = 0  # the database's lineage epoch when it was made (new after `floatsrv db restore`)
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,7 +53,7 @@ _RECORD = (
     "batch_id, license_id, product, feature, period_start, period_end, revision, total_milli, base_revision, "
     "base_total_milli, changed_at, delivered, entitlements"
 )
-_BATCH = "id, channel, created_at, status, attempts, last_attempt_at, last_error, finished_at"
+_BATCH = "id, channel, created_at, status, attempts, last_attempt_at, last_error, finished_at, epoch"
 _STATE = "channel, lease_owner, lease_until, last_success_at, last_error_at, last_error, consecutive_failures, requests"
 
 
@@ -176,10 +177,10 @@ def pending_count(conn: sqlite3.Connection, channel: str) -> tuple[int, int | No
     return int(row[0]), row[1]
 
 
-def insert_batch(conn: sqlite3.Connection, batch_id: str, channel: str, now: int, status: str) -> None:
+def insert_batch(conn: sqlite3.Connection, batch_id: str, channel: str, now: int, status: str, epoch: int = 0) -> None:
     conn.execute(
-        "INSERT INTO sync_batches (id, channel, created_at, status) VALUES (?, ?, ?, ?)",
-        (batch_id, channel, now, status),
+        "INSERT INTO sync_batches (id, channel, created_at, status, epoch) VALUES (?, ?, ?, ?, ?)",
+        (batch_id, channel, now, status, epoch),
     )
 
 
@@ -261,3 +262,43 @@ def note_result(conn: sqlite3.Connection, channel: str, now: int, error: str | N
 def state(conn: sqlite3.Connection, channel: str) -> StateRow | None:
     row = conn.execute(f"SELECT {_STATE} FROM sync_state WHERE channel = ?", (channel,)).fetchone()
     return StateRow(*row) if row else None
+
+
+def take_baseline(conn: sqlite3.Connection) -> None:
+    """Every counter as it stands now (at start-up), replacing the last start's."""
+    conn.execute("DELETE FROM counter_baselines")
+    conn.execute(
+        "INSERT INTO counter_baselines (license_id, feature, period_start, revision, total_milli)"
+        " SELECT license_id, feature, period_start, revision, total_milli FROM consumption_counters"
+    )
+
+
+def baseline(conn: sqlite3.Connection, license_id: int, feature: str, period_start: int) -> tuple[int, int]:
+    """(revision, total) of the counter at the last start; (0, 0) if it did not exist then."""
+    row = conn.execute(
+        "SELECT revision, total_milli FROM counter_baselines WHERE license_id = ? AND feature = ? AND period_start = ?",
+        (license_id, feature, period_start),
+    ).fetchone()
+    return (int(row[0]), int(row[1])) if row else (0, 0)
+
+
+def set_baseline(conn: sqlite3.Connection, license_id: int, feature: str, period_start: int, revision: int,
+                 total_milli: int) -> None:  # fmt: skip
+    conn.execute(
+        "INSERT INTO counter_baselines (license_id, feature, period_start, revision, total_milli)"
+        " VALUES (?, ?, ?, ?, ?) ON CONFLICT DO UPDATE SET revision = excluded.revision,"
+        " total_milli = excluded.total_milli",
+        (license_id, feature, period_start, revision, total_milli),
+    )
+
+
+def counter(
+    conn: sqlite3.Connection, license_id: int, feature: str, period_start: int
+) -> tuple[int, int, int | None] | None:
+    """(revision, total, period_end) of a counter now; None if it does not exist."""
+    row = conn.execute(
+        "SELECT revision, total_milli, period_end FROM consumption_counters WHERE license_id = ? AND feature = ?"
+        " AND period_start = ?",
+        (license_id, feature, period_start),
+    ).fetchone()
+    return (int(row[0]), int(row[1]), row[2]) if row else None

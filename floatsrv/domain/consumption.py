@@ -111,7 +111,7 @@ async def add_consumption(domain: Domain, request: ConsumeRequest) -> ConsumeRes
 
     def unit(conn: sqlite3.Connection) -> AfterBatch[ConsumeResult]:
         now = domain.clock.now()
-        check_usable(spec, now)
+        check_usable(spec, domain.licensing.time.later(now))
         if request.feature is not None:
             return _feature(conn, license, request, now, feature_ids, domain.clock)
         if not spec.is_consumption:

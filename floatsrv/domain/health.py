@@ -14,14 +14,16 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from floatsrv.clock import SteadyClock
+from floatsrv.clock import SteadyClock, wall_now
+from floatsrv.db import audit, migrate
 from floatsrv.db import backup as db_backup
 from floatsrv.db import licensefiles as db_licensefiles
 from floatsrv.db import licenses as db_licenses
-from floatsrv.db import migrate
 from floatsrv.db import server_state as db_state
 from floatsrv.db.store import Probe, Store, StoreStats
 from floatsrv.domain.context import Domain
+from floatsrv.domain.sync import ROLLBACK
+from floatsrv.domain.timemark import Tampering
 from floatsrv.errors import StorageUnavailable
 from floatsrv.times import from_us, iso, iso_us, to_us
 
@@ -44,10 +46,26 @@ async def check_database(path: Path, busy_timeout_ms: int) -> tuple[int | None, 
     return await asyncio.to_thread(db_backup.check, path, busy_timeout_ms)
 
 
-async def remember_time(domain: Domain) -> None:
-    """Write down the server's time (it never goes back on this database, even across restarts)."""
-    now = to_us(domain.clock.now())
-    await domain.store.write(lambda conn: db_state.raise_to(conn, HIGH_WATER, now))
+async def remember_time(domain: Domain) -> Tampering | None:
+    """Write down the server's time (it never goes back on this database, even across restarts), raise the
+    trusted-time mark with it, and say whether the system clock is now tampered with (newly: the caller logs)."""
+    now = domain.clock.now()
+    mark = domain.licensing.time
+
+    def unit(conn: sqlite3.Connection) -> None:
+        db_state.raise_to(conn, HIGH_WATER, to_us(now))
+        mark.raise_to(conn, now)
+
+    await domain.store.write(unit)
+    was = mark.tampered
+    found = mark.check(wall_now(domain.clock))
+    if found is None or was is not None:
+        return None
+    detail = {"wall_clock": iso(found.wall), "time_mark": iso(found.mark)}
+    await domain.store.write(
+        lambda conn: audit.record(conn, at=to_us(now), action="clock_tampered", actor="system", detail=detail)
+    )
+    return found
 
 
 async def time_floor(store: Store) -> datetime | None:
@@ -91,6 +109,7 @@ async def readiness(domain: Domain) -> tuple[bool, dict[str, Any]]:
         "clock": clock_report(domain),
         "entitlements": entitlements_report(domain),
         "license_files": await license_files_report(domain),
+        "usage_rollback": await rollback_report(domain),
         "licenses": await licenses_report(domain),
     }
     return verdict(checks), checks
@@ -109,8 +128,9 @@ def verdict(checks: dict[str, dict[str, Any]]) -> bool:
 
 async def licenses_report(domain: Domain) -> dict[str, Any]:
     """`warning` for licenses whose validity period has passed (clients get license_expired), licenses that
-    expire within EXPIRY_WARNING, and seats held above a lowered limit (they stay until they end)."""
-    now = domain.clock.now()
+    expire within EXPIRY_WARNING, and seats held above a lowered limit (they stay until they end). Judged at
+    trusted time (the later of the clock and the time mark)."""
+    now = domain.licensing.time.later(domain.clock.now())
     expired, soon = [], []
     for license in domain.catalog.licenses():
         until = license.spec.validity_period
@@ -166,36 +186,95 @@ def entitlements_report(domain: Domain) -> dict[str, Any]:
 
 
 async def license_files_report(domain: Domain) -> dict[str, Any]:
-    """License files in force; `warning` when one has expired or expires within EXPIRY_WARNING, or a stored
-    file no longer verifies (its licenses are not served)."""
-    now = to_us(domain.clock.now())
+    """License files in force; `warning` when one has expired or expires within EXPIRY_WARNING, its refresh_by
+    has passed or comes within EXPIRY_WARNING, it is bound to another host fingerprint (a re-activation is
+    needed), or a stored file no longer verifies (its licenses are not served). At trusted time."""
+    licensing = domain.licensing
+    now = to_us(licensing.time.later(domain.clock.now()))
+    warn = now + to_us_delta(EXPIRY_WARNING)
     rows = await domain.store.read(db_licensefiles.in_force)
     expired = [row.file_id for row in rows if row.expires_at is not None and row.expires_at <= now]
     soon = [
         {"file_id": row.file_id, "expires_at": iso_us(row.expires_at)}
         for row in rows
-        if row.expires_at is not None and now < row.expires_at <= now + to_us_delta(EXPIRY_WARNING)
+        if row.expires_at is not None and now < row.expires_at <= warn
+    ]
+    overdue = [row.file_id for row in rows if row.refresh_by is not None and row.refresh_by <= now]
+    refresh_soon = [
+        {"file_id": row.file_id, "refresh_by": iso_us(row.refresh_by)}
+        for row in rows
+        if row.refresh_by is not None and now < row.refresh_by <= warn
     ]
     report: dict[str, Any] = {"status": "ok", "in_force": len(rows)}
-    problems = list(domain.licensing.problems)
-    if expired or soon or problems:
+    problems = list(licensing.problems)
+    rebind = list(licensing.rebind)
+    if expired or soon or problems or overdue or refresh_soon or rebind:
         report.update(status="warning", expired=expired, expiring_soon=soon, not_served=problems)
+        report.update(refresh_overdue=overdue, refresh_soon=refresh_soon, fingerprint_changed=rebind)
+        report["message"] = "; ".join(file_messages(overdue, refresh_soon, rebind))
     return report
 
 
-def clock_report(domain: Domain) -> dict[str, Any]:
-    """`ok`, or `warning` with the wall clock's backward steps beyond the tolerance (they do not stop service)."""
-    clock = domain.clock
-    if not isinstance(clock, SteadyClock) or not clock.jumps:
+def file_messages(overdue: list[str], soon: list[dict[str, Any]], rebind: list[str]) -> list[str]:
+    """What an admin should read about refresh deadlines and fingerprints (logs, /readyz, `floatsrv status`)."""
+    lines = []
+    if overdue:
+        lines.append(
+            f"license files {overdue} passed their refresh_by without a newer file: their licenses are not served"
+        )
+    if soon:
+        lines.append(
+            f"license files {[entry['file_id'] for entry in soon]} must be refreshed within {EXPIRY_WARNING.days} "
+            "days (online: the licensing upstream; offline: floatsrv license request, then import the new file)"
+        )
+    if rebind:
+        lines.append(
+            f"license files {rebind} are bound to another host fingerprint (new hardware, a rebuilt container or a "
+            "restore elsewhere): re-activate with floatsrv license request (a rebind) before their refresh_by"
+        )
+    return lines
+
+
+async def rollback_report(domain: Domain) -> dict[str, Any]:
+    """`warning` once the database was found rolled back (a restored backup or snapshot; repaired, and the
+    vendor told); it stays, for the admin to know why the vendor asks."""
+    at = await domain.store.read(lambda conn: db_state.get(conn, ROLLBACK))
+    if at is None:
         return {"status": "ok"}
-    last = clock.jumps[-1]
     return {
         "status": "warning",
-        "message": "the system clock stepped backwards; floatsrv kept its own time moving forward",
-        "backward_jumps": len(clock.jumps),
-        "last_jump": {"seen_at": iso(last.at), "wall_clock": iso(last.wall), "seconds": round(last.seconds, 3)},
-        "wall_clock_behind": clock.wall.now() < clock.now(),
+        "detected_at": iso_us(at),
+        "message": "this database was rolled back (a restored backup or snapshot): the vendor holds usage it had "
+        "lost; the counters were repaired from the vendor's totals (audit: usage_rollback_detected)",
     }
+
+
+def clock_report(domain: Domain) -> dict[str, Any]:
+    """`ok`, or `warning` with the wall clock's backward steps beyond the tolerance (they do not stop service),
+    and clock tampering: the system clock more than licensing.clock_tolerance_hours behind the time mark."""
+    clock = domain.clock
+    report: dict[str, Any] = {"status": "ok"}
+    if isinstance(clock, SteadyClock) and clock.jumps:
+        last = clock.jumps[-1]
+        report = {
+            "status": "warning",
+            "message": "the system clock stepped backwards; floatsrv kept its own time moving forward",
+            "backward_jumps": len(clock.jumps),
+            "last_jump": {"seen_at": iso(last.at), "wall_clock": iso(last.wall), "seconds": round(last.seconds, 3)},
+            "wall_clock_behind": clock.wall.now() < clock.now(),
+        }
+    tampered = domain.licensing.time.tampered
+    if tampered is not None:
+        report.update(
+            status="warning",
+            clock_tampered=True,
+            message=f"the system clock reads {iso(tampered.wall)}, {tampered.behind_seconds / 3600:.1f} h behind "
+            f"the latest time this server has seen ({iso(tampered.mark)}): licenses are judged at that time, and "
+            "the vendor is told",
+            wall_clock=iso(tampered.wall),
+            time_mark=iso(tampered.mark),
+        )
+    return report
 
 
 def _real_writes_failing(stats: StoreStats) -> bool:

@@ -15,11 +15,13 @@ from datetime import datetime
 from pathlib import Path
 from typing import Literal
 
+from floatsrv.db import activation as db_activation
 from floatsrv.db import licensefiles as db
 from floatsrv.db import licenses as db_licenses
 from floatsrv.db import server_state
 from floatsrv.db.licensefiles import FileRow
 from floatsrv.domain.catalog import Entry, decode_definition
+from floatsrv.domain.timemark import TimeMark
 from floatsrv.entitlements.trust import TrustAnchor
 from floatsrv.entitlements.verify import OpenedFile, open_file, text_digest
 from floatsrv.entitlements.verify import config_file_texts as config_file_texts  # re-exported
@@ -28,12 +30,14 @@ from floatsrv.errors import (
     LicenseFileRefused,
     LicenseFileSuperseded,
     LicenseFileWrongServer,
+    LicenseRequestSpent,
+    LicenseRequestUnknown,
 )
 from floatsrv.models import LicenseSource, LicenseSpec
 from floatsrv.times import to_us
 
 GENERATION = "license_generation"  # server_state: bumped by every change of the files in force
-FileState = Literal["in_force", "expired", "superseded", "removed"]
+FileState = Literal["in_force", "expired", "refresh_overdue", "superseded", "removed"]
 
 
 class VerifiedFiles:
@@ -65,6 +69,9 @@ class Licensing:
     verified: VerifiedFiles = field(default_factory=VerifiedFiles)
     generation: int = 0  # the GENERATION this process last applied
     problems: tuple[str, ...] = ()  # stored files that no longer verify, as of the last decision
+    fingerprint: str | None = None  # this host's fingerprint (`identity.fingerprint`); None: not known here
+    rebind: tuple[str, ...] = ()  # files in force bound to another fingerprint, as of the last decision
+    time: TimeMark = field(default_factory=TimeMark)  # licenses are judged at time.later(clock.now())
 
 
 def file_state(row: FileRow, now: datetime) -> FileState:
@@ -72,6 +79,8 @@ def file_state(row: FileRow, now: datetime) -> FileState:
         return "superseded" if row.end_reason == "superseded" else "removed"
     if row.expires_at is not None and row.expires_at <= to_us(now):
         return "expired"
+    if row.refresh_by is not None and row.refresh_by <= to_us(now):
+        return "refresh_overdue"  # its licenses are not served until a newer file arrives
     return "in_force"
 
 
@@ -131,6 +140,8 @@ def admit(
             f"license {min(clash)} is an inline license of the YAML config (licenses:); remove it there first",
             license_id=min(clash),
         )
+    if payload.request_id is not None:
+        _check_request(conn, payload.request_id, opened.file_id, licensing)
     if previous is not None:
         db.end(conn, previous.file_id, now, "superseded")
     row = FileRow(
@@ -149,13 +160,38 @@ def admit(
         imported_by=actor,
         ended_at=None,
         end_reason=None,
+        refresh_by=to_us(payload.refresh_by) if payload.refresh_by else None,
+        fingerprint=opened.fingerprint,
+        request_id=payload.request_id,
     )
     db.insert(conn, row, opened.text)
+    if payload.request_id is not None:
+        db_activation.spend(conn, payload.request_id, opened.file_id, now)
+    licensing.time.raise_to(conn, payload.issued_at)  # the vendor's word on the time, for trusted time
     return "imported", row, previous.file_id if previous else None
 
 
+def _check_request(conn: sqlite3.Connection, request_id: str, file_id: str, licensing: Licensing) -> None:
+    """A file answering an activation request is accepted once, on the server that made the request."""
+    request = db_activation.get(conn, request_id)
+    if request is None or request.server_key != licensing.server_key:
+        raise LicenseRequestUnknown(
+            f"file {file_id} answers activation request {request_id}, which this server did not make",
+            file_id=file_id,
+            request_id=request_id,
+        )
+    if request.spent_by is not None:
+        raise LicenseRequestSpent(
+            f"activation request {request_id} was used by file {request.spent_by} already; make a new request "
+            "(floatsrv license request)",
+            file_id=file_id,
+            request_id=request_id,
+        )
+
+
 def _capped(spec: LicenseSpec, expires_at: datetime | None) -> LicenseSpec:
-    """The license as served: it expires no later than its file (clients then get license_expired)."""
+    """The license as served: it expires no later than its file, nor past the file's refresh_by (clients then
+    get license_expired)."""
     if expires_at is None or (spec.validity_period is not None and spec.validity_period <= expires_at):
         return spec
     return spec.model_copy(update={"validity_period": expires_at})
@@ -168,6 +204,7 @@ def entries(conn: sqlite3.Connection, licensing: Licensing) -> tuple[list[Entry]
     problems: list[str] = []
     from_files: dict[int, str] = {}
     digests: set[str] = set()
+    rebind: list[str] = []
     for file_id, text in db.in_force_texts(conn):
         try:
             opened = licensing.verified.open(text, licensing.trust)
@@ -182,10 +219,13 @@ def entries(conn: sqlite3.Connection, licensing: Licensing) -> tuple[list[Entry]
             problems.append(f"license file {file_id}: license_file_wrong_server: bound to another server's key")
             continue
         digests.add(opened.digest)
+        if opened.fingerprint is not None and licensing.fingerprint not in (None, opened.fingerprint):
+            rebind.append(file_id)  # still served (until refresh_by): a re-activation is asked for
         for spec in opened.payload.licenses:
             from_files[spec.id] = file_id
-            out.append(Entry(_capped(spec, opened.payload.expires_at), LicenseSource(opened.entitlements, file_id)))
+            out.append(Entry(_capped(spec, opened.ends_at), LicenseSource(opened.entitlements, file_id)))
     licensing.verified.keep_only(digests)
+    licensing.rebind = tuple(rebind)
     inline = licensing.inline if licensing.inline is not None else _stored_inline(conn)
     for spec in inline:
         if spec.id in from_files:

@@ -75,6 +75,7 @@ async def load(store: Store, clock: Clock, licensing: Licensing) -> LoadResult:
 
     def unit(conn: sqlite3.Connection) -> LoadResult:
         t = to_us(now)
+        licensing.time.load(conn)
         result_imported: list[tuple[Path, str]] = []
         skipped: list[tuple[Path, str]] = []
         refusals = list(failed)
@@ -86,7 +87,12 @@ async def load(store: Store, clock: Clock, licensing: Licensing) -> LoadResult:
                 continue
             try:
                 if known is None:
-                    check_applicable(file, server_key=licensing.server_key, now=now)
+                    check_applicable(
+                        file,
+                        server_key=licensing.server_key,
+                        now=licensing.time.later(now),
+                        tolerance=licensing.time.tolerance,
+                    )
                 outcome, row, _ = admit(conn, file, licensing, t, f"config:{path.name}")
             except LicenseFileRefused as exc:
                 refusals.append((path, file.text, exc))
@@ -146,7 +152,9 @@ async def import_text(domain: Domain, actor: Actor, text: str) -> ImportResult:
     now = domain.clock.now()
     try:
         opened = licensing.verified.open(text, licensing.trust)
-        check_applicable(opened, server_key=licensing.server_key, now=now)
+        check_applicable(
+            opened, server_key=licensing.server_key, now=licensing.time.later(now), tolerance=licensing.time.tolerance
+        )
     except LicenseFileRefused as exc:
         await _audit_refusal(domain, actor, exc, text)
         raise

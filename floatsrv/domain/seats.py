@@ -153,7 +153,7 @@ async def register(
 
     def unit(conn: sqlite3.Connection) -> AfterBatch[SeatResult]:
         now = domain.clock.now()
-        check_usable(spec, now)
+        check_usable(spec, domain.licensing.time.later(now))
         until = _borrow_end(spec, borrowed_until, now) if borrow else None
         seat, created = _claim(
             conn,
@@ -242,7 +242,7 @@ async def register_feature(
     def unit(conn: sqlite3.Connection) -> AfterBatch[SeatResult]:
         now = domain.clock.now()
         t = to_us(now)
-        check_usable(spec, now)
+        check_usable(spec, domain.licensing.time.later(now))
         feature = _floating_feature(spec, code, now)
         license_seat = db_seats.held(conn, spec.id, LICENSE_SEAT, request.user)
         _check_owner(license_seat, request.owner, t)

@@ -13,22 +13,26 @@ import sqlite3
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from floatsrv.clock import Clock
-from floatsrv.db import audit
+from floatsrv.db import audit, server_state
 from floatsrv.db import sync as db
 from floatsrv.db.store import Store
 from floatsrv.db.sync import BatchRecord as BatchRecord  # re-exported for the worker and the API
 from floatsrv.db.sync import BatchRow as BatchRow
 from floatsrv.domain.accounts import Actor
+from floatsrv.domain.timemark import TIME_MARK
 from floatsrv.errors import InvalidRequest, NotFound
 from floatsrv.quantity import milli_to_str
 from floatsrv.times import iso_us, to_us
 
 AIRGAP = "airgap"
 _SERVER_ID = "server_id"
+ROLLBACK = "usage_rollback_at"  # server_state: when a rollback of this database was last found (µs)
+EPOCH = "lineage_epoch"  # server_state: set by `floatsrv db restore`; stamped on every batch made after it
+RESTORED = "restored_at"  # server_state: when `floatsrv db restore` put this database in place (µs)
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +89,18 @@ class ChannelStatus:
     last_error: str | None
     consecutive_failures: int
     requests: int
+
+
+async def integrity(store: Store, tolerance: timedelta, wall: datetime) -> dict[str, bool]:
+    """What every batch and usage report tells the vendor about this site's clock and database: the system
+    clock set back past the tolerance (`timemark`), and a rollback of the database found (`note_rollback`)."""
+
+    def unit(conn: sqlite3.Connection) -> dict[str, bool]:
+        mark = server_state.get(conn, TIME_MARK)
+        tampered = mark is not None and to_us(wall) < mark - int(tolerance.total_seconds() * 1_000_000)
+        return {"clock_tampered": tampered, "usage_rollback": server_state.get(conn, ROLLBACK) is not None}
+
+    return await store.read(unit)
 
 
 async def server_id(store: Store, configured: str | None) -> str:
@@ -145,7 +161,7 @@ async def batches_owed(store: Store, channel: str, size: int, cumulative: bool) 
 
 def _new_batch(conn: sqlite3.Connection, channel: str, rows: list[tuple[object, ...]], now: int, status: str) -> Batch:
     batch_id = f"b_{now:x}_{secrets.token_hex(6)}"
-    db.insert_batch(conn, batch_id, channel, now, status)
+    db.insert_batch(conn, batch_id, channel, now, status, server_state.get(conn, EPOCH) or 0)
     for row in rows:
         db.insert_record(conn, batch_id, row)
     batch = db.get_batch(conn, batch_id)
@@ -309,6 +325,15 @@ async def acknowledge(store: Store, clock: Clock, actor: str, receipt: dict[str,
         return len(records)
 
     return await store.write(unit)
+
+
+async def report_revisions(store: Store, report_id: str) -> dict[tuple[int, str, int], int]:
+    """The revision each counter had in an exported report (the rollback check of its receipt)."""
+
+    def unit(conn: sqlite3.Connection) -> dict[tuple[int, str, int], int]:
+        return {(r.license_id, r.feature, r.period_start): r.revision for r in db.batch_records(conn, report_id)}
+
+    return await store.read(unit)
 
 
 def lag_seconds(oldest_pending_at: int | None, now: datetime) -> float | None:

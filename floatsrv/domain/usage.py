@@ -274,7 +274,7 @@ async def record(domain: Domain, request: UsageRequest) -> Outcome:
             raise EventTooOld(
                 f"occurred_at {iso(at)} is older than the {windows.max_lateness.days}-day window", param="occurred_at"
             )
-        check_usable(license.spec, now)
+        check_usable(license.spec, domain.licensing.time.later(now))
         feature = metered_feature(license, request.feature, at)
         counted = count(conn, license, feature, request, now, feature_ids.get(feature.code))
         return _outcome(conn, license, feature, request, counted)
@@ -294,7 +294,7 @@ async def check(domain: Domain, target: Target, code: str, quantity_milli: int) 
         state = feature_state(conn, license, feature, now, now, addons, feature_ids.get(code))
         unusable = None
         try:
-            check_usable(license.spec, now)
+            check_usable(license.spec, domain.licensing.time.later(now))
         except Exception as exc:  # noqa: BLE001 -- a license-state error becomes the check's reason
             unusable = getattr(exc, "code", "license_unusable")
         decision = decide(state.allowance, state.balances, quantity_milli)

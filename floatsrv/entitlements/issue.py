@@ -72,6 +72,7 @@ def payload_bytes(
     sequence: int = 1,
     file_id: str | None = None,
     request_id: str | None = None,
+    refresh_by: datetime | None = None,
 ) -> bytes:
     """The exact payload bytes to sign, checked by the same parser a server uses."""
     doc: dict[str, Any] = {
@@ -88,6 +89,8 @@ def payload_bytes(
         doc["expires_at"] = iso(expires_at)
     if request_id is not None:
         doc["request_id"] = request_id
+    if refresh_by is not None:
+        doc["refresh_by"] = iso(refresh_by)
     raw = json.dumps(doc, indent=1, ensure_ascii=False).encode("utf-8")
     parse_payload(raw)  # a vendor must never hand out a file a server would refuse as invalid
     return raw

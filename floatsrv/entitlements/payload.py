@@ -53,6 +53,9 @@ class LicenseFilePayload(_Strict):
     issued_at: Instant
     not_before: Instant
     expires_at: Instant | None = None
+    # Past it without a newer file (online refresh, or a new file imported by hand), the licenses stop being
+    # served; warnings come from 7 days before.
+    refresh_by: Instant | None = None
     # Within a series only the highest sequence is in force; files in different series are independent.
     series: Name = "default"
     sequence: Annotated[int, Field(ge=1, lt=2**53)] = 1
@@ -64,6 +67,8 @@ class LicenseFilePayload(_Strict):
     def check_dates(self) -> Self:
         if self.expires_at is not None and self.expires_at <= self.not_before:
             raise ValueError("expires_at must be later than not_before")
+        if self.refresh_by is not None and self.refresh_by <= self.not_before:
+            raise ValueError("refresh_by must be later than not_before")
         return self
 
 

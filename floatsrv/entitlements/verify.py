@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from floatsrv.entitlements.fileformat import MAX_FILE_BYTES, check_signature, dearmour, parse_envelope
@@ -18,6 +18,7 @@ from floatsrv.entitlements.payload import LicenseFilePayload, ServerBinding, par
 from floatsrv.entitlements.trust import TrustAnchor, TrustedKey
 from floatsrv.errors import (
     LicenseFileExpired,
+    LicenseFileFromFuture,
     LicenseFileKeyUntrusted,
     LicenseFileMalformed,
     LicenseFileNotYetValid,
@@ -52,6 +53,17 @@ class OpenedFile:
         binding = self.payload.binding
         return binding.server_key if isinstance(binding, ServerBinding) else None
 
+    @property
+    def fingerprint(self) -> str | None:
+        binding = self.payload.binding
+        return binding.fingerprint if isinstance(binding, ServerBinding) else None
+
+    @property
+    def ends_at(self) -> datetime | None:
+        """When its licenses stop being served: its expiry or its refresh deadline, whichever comes first."""
+        ends = [t for t in (self.payload.expires_at, self.payload.refresh_by) if t is not None]
+        return min(ends) if ends else None
+
 
 def text_digest(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
@@ -73,9 +85,19 @@ def open_file(text: str, anchor: TrustAnchor) -> OpenedFile:
     return OpenedFile(text, key, parse_payload(envelope.payload))
 
 
-def check_applicable(opened: OpenedFile, *, server_key: str | None, now: datetime) -> None:
-    """Whether the file may be applied on this server at `now` (its binding and validity window)."""
+def check_applicable(
+    opened: OpenedFile, *, server_key: str | None, now: datetime, tolerance: timedelta = timedelta(hours=24)
+) -> None:
+    """Whether the file may be applied on this server at `now` (its binding, validity window, and an
+    `issued_at` no further ahead of `now` than `tolerance`: a clock set back must not pass for a new file).
+    Whether an activation request it answers was made here is for `licensefiles.admit`, with the database."""
     payload = opened.payload
+    if payload.issued_at > now + tolerance:
+        raise LicenseFileFromFuture(
+            f"file {payload.file_id} was issued at {iso(payload.issued_at)}, more than {tolerance} after this "
+            f"server's time {iso(now)}: is the system clock set back?",
+            file_id=payload.file_id,
+        )
     if payload.not_before > now:
         raise LicenseFileNotYetValid(
             f"file {payload.file_id} is valid from {iso(payload.not_before)}", file_id=payload.file_id
@@ -89,12 +111,6 @@ def check_applicable(opened: OpenedFile, *, server_key: str | None, now: datetim
         raise LicenseFileWrongServer(
             f"file {payload.file_id} is bound to server key {bound[:12]}..., not to this server's key "
             "(`floatsrv server-key` prints it)",
-            file_id=payload.file_id,
-        )
-    if payload.request_id is not None:
-        # Files answering an activation request need the request's record on this server (not made yet).
-        raise LicenseFileWrongServer(
-            f"file {payload.file_id} answers activation request {payload.request_id}, which this server did not make",
             file_id=payload.file_id,
         )
 

@@ -31,6 +31,7 @@ class LicenseWatch:
     def __init__(self, app: web.Application) -> None:
         self.app = app
         self.expired_logged: set[str] = set()  # file ids whose expiry was logged (lifetime: the process)
+        self.overdue_logged: set[str] = set()  # file ids whose passed refresh_by was logged (the process)
         # (license id, validity end) of licenses whose expiry was logged (lifetime: the process).
         self.licenses_logged: set[tuple[int, datetime]] = set()
         self.started = False
@@ -44,11 +45,23 @@ class LicenseWatch:
             self.started = True
             found = await health.licenses_report(domain)
             log_license_warnings(found)
+            files = await health.license_files_report(domain)
+            if files.get("message"):  # refresh_by near or past, a changed fingerprint
+                log.warning("license_files_need_attention", message=files["message"])
             self._note_expired(domain.catalog.licenses(), domain.clock.now(), log_now=False)
         else:  # in between, only what expires while serving (a catalog scan; no database read)
             self._note_expired(domain.catalog.licenses(), domain.clock.now(), log_now=True)
-        now = to_us(domain.clock.now())
+        now = to_us(domain.licensing.time.later(domain.clock.now()))
         for row in await licensing.files(domain.store):
+            if row.refresh_by is not None and row.refresh_by <= now and row.file_id not in self.overdue_logged:
+                self.overdue_logged.add(row.file_id)
+                log.warning(
+                    "license_file_refresh_overdue",
+                    file_id=row.file_id,
+                    refresh_by=iso_us(row.refresh_by),
+                    licenses=row.license_ids,
+                    message="no newer file arrived by refresh_by: its licenses are no longer served",
+                )
             if row.expires_at is not None and row.expires_at <= now and row.file_id not in self.expired_logged:
                 self.expired_logged.add(row.file_id)
                 log.warning(

@@ -12,6 +12,7 @@ from floatsrv.domain.credentials import prune_expired_tokens
 from floatsrv.domain.health import remember_time
 from floatsrv.domain.seats import sweep_expired
 from floatsrv.domain.usage import compact_events
+from floatsrv.licenselog import log_tampering
 from floatsrv.log import get_logger
 from floatsrv.workers.loop import periodic_context
 
@@ -30,7 +31,9 @@ async def sweep_once(app: web.Application) -> int:
     compacted = await compact_events(domain, app[LIVE].config.storage.event_retention_days)
     if compacted:
         log.info("usage_events_compacted", count=compacted)
-    await remember_time(domain)
+    tampering = await remember_time(domain)
+    if tampering is not None:
+        log_tampering(tampering)
     return ended
 
 

@@ -14,15 +14,17 @@ import contextlib
 import secrets
 import time
 from collections.abc import AsyncIterator
+from datetime import timedelta
 
 import aiohttp
 from aiohttp import web
 
 from floatsrv.appkeys import CONFIG, DOMAIN, SYNC
-from floatsrv.clock import Clock
+from floatsrv.clock import Clock, wall_now
 from floatsrv.config import SyncConfig, UpstreamConfig
 from floatsrv.db.store import Store
 from floatsrv.domain import sync
+from floatsrv.domain.rollback import Holding, Rule, reconcile
 from floatsrv.domain.sync import PassReport, SyncFailed
 from floatsrv.log import get_logger
 from floatsrv.procid import ProcessId, current
@@ -53,6 +55,8 @@ class SyncWorker:
         server_id: str,
         *,
         wait_for_lease: bool = False,
+        clock_tolerance: timedelta = timedelta(hours=24),
+        check_holdings: bool = True,
     ) -> None:
         self.store = store
         self.clock = clock
@@ -66,7 +70,12 @@ class SyncWorker:
         self.passes = 0  # passes finished, failed or not: something to wait for (tests, tools)
         # A sender in another process (`sync now` beside a server) waits for the lease instead of skipping.
         self.wait_for_lease = wait_for_lease
+        self.clock_tolerance = clock_tolerance  # licensing.clock_tolerance_hours, for the batches' flags
         self._pass: asyncio.Task[list[PassReport]] | None = None  # the pass under way, for callers to join
+        # Channels whose holdings were compared with this database since this process started (before its
+        # first send: a rolled-back database must never send a total below what the vendor holds).
+        # Only the server compares, right after its start (the baseline is its start's); `sync now` does not.
+        self._checked: set[str] = set() if check_holdings else {u.name for u in config.upstreams}
 
     def wake_up(self) -> None:
         self.wake.set()
@@ -109,7 +118,17 @@ class SyncWorker:
         try:
             cumulative = config.format == "floatsrv"
             # What was owed at the start, in batches: the most this pass sends (later usage waits for the next).
+            if config.name not in self._checked:
+                try:
+                    held = await client.holdings(self.server_id)
+                except UpstreamError as exc:
+                    report.error = str(exc)
+                    return report
+                if held is not None:
+                    await self._reconcile(config.name, held, "baseline", None)
+                self._checked.add(config.name)
             budget = await sync.batches_owed(store, config.name, config.batch_size, cumulative)
+            flags = await sync.integrity(store, self.clock_tolerance, wall_now(clock))
             sent = 0
             while True:
                 if sent >= budget:
@@ -122,7 +141,7 @@ class SyncWorker:
                 if batch is None:
                     break
                 try:
-                    result = await client.send(batch, self.server_id) if batch.records else None
+                    result = await client.send(batch, self.server_id, flags) if batch.records else None
                 except UpstreamError as exc:
                     report.requests += exc.requests
                     report.records += len(exc.confirmed)
@@ -147,6 +166,9 @@ class SyncWorker:
                 confirmed = result.confirmed if result else []
                 requests = result.requests if result else 0
                 await sync.settle(store, clock, config.name, batch, confirmed, complete=True, requests=requests)
+                if result is not None and result.holdings:
+                    carried = {(r.license_id, r.feature, r.period_start): r.revision for r in batch.records}
+                    await self._reconcile(config.name, result.holdings, "report", carried)
                 report.records += len(confirmed)
                 report.requests += requests
                 log.info(
@@ -160,6 +182,20 @@ class SyncWorker:
             with contextlib.suppress(Exception):
                 await sync.release(store, config.name, self.owner)
         return report
+
+    async def _reconcile(
+        self, channel: str, held: list[Holding], rule: Rule, sent: dict[tuple[int, str, int], int] | None
+    ) -> None:
+        repaired = await reconcile(self.store, self.clock, channel, held, rule, sent)
+        if repaired:
+            log.error(
+                "usage_rollback_detected",
+                channel=channel,
+                counters=repaired[:20],
+                count=len(repaired),
+                message="the upstream holds usage this database lost (a restored backup or snapshot): the counters "
+                "were repaired from its totals, and it is told",
+            )
 
     async def _claim(self, config: UpstreamConfig) -> bool:
         """Take the channel's lease; with wait_for_lease, wait (at most a lease's length) for its holder's pass
@@ -192,7 +228,8 @@ async def sync_context(app: web.Application) -> AsyncIterator[None]:
     domain = app[DOMAIN]
     server_id = await sync.server_id(domain.store, config.server_id)
     async with aiohttp.ClientSession() as session:
-        worker = SyncWorker(domain.store, domain.clock, config, session, server_id)
+        tolerance = timedelta(hours=app[CONFIG].licensing.clock_tolerance_hours)
+        worker = SyncWorker(domain.store, domain.clock, config, session, server_id, clock_tolerance=tolerance)
         app[SYNC] = worker
         task = None
         if worker.channels:
