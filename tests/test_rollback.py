@@ -89,11 +89,11 @@ def test_offline_rollback_is_found_and_repaired(tmp_path: Path) -> None:
     vendor_dir.mkdir()
     ledger = vendor_dir / "ledger.json"
     vendor_key = vendor_dir / "receipt-key.pem"
-    server = ServerProcess(tmp_path, metered(example_dict()))
-    server.start()
     keygen = floatsrv_cli("usage", "keygen", "--out", str(vendor_key), cwd=vendor_dir)  # the vendor's machine
     assert keygen.returncode == 0, keygen.stderr
     vendor_public = keygen.stdout.strip().split()[-1]
+    server = ServerProcess(tmp_path, metered(example_dict()))
+    server.start()
     server_key = server.cli("server-key").stdout.strip()
 
     def round_trip(name: str) -> str:

@@ -288,6 +288,17 @@ FS_ROUTES = {
     ("POST", "/api/v4/license/generate"),
 }
 RELEASE_TWINS = ("/api/v4/feature_release", "/api/v4/floating/feature_release")
+# The License API's floating/ paths, which the Go, C++ and Swift SDKs call (docs/compatibility.md).
+FLOATING_TWINS = {
+    ("POST", "/api/v4/floating/register"),
+    ("POST", "/api/v4/floating/unregister"),
+    ("POST", "/api/v4/floating/unregister/all"),
+    ("POST", "/api/v4/floating/borrow"),
+    ("POST", "/api/v4/floating/add_consumption"),
+    ("POST", "/api/v4/floating/add_feature_consumption"),
+    ("GET", "/api/v4/floating/license"),
+    ("GET", "/api/v4/floating/health"),
+}
 
 
 def test_every_alias_route_is_covered_below() -> None:
@@ -298,6 +309,7 @@ def test_every_alias_route_is_covered_below() -> None:
         ("GET", "/api/v4/check_license_feature"),
         *(("POST", path) for path in RELEASE_TWINS),
         ("GET", "/api/v4/feature_release/all"),
+        *FLOATING_TWINS,
     }
 
 
@@ -410,6 +422,15 @@ async def test_go_zero_time_is_never_returned(api: Api) -> None:
         ("POST", "/api/v4/unregister", {"product": "demo", "user": "a"}),
         ("GET", "/api/v4/unregister/all", {}),
         ("GET", "/api/v4/license", {}),
+        # The floating/ paths of the Go, C++ and Swift SDKs (Go's keys: `User`, `Product`).
+        ("POST", "/api/v4/floating/register", {"Product": "demo", "User": "g"}),
+        ("POST", "/api/v4/floating/borrow", {"product": "demo", "user": "h", "borrowed_until": later}),
+        ("POST", "/api/v4/floating/add_consumption", {"product": "demo", "consumptions": 1}),
+        ("POST", "/api/v4/floating/add_feature_consumption", {**export, "feature": "render", "consumptions": 1}),
+        ("GET", "/api/v4/floating/license", {"Product": "demo"}),
+        ("GET", "/api/v4/floating/health", {}),
+        ("POST", "/api/v4/floating/unregister", {"Product": "demo", "User": "g"}),
+        ("POST", "/api/v4/floating/unregister/all", {}),
     ]
     seen: set[tuple[str, str]] = set()
     for method, path, data in calls:

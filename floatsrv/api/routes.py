@@ -53,6 +53,15 @@ ROUTES: tuple[Route, ...] = (
     Route("GET", "/api/v4/check_license_feature", v4.check_license_feature, USER),
     Route("POST", "/api/v4/feature_release", v4.feature_release, USER),
     Route("POST", "/api/v4/floating/feature_release", v4.feature_release, USER),
+    # The paths the Go, C++ and Swift SDKs call (`floating/...`, the License API's names; docs/compatibility.md).
+    Route("POST", "/api/v4/floating/register", v4.register, USER),
+    Route("POST", "/api/v4/floating/unregister", v4.unregister, USER),
+    Route("POST", "/api/v4/floating/unregister/all", v4.unregister_all, USER),
+    Route("POST", "/api/v4/floating/borrow", v4.borrow, USER),
+    Route("POST", "/api/v4/floating/add_consumption", v4.add_consumption, USER),
+    Route("POST", "/api/v4/floating/add_feature_consumption", v4.add_feature_consumption, USER),
+    Route("GET", "/api/v4/floating/license", v4.list_licenses, VIEWER),
+    Route("GET", "/api/v4/floating/health", meta.health, VIEWER),
     Route("GET", "/api/v4/feature_release/all", v4.feature_release_all, USER),
     # Native API. Its OpenAPI document is public, like the home page.
     Route("GET", "/v1/openapi.json", meta.openapi_v1, None),

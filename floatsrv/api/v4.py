@@ -85,9 +85,17 @@ async def unregister(request: web.Request) -> web.Response:
     return web.Response(text="user_unregistered")
 
 
+def query_value(request: web.Request, name: str) -> str | None:
+    """A query parameter by name, or in another letter case (Go's SDK sends `?Product=`); "" is no value."""
+    value = request.query.get(name)
+    if value is None:
+        value = next((v for k, v in request.query.items() if k.lower().replace("_", "") == name.replace("_", "")), None)
+    return value or None
+
+
 def _query_scope(request: web.Request) -> tuple[str | None, int | None]:
-    product = request.query.get("product") or None
-    raw_id = request.query.get("license_id") or None
+    product = query_value(request, "product")
+    raw_id = query_value(request, "license_id")
     license_id = None
     if raw_id is not None:
         try:
@@ -174,5 +182,5 @@ async def feature_release_all(request: web.Request) -> web.Response:
 
 async def list_licenses(request: web.Request) -> web.Response:
     domain = request.app[DOMAIN]
-    states = await queries.license_states(domain, request.query.get("product") or None)
+    states = await queries.license_states(domain, query_value(request, "product"))
     return json_response([replies.license_object(request.app[V4_CACHE], state) for state in states])

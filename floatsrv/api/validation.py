@@ -12,7 +12,15 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Any, TypeVar
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Strict, StringConstraints, ValidationError
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Strict,
+    StringConstraints,
+    ValidationError,
+    model_validator,
+)
 
 from floatsrv.config import format_path
 from floatsrv.errors import InvalidRequest, MissingParameters
@@ -28,9 +36,44 @@ class StrictBody(BaseModel):
 
 
 class LenientBody(BaseModel):
-    """An /api/v4 request body: unknown keys are ignored, as LicenseSpring's server does (clients send more)."""
+    """An /api/v4 request body, read as liberally as LicenseSpring's own server reads it (docs/compatibility.md):
+    unknown keys are ignored (clients send more); a key in another letter case or camelCase is the same field
+    (Go's decoder matches `User` to `user`, and an SDK's `allowOverages` means `allow_overages`); an empty
+    string in an optional field means "absent" (the v1 docs send `"user_info": ""`). What is actually wrong
+    is still refused: an empty or missing `product` or `user`, control characters, over-long values."""
 
     model_config = ConfigDict(extra="ignore", frozen=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _as_clients_send(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        fields = cls.model_fields
+        for key, value in data.items():  # the common case (the SDK's own keys, no ""): untouched, and fast
+            if value == "" or key not in fields:
+                return _normalised(data, fields)
+        return data
+
+
+_CAMEL = re.compile(r"([a-z0-9])([A-Z])")
+
+
+def _snake(key: str) -> str:
+    """`allowOverages` -> `allow_overages`, `User` -> `user`, `licenseID` -> `license_id`."""
+    return _CAMEL.sub(r"\1_\2", key).lower()
+
+
+def _normalised(data: dict[str, Any], fields: dict[str, Any]) -> dict[str, Any]:
+    exact = {key: value for key, value in data.items() if key in fields}
+    for key, value in data.items():
+        if key not in fields and isinstance(key, str):
+            name = _snake(key)
+            if name in fields and name not in exact:  # the field's own name wins over a variant of it
+                exact[name] = value
+    # An empty string in an optional field is no value; in a required one (`product`, `user`) it stays, and is
+    # refused as empty.
+    return {key: value for key, value in exact.items() if not (value == "" and not fields[key].is_required())}
 
 
 # ASCII only: int() would also read other scripts' digits ("١٠٠١" as 1001).
