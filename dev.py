@@ -57,7 +57,7 @@ def ensure_venv() -> None:
     fingerprint = _deps_fingerprint()
     if STAMP.exists() and STAMP.read_text() == fingerprint:
         return
-    print("dev.py: installing floatsrv and its dependencies into .venv (about 60 packages)", file=sys.stderr)
+    print("dev.py: installing floatsrv and its pinned dependencies into .venv (a minute or two)", file=sys.stderr)
     pip = [str(PYTHON), "-m", "pip", "install", "--disable-pip-version-check", "--progress-bar", "off"]
     _pip_with_progress([*pip, "-c", str(ROOT / "constraints.txt"), "-e", f"{ROOT}[dev]"])
     STAMP.write_text(fingerprint)

@@ -1,7 +1,7 @@
 """Rollback detection (issue 16), online and offline, with real server processes, the real CLIs and a real local
 upstream: back up, consume, deliver, stop, restore the backup, start, consume more, deliver. The rollback is
 found (`usage_rollback_detected`), the vendor's totals end exactly at its pre-restore totals plus the usage
-recorded after the restore, and its totals never go down. And delta ids after a restore never repeat."""
+recorded after the restore, and it never receives a lower total. And delta ids after a restore never repeat."""
 
 from __future__ import annotations
 
@@ -124,10 +124,17 @@ def test_offline_rollback_is_found_and_repaired(tmp_path: Path) -> None:
         restore(server, archive)
         demo = server.token("demo", "demo-password")
         consume(server, demo, "after-restore", 2)
-        said = round_trip("third")  # carries 5 at an older revision: the vendor keeps its 7 and says so
+        # After the restore, the first report carries no usage (its 5 is below the vendor's 7): it asks the
+        # vendor what it holds, and the receipt's answer repairs the counter.
+        said = round_trip("third")
         assert "usage_rollback_detected" in said, said
+        third = json.loads((tmp_path / "third.report").read_bytes().split(b"\n")[1])
+        assert third["records"] == [] and third["holdings_requested"] is True, third
         assert vendor_total() == 7
         round_trip("fourth")  # the repaired counter: 7 + 2
+        fourth = json.loads((tmp_path / "fourth.report").read_bytes().split(b"\n")[1])
+        assert [r["quantity"] for r in fourth["records"] if r["feature"] == "tokens"] == ["9"], fourth
+        assert fourth["usage_rollback"] is True  # and the vendor is told
         assert vendor_total() == 9
         audit = server.cli("audit", "--json").stdout
         assert "usage_rollback_detected" in audit

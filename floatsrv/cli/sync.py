@@ -163,9 +163,9 @@ def usage_export(out_path: Path, config_path: Path | None, data_dir: Path | None
     config = resolve_config(config_path, data_dir)
     key = load_or_create_private_key(config.signing_key_path)
 
-    async def work(store: Store) -> tuple[bytes, int] | None:
+    async def work(store: Store) -> tuple[bytes, int, bool] | None:
         server = await sync.server_id(store, config.sync.server_id)
-        batch = await sync.export_batch(store, CLOCK, cli_actor().name)
+        batch, asks_holdings = await sync.export_batch(store, CLOCK, cli_actor().name)
         if batch is None:
             return None
         tolerance = timedelta(hours=config.licensing.clock_tolerance_hours)
@@ -177,16 +177,24 @@ def usage_export(out_path: Path, config_path: Path | None, data_dir: Path | None
             "created_at": iso(CLOCK.now()),
             "entitlements": weakest_entitlements(batch.records),
             **{name: True for name, raised in flags.items() if raised},  # clock_tampered, usage_rollback
+            **({"holdings_requested": True} if asks_holdings else {}),
             "records": [wire_record(r) for r in batch.records],
         }
-        return sign(REPORT, payload, key), len(batch.records)
+        return sign(REPORT, payload, key), len(batch.records), asks_holdings
 
     result = run_with_store(config, work)
     if result is None:
         click.echo("nothing to export: the vendor has acknowledged all usage")
         return
-    document, count = result
+    document, count, asks_holdings = result
     _write_atomically(out_path, document)
+    if asks_holdings:
+        click.echo(
+            f"this database was restored: wrote a request for what the vendor holds to {out_path} (no usage in it: "
+            "after a restore its totals may be below the vendor's); import the vendor's receipt with "
+            "`floatsrv usage ack`, then export again"
+        )
+        return
     click.echo(
         f"wrote {count} records to {out_path}; give it to the vendor and import their receipt with `floatsrv usage ack`"
     )
@@ -245,6 +253,8 @@ def usage_ack(receipt: Path, key_text: str | None, config_path: Path | None, dat
         if "holdings" not in payload:
             return count, []
         held = parse_holdings(payload["holdings"])
+        if payload.get("holdings_requested"):  # all the vendor holds, against this database's start
+            return count, await reconcile(store, CLOCK, AIRGAP, held, "baseline")
         carried = await sync.report_revisions(store, str(payload["report_id"]))
         return count, await reconcile(store, CLOCK, AIRGAP, held, "report", carried)
 
@@ -299,6 +309,8 @@ def usage_receipt(
     }
     if ledger_path is not None:
         receipt["holdings"] = _merge_into_ledger(ledger_path, payload)
+        if payload.get("holdings_requested"):
+            receipt["holdings_requested"] = True
         if payload.get("usage_rollback") or payload.get("clock_tampered"):
             flags = [name for name in ("usage_rollback", "clock_tampered") if payload.get(name)]
             click.echo(f"note: the report is flagged: {', '.join(flags)}", err=True)
@@ -309,16 +321,22 @@ def usage_receipt(
 def _merge_into_ledger(path: Path, report: dict[str, Any]) -> list[dict[str, Any]]:
     """Keep each counter's highest revision in the vendor's ledger; what it holds of the report's counters."""
     ledger: dict[str, dict[str, Any]] = json.loads(path.read_text()) if path.exists() else {}
+    if report.get("holdings_requested"):  # a restored server asks for all it has sent
+        return [_holding(entry) for key, entry in sorted(ledger.items()) if json.loads(key)[0] == report["server_id"]]
     held = []
     for record in report["records"]:
         key = json.dumps([report["server_id"], record["license_id"], record["feature"], record["period_start"]])
         known = ledger.get(key)
         if known is None or record["revision"] > known["revision"]:
             ledger[key] = known = record
-        held.append({name: known[name] for name in ("license_id", "feature", "period_start", "period_end",
-                                                     "revision", "quantity")})  # fmt: skip
+        held.append(_holding(known))
     _write_atomically(path, (json.dumps(ledger, indent=1, sort_keys=True) + "\n").encode())
     return held
+
+
+def _holding(record: dict[str, Any]) -> dict[str, Any]:
+    return {name: record[name] for name in ("license_id", "feature", "period_start", "period_end", "revision",
+                                            "quantity")}  # fmt: skip
 
 
 def _write_atomically(path: Path, data: bytes) -> None:

@@ -19,7 +19,7 @@ from floatsrv.db import consumption as db_consumption
 from floatsrv.db import sync as db
 from floatsrv.db.consumption import CounterKey
 from floatsrv.db.store import Store
-from floatsrv.domain.sync import ROLLBACK
+from floatsrv.domain.sync import ROLLBACK, restore_checked
 from floatsrv.errors import InvalidRequest
 from floatsrv.quantity import milli_to_str, to_milli
 from floatsrv.times import iso_us, parse_instant, to_us
@@ -115,6 +115,8 @@ async def reconcile(
                     "total_now": milli_to_str(after[1]),
                 }
             )
+        if rule == "baseline":  # the vendor stated everything it holds: a restore is settled
+            restore_checked(conn)
         if repaired:
             server_state.put(conn, ROLLBACK, now)
             audit.record(

@@ -277,13 +277,30 @@ async def status(store: Store, channels: list[str]) -> list[ChannelStatus]:
     return await store.read(unit)
 
 
-async def export_batch(store: Store, clock: Clock, actor: str) -> Batch | None:
-    """Every counter the vendor has not acknowledged yet, as a new exported batch (None: nothing owed)."""
+def restored_unchecked(conn: sqlite3.Connection) -> bool:
+    """`floatsrv db restore` put this database in place, and no vendor has stated its holdings since."""
+    return bool(server_state.get(conn, RESTORED))
 
-    def unit(conn: sqlite3.Connection) -> Batch | None:
+
+def restore_checked(conn: sqlite3.Connection) -> None:
+    if server_state.get(conn, RESTORED):
+        server_state.put(conn, RESTORED, 0)
+
+
+async def export_batch(store: Store, clock: Clock, actor: str) -> tuple[Batch | None, bool]:
+    """Every counter the vendor has not acknowledged yet, as a new exported batch (None: nothing owed), and
+    whether it is instead a holdings request: after `floatsrv db restore` the first report carries no usage
+    (its totals may be below the vendor's) and asks the vendor what it holds."""
+
+    def unit(conn: sqlite3.Connection) -> tuple[Batch | None, bool]:
+        if restored_unchecked(conn):
+            batch = _new_batch(conn, AIRGAP, [], to_us(clock.now()), "exported")
+            audit.record(conn, at=batch.row.created_at, action="usage_holdings_requested", actor=actor,
+                         target=batch.id)  # fmt: skip
+            return batch, True
         rows = db.due(conn, AIRGAP, 1_000_000, skip_open=False)
         if not rows:
-            return None
+            return None, False
         batch = _new_batch(conn, AIRGAP, rows, to_us(clock.now()), "exported")
         audit.record(
             conn,
@@ -293,7 +310,7 @@ async def export_batch(store: Store, clock: Clock, actor: str) -> Batch | None:
             target=batch.id,
             detail={"records": len(batch.records)},
         )
-        return batch
+        return batch, False
 
     return await store.write(unit)
 
