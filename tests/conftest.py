@@ -226,3 +226,14 @@ async def rebilly_upstream() -> AsyncIterator[tuple[RebillyUpstream, str]]:
     """A local upstream speaking Rebilly's `POST /usages`, and its base URL."""
     async for served in _serving(RebillyUpstream(), "/"):
         yield served
+
+
+@pytest.fixture(autouse=True)
+def _reap_server_processes() -> Any:
+    """A test that fails between starting a server process and its `finally` leaves the server running: kill
+    it, so it never outlives its test (it would hold ports and CPU for the rest of the suite)."""
+    from tests.procs import STARTED, reap_leftovers  # here: tests.procs imports this module
+
+    before = len(STARTED)  # servers of wider-scoped fixtures are started (and stopped) by those fixtures
+    yield
+    reap_leftovers(before)

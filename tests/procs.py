@@ -29,6 +29,20 @@ def free_port() -> int:
         return port
 
 
+# Every server process a test started, so the suite can reap those a failing test left running (conftest).
+STARTED: list[ServerProcess] = []
+
+
+def reap_leftovers(since: int) -> int:
+    """Kill the servers started after the first `since` that still run (a test's own, not its module's
+    fixtures', which were started before it); how many there were."""
+    left = {id(s): s for s in STARTED[since:] if s.proc is not None and s.proc.poll() is None}
+    for server in left.values():
+        server.kill()
+    del STARTED[since:]
+    return len(left)
+
+
 class ServerProcess:
     """One floatsrv process on a free port; `start()` waits until it answers, `stop()` sends SIGTERM."""
 
@@ -85,6 +99,7 @@ class ServerProcess:
             cwd=self.workdir,  # not the checkout: `-m floatsrv` must find the build on PYTHONPATH
         )
         log.close()
+        STARTED.append(self)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:

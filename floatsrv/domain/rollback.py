@@ -19,7 +19,7 @@ from floatsrv.db import consumption as db_consumption
 from floatsrv.db import sync as db
 from floatsrv.db.consumption import CounterKey
 from floatsrv.db.store import Store
-from floatsrv.domain.sync import ROLLBACK, restore_checked
+from floatsrv.domain.sync import RESTORED, ROLLBACK, restore_checked
 from floatsrv.errors import InvalidRequest
 from floatsrv.quantity import milli_to_str, to_milli
 from floatsrv.times import iso_us, parse_instant, to_us
@@ -132,6 +132,21 @@ async def reconcile(
     return await store.write(unit)
 
 
+BASELINE_OF_RESTORE = "baseline_of_restore"  # server_state: the RESTORED time whose first start took the baseline
+
+
 async def take_baseline(store: Store) -> None:
-    """At start-up: every counter as it stands, for telling a rollback's lost usage from what is new since."""
-    await store.write(db.take_baseline)
+    """At start-up: every counter as it stands, for telling a rollback's lost usage from what is new since.
+
+    After `floatsrv db restore`, the baseline of the first start (the restored state) is kept through later
+    starts until a vendor has stated its holdings: usage counted between them is new, not what the vendor had."""
+
+    def unit(conn: sqlite3.Connection) -> None:
+        restored = server_state.get(conn, RESTORED) or 0
+        if restored and server_state.get(conn, BASELINE_OF_RESTORE) == restored:
+            return  # a restore not yet checked with the vendor: keep its baseline
+        db.take_baseline(conn)
+        if restored:
+            server_state.put(conn, BASELINE_OF_RESTORE, restored)
+
+    await store.write(unit)
