@@ -72,23 +72,29 @@ class _Http:
         out.update({name: value.get_secret_value() for name, value in self.config.headers.items()})
         return out
 
+    async def request(
+        self, method: str, url: str, body: bytes | None, headers: dict[str, str], limit: int
+    ) -> tuple[int, str]:
+        """One request; (status, the answer's first `limit` bytes as text). Raises a retryable UpstreamError on
+        transport faults (a refused connection, a timeout)."""
+        timeout = aiohttp.ClientTimeout(total=self.config.timeout_seconds)
+        try:
+            async with self.session.request(
+                method, url, data=body, headers=self.headers(headers), timeout=timeout
+            ) as resp:
+                return resp.status, (await _read_at_most(resp, limit)).decode("utf-8", errors="replace")
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise UpstreamError(f"{self.name}: {type(exc).__name__}: {exc}", retryable=True) from exc
+
     async def post(
         self, url: str, body: dict[str, object], headers: dict[str, str], keep: bool = False
     ) -> tuple[int, str]:
-        """POST JSON; (status, a short excerpt of the reply, or with `keep` all of it up to 16 MiB). Raises a
-        retryable UpstreamError on transport faults."""
-        try:
-            async with self.session.post(
-                url,
-                data=json.dumps(body).encode(),
-                headers=self.headers(headers),
-                timeout=aiohttp.ClientTimeout(total=self.config.timeout_seconds),
-            ) as resp:
-                raw = await _read_at_most(resp, 16 * 2**20 if keep else 4096)
-                text = raw.decode("utf-8", errors="replace")
-                return resp.status, text if keep else text[:200]
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            raise UpstreamError(f"{self.name}: {type(exc).__name__}: {exc}", retryable=True) from exc
+        """POST JSON; (status, a short excerpt of the reply, or with `keep` all of it up to 16 MiB)."""
+        status, text = await self.request("POST", url, json.dumps(body).encode(), headers, _ANSWER if keep else 4096)
+        return status, text if keep else text[:200]
+
+
+_ANSWER = 16 * 2**20  # the most of an upstream's JSON answer read (holdings)
 
 
 def _failure(name: str, status: int, text: str, confirmed: list[BatchRecord], requests: int) -> UpstreamError:
@@ -115,16 +121,11 @@ class FloatsrvUpstream(_Http):
         """`GET <url's directory>/holdings?server_id=`: the counters the upstream holds for this server (404:
         an upstream that does not say; rollback detection then waits for a reply that does)."""
         url = urljoin(self.config.url, "holdings") + "?" + urlencode({"server_id": server_id})
-        timeout = aiohttp.ClientTimeout(total=self.config.timeout_seconds)
-        try:
-            async with self.session.get(url, headers=self.headers({}), timeout=timeout) as resp:
-                text = await resp.text(errors="replace")
-                if resp.status in (404, 405):
-                    return None
-                if not 200 <= resp.status < 300:
-                    raise _failure(self.name, resp.status, text[:200], [], 1)
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            raise UpstreamError(f"{self.name}: {type(exc).__name__}: {exc}", retryable=True) from exc
+        status, text = await self.request("GET", url, None, {}, _ANSWER)
+        if status in (404, 405):
+            return None
+        if not 200 <= status < 300:
+            raise _failure(self.name, status, text[:200], [], 1)
         return _holdings_in(text)
 
 
@@ -230,24 +231,13 @@ class Vendor(_Http):
         return text
 
     async def _exchange(self, method: str, url: str, body: bytes | None) -> tuple[int, str]:
-        headers = self.headers({"Content-Type": "text/plain; charset=utf-8", "Accept": "text/plain"})
-        try:
-            async with self.session.request(
-                method,
-                url,
-                data=body,
-                headers=headers,
-                timeout=aiohttp.ClientTimeout(total=self.config.timeout_seconds),
-            ) as resp:
-                raw = await _read_at_most(resp, MAX_FILE_BYTES)
-                text = raw.decode("utf-8", errors="replace")
-                if resp.status == 404 and method == "GET":
-                    return 404, ""
-                if not 200 <= resp.status < 300:
-                    raise _failure(self.name, resp.status, text[:200], [], 1)
-                return resp.status, text
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            raise UpstreamError(f"{self.name}: {type(exc).__name__}: {exc}", retryable=True) from exc
+        headers = {"Content-Type": "text/plain; charset=utf-8", "Accept": "text/plain"}
+        status, text = await self.request(method, url, body, headers, MAX_FILE_BYTES)
+        if status == 404 and method == "GET":
+            return 404, ""
+        if not 200 <= status < 300:
+            raise _failure(self.name, status, text[:200], [], 1)
+        return status, text
 
 
 def make_upstream(config: UpstreamConfig, session: aiohttp.ClientSession, clock: Clock) -> Upstream:

@@ -22,7 +22,7 @@ from floatsrv.api.v4_requests import (
     RegisterBody,
     UnregisterBody,
 )
-from floatsrv.api.validation import parse, wire_int
+from floatsrv.api.validation import field_name, parse, wire_int
 from floatsrv.appkeys import DOMAIN, GUARD, HEARTBEAT, PRINCIPAL
 from floatsrv.domain import consumption, queries, seats
 from floatsrv.domain.consumption import ConsumeRequest
@@ -89,7 +89,7 @@ def query_value(request: web.Request, name: str) -> str | None:
     """A query parameter by name, or in another letter case (Go's SDK sends `?Product=`); "" is no value."""
     value = request.query.get(name)
     if value is None:
-        value = next((v for k, v in request.query.items() if k.lower().replace("_", "") == name.replace("_", "")), None)
+        value = next((v for k, v in request.query.items() if field_name(k) == name), None)
     return value or None
 
 

@@ -59,8 +59,9 @@ class LenientBody(BaseModel):
 _CAMEL = re.compile(r"([a-z0-9])([A-Z])")
 
 
-def _snake(key: str) -> str:
-    """`allowOverages` -> `allow_overages`, `User` -> `user`, `licenseID` -> `license_id`."""
+def field_name(key: str) -> str:
+    """The field a client's spelling of a key means: `allowOverages` -> `allow_overages`, `User` -> `user`,
+    `licenseID` -> `license_id` (bodies here, query parameters in `api.v4`)."""
     return _CAMEL.sub(r"\1_\2", key).lower()
 
 
@@ -68,7 +69,7 @@ def _normalised(data: dict[str, Any], fields: dict[str, Any]) -> dict[str, Any]:
     exact = {key: value for key, value in data.items() if key in fields}
     for key, value in data.items():
         if key not in fields and isinstance(key, str):
-            name = _snake(key)
+            name = field_name(key)
             if name in fields and name not in exact:  # the field's own name wins over a variant of it
                 exact[name] = value
     # An empty string in an optional field is no value; in a required one (`product`, `user`) it stays, and is

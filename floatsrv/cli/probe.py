@@ -45,7 +45,7 @@ def _check_line(name: str, check: dict[str, Any]) -> str:
     return f"{name}: {check.get('status')}" + (f": {detail}" if detail else "")
 
 
-def tls_context(cert: Path) -> ssl.SSLContext:
+def pinned_context(cert: Path) -> ssl.SSLContext:
     """A context that accepts exactly the server's configured certificate (its first one, the server's own).
 
     Self-signed certificates are the usual case on a LAN and a CA-signed one verifies just as well this way
@@ -71,7 +71,7 @@ def address(config: Config, host: str | None = None) -> tuple[str, ssl.SSLContex
     if config.server.tls_cert is not None:
         scheme = "https"
         try:
-            context = tls_context(config.server.tls_cert)
+            context = pinned_context(config.server.tls_cert)
         except (OSError, ssl.SSLError):  # unreadable here: the system's CAs and the host name decide
             context = ssl.create_default_context()
     if ":" in host:

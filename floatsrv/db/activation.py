@@ -39,8 +39,3 @@ def spend(conn: sqlite3.Connection, request_id: str, file_id: str, now: int) -> 
         (now, file_id, request_id),
     )
     return cursor.rowcount == 1
-
-
-def listing(conn: sqlite3.Connection, limit: int = 100) -> list[RequestRow]:
-    rows = conn.execute(f"SELECT {_COLUMNS} FROM activation_requests ORDER BY created_at DESC LIMIT ?", (limit,))
-    return [RequestRow(*row) for row in rows]

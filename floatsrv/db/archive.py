@@ -31,7 +31,7 @@ from typing import Any
 
 from floatsrv.auth.tokens import read_key
 from floatsrv.db import backup as db_backup
-from floatsrv.db import migrate
+from floatsrv.db import migrate, server_state
 from floatsrv.signing import SignatureError, read_private_key
 
 FORMAT = "floatsrv-backup/1"
@@ -198,12 +198,8 @@ def _mark_restored(database: Path, busy_timeout_ms: int) -> None:
     try:
         with conn:
             now = int(datetime.now(UTC).timestamp() * 1_000_000)
-            for key, value in (("restored_at", now), ("lineage_epoch", secrets.randbelow(2**31 - 1) + 1)):
-                conn.execute(
-                    "INSERT INTO server_state (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value ="
-                    " excluded.value",
-                    (key, value),
-                )
+            server_state.put(conn, server_state.RESTORED_AT, now)
+            server_state.put(conn, server_state.LINEAGE_EPOCH, secrets.randbelow(2**31 - 1) + 1)
     except sqlite3.OperationalError:
         pass  # a database from before server_state (schema < 6): nothing to mark; the migration starts fresh
     finally:

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import sqlite3
 
+# Written by `floatsrv db restore` into the database it puts in place (db/archive.py), read by the sync domain:
+RESTORED_AT = "restored_at"  # when (µs); 0 once a vendor has stated its holdings since
+LINEAGE_EPOCH = "lineage_epoch"  # a new random epoch, stamped on every sync batch made after the restore
+
 
 def get(conn: sqlite3.Connection, key: str) -> int | None:
     row = conn.execute("SELECT value FROM server_state WHERE key = ?", (key,)).fetchone()

@@ -63,7 +63,3 @@ async def create_request(
         return request, document
 
     return await store.write(unit)
-
-
-async def requests(store: Store) -> list[RequestRow]:
-    return await store.read(db.listing)

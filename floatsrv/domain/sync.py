@@ -23,7 +23,7 @@ from floatsrv.db.store import Store
 from floatsrv.db.sync import BatchRecord as BatchRecord  # re-exported for the worker and the API
 from floatsrv.db.sync import BatchRow as BatchRow
 from floatsrv.domain.accounts import Actor
-from floatsrv.domain.timemark import TIME_MARK
+from floatsrv.domain.timemark import TimeMark
 from floatsrv.errors import InvalidRequest, NotFound
 from floatsrv.quantity import milli_to_str
 from floatsrv.times import iso_us, to_us
@@ -31,8 +31,8 @@ from floatsrv.times import iso_us, to_us
 AIRGAP = "airgap"
 _SERVER_ID = "server_id"
 ROLLBACK = "usage_rollback_at"  # server_state: when a rollback of this database was last found (µs)
-EPOCH = "lineage_epoch"  # server_state: set by `floatsrv db restore`; stamped on every batch made after it
-RESTORED = "restored_at"  # server_state: when `floatsrv db restore` put this database in place (µs)
+EPOCH = server_state.LINEAGE_EPOCH
+RESTORED = server_state.RESTORED_AT
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,8 +96,9 @@ async def integrity(store: Store, tolerance: timedelta, wall: datetime) -> dict[
     clock set back past the tolerance (`timemark`), and a rollback of the database found (`note_rollback`)."""
 
     def unit(conn: sqlite3.Connection) -> dict[str, bool]:
-        mark = server_state.get(conn, TIME_MARK)
-        tampered = mark is not None and to_us(wall) < mark - int(tolerance.total_seconds() * 1_000_000)
+        mark = TimeMark(tolerance)  # the persisted mark, judged by the one rule (this process may not own it)
+        mark.load(conn)
+        tampered = mark.check(wall) is not None
         return {"clock_tampered": tampered, "usage_rollback": server_state.get(conn, ROLLBACK) is not None}
 
     return await store.read(unit)

@@ -27,11 +27,21 @@ log = get_logger("floatsrv.licenses")
 WATCH_INTERVAL_SECONDS = 1.0
 
 
+# A file's deadlines that end its licenses while serving: (its column, the event logged once, the log field
+# with the time, what it means).
+_FILE_DEADLINES = (
+    ("refresh_by", "license_file_refresh_overdue", "refresh_by",
+     "no newer file arrived by refresh_by: its licenses are no longer served"),
+    ("expires_at", "license_file_expired", "expired_at",
+     "the licenses of this file are no longer served; import the vendor's renewed file"),
+)  # fmt: skip
+
+
 class LicenseWatch:
     def __init__(self, app: web.Application) -> None:
         self.app = app
-        self.expired_logged: set[str] = set()  # file ids whose expiry was logged (lifetime: the process)
-        self.overdue_logged: set[str] = set()  # file ids whose passed refresh_by was logged (the process)
+        # (event, file id) of file deadlines already logged (lifetime: the process).
+        self.files_logged: set[tuple[str, str]] = set()
         # (license id, validity end) of licenses whose expiry was logged (lifetime: the process).
         self.licenses_logged: set[tuple[int, datetime]] = set()
         self.started = False
@@ -53,24 +63,13 @@ class LicenseWatch:
             self._note_expired(domain.catalog.licenses(), domain.clock.now(), log_now=True)
         now = to_us(domain.licensing.time.later(domain.clock.now()))
         for row in await licensing.files(domain.store):
-            if row.refresh_by is not None and row.refresh_by <= now and row.file_id not in self.overdue_logged:
-                self.overdue_logged.add(row.file_id)
-                log.warning(
-                    "license_file_refresh_overdue",
-                    file_id=row.file_id,
-                    refresh_by=iso_us(row.refresh_by),
-                    licenses=row.license_ids,
-                    message="no newer file arrived by refresh_by: its licenses are no longer served",
-                )
-            if row.expires_at is not None and row.expires_at <= now and row.file_id not in self.expired_logged:
-                self.expired_logged.add(row.file_id)
-                log.warning(
-                    "license_file_expired",
-                    file_id=row.file_id,
-                    expired_at=iso_us(row.expires_at),
-                    licenses=row.license_ids,
-                    message="the licenses of this file are no longer served; import the vendor's renewed file",
-                )
+            for column, event, field, message in _FILE_DEADLINES:
+                at = getattr(row, column)
+                if at is None or at > now or (event, row.file_id) in self.files_logged:
+                    continue
+                self.files_logged.add((event, row.file_id))
+                fields = {field: iso_us(at), "licenses": row.license_ids, "message": message}
+                log.warning(event, file_id=row.file_id, **fields)
 
     def _note_expired(self, licenses: Iterable[License], now: datetime, *, log_now: bool) -> None:
         for license in licenses:
