@@ -16,10 +16,12 @@ from datetime import timedelta
 from aiohttp import web
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from floatsrv import jsjson
 from floatsrv.api.metrics import METRICS, Metrics
 from floatsrv.api.middleware import REQUEST_IDS, RequestIds, pipeline
 from floatsrv.api.routes import setup_routes
 from floatsrv.api.v4_cache import V4_CACHE, V4Cache
+from floatsrv.api.v5_reply import V5_SIGNER
 from floatsrv.appkeys import CONFIG, DOMAIN, GUARD, IDENTITY, LIVE, LOGIN
 from floatsrv.auth.guard import Guard
 from floatsrv.auth.hashing import HashGate
@@ -40,7 +42,7 @@ from floatsrv.errors import LicenseFileLicenseConflict, StorageUnavailable
 from floatsrv.identity import fingerprint
 from floatsrv.licenselog import log_licenses, log_tampering
 from floatsrv.log import get_logger
-from floatsrv.preflight import subscription_problems
+from floatsrv.preflight import subscription_problems, v5_signer
 from floatsrv.reload import reload_on_sighup
 from floatsrv.signing import load_or_create_private_key, public_key_text
 from floatsrv.workers.licensefetch import license_fetch_context
@@ -111,6 +113,9 @@ def create_app(
     app[METRICS] = Metrics()
     app[V4_CACHE] = V4Cache()
     app[REQUEST_IDS] = RequestIds()
+    signer = v5_signer(config)  # ConfigError naming the chain rule broken, before anything starts
+    if signer is not None:
+        app[V5_SIGNER] = signer
 
     async def store_context(app: web.Application) -> AsyncIterator[None]:
         options = store_options or StoreOptions(
@@ -144,11 +149,15 @@ def create_app(
             licensing = Licensing(anchor, server_key, tuple(config.licenses), config.license_paths)
             licensing.fingerprint = fingerprint(config.storage.data_dir)
             licensing.time.tolerance = timedelta(hours=config.licensing.clock_tolerance_hours)
+            licensing.signed_replies = config.api_v5.enabled
             try:
                 result = await load(store, clock, licensing)
             except LicenseFileLicenseConflict as exc:
                 raise ConfigError([exc.message]) from None
-            problems = subscription_problems(config, [license.spec for license in result.catalog.licenses()])
+            specs = [license.spec for license in result.catalog.licenses()]
+            problems = subscription_problems(config, specs)
+            if config.api_v5.enabled:  # signed replies copy license metadata: it must be signable
+                problems += jsjson.license_problems(specs)
             if problems:  # a typo would silently never bill: refuse, as check-config does
                 raise ConfigError(problems)
             log_licenses(result, licensing)
@@ -220,5 +229,5 @@ def create_app(
     if reload_config is not None:
         env = os.environ if environ is None else environ
         app.cleanup_ctx.append(reload_on_sighup(reload_config, lambda new: declared_users(new, env)))
-    setup_routes(app)
+    setup_routes(app, v5=config.api_v5.enabled)
     return app

@@ -229,6 +229,24 @@ class LicensingConfig(_Section):
     clock_tolerance_hours: Annotated[float, Field(gt=0, le=24 * 30)] = 24.0
 
 
+class ApiV5Config(_Section):
+    # LicenseSpring Floating Server v2 (`/api/v5`, signed responses). Off by default: LicenseSpring's Python
+    # SDK switches to v5 by itself once /api/v5/ping answers, and then needs the certificate chain. Read at
+    # start-up only (a restart applies a change).
+    enabled: bool = False
+    signing_key: Path | None = None  # the leaf certificate's RSA key (floatsrv v5 make-chain writes one)
+    certificate_chain: Path | None = None  # chain.pem: leaf, intermediate, root; what apps are given
+
+    @model_validator(mode="after")
+    def paths_when_enabled(self) -> ApiV5Config:
+        if self.enabled and (self.signing_key is None or self.certificate_chain is None):
+            raise ValueError(
+                "signing_key and certificate_chain are required when enabled is true "
+                "(make both with: floatsrv v5 make-chain --out DIR)"
+            )
+        return self
+
+
 class Config(_Section):
     server: ServerConfig = Field(default_factory=ServerConfig)
     storage: StorageConfig = Field(default_factory=StorageConfig)
@@ -239,6 +257,7 @@ class Config(_Section):
     sync: SyncConfig = Field(default_factory=SyncConfig)
     metrics: MetricsConfig = Field(default_factory=MetricsConfig)
     licensing: LicensingConfig = Field(default_factory=LicensingConfig)
+    api_v5: ApiV5Config = Field(default_factory=ApiV5Config)
     # Vendor-signed license files: files and/or directories (their *.lic files); default: licenses/ beside
     # the config file. `floatsrv license import` adds files without listing them here.
     license_files: list[Path] | None = None
@@ -339,6 +358,13 @@ def parse_config(text: str, base_dir: Path) -> Config:
         config = config.model_copy(
             update={"server": config.server.model_copy(update={"tls_cert": cert, "tls_key": key})}
         )
+    v5 = config.api_v5
+    if v5.signing_key is not None or v5.certificate_chain is not None:
+        resolved = {
+            name: path if path is None or path.is_absolute() else base_dir / path
+            for name, path in (("signing_key", v5.signing_key), ("certificate_chain", v5.certificate_chain))
+        }
+        config = config.model_copy(update={"api_v5": v5.model_copy(update=resolved)})
     return config
 
 

@@ -3,6 +3,7 @@
     FloatsrvError                         (code)
     ├── InvalidRequest                    validation_error
     │   ├── MissingParameters             missing_parameters
+    │   ├── InvalidLicenseId              invalid_license_id
     │   ├── InvalidJson                   invalid_json
     │   ├── UnsupportedMediaType          unsupported_media_type
     │   ├── PayloadTooLarge               payload_too_large
@@ -56,17 +57,7 @@
     │   ├── ConsumptionBelowZero          consumption_below_zero
     │   ├── UsageLimitExceeded            limit_exceeded
     │   └── InsufficientCredits           insufficient_credits
-    ├── LicenseFileRefused                license_file_refused
-    │   ├── LicenseFileMalformed          license_file_malformed
-    │   ├── LicenseFileAlgUnsupported     license_file_alg_unsupported
-    │   ├── LicenseFileKeyUntrusted       license_file_key_untrusted
-    │   ├── LicenseFileSignatureInvalid   license_file_signature_invalid
-    │   ├── LicenseFilePayloadInvalid     license_file_payload_invalid
-    │   ├── LicenseFileNotYetValid        license_file_not_yet_valid
-    │   ├── LicenseFileExpired            license_file_expired
-    │   ├── LicenseFileWrongServer        license_file_wrong_server
-    │   ├── LicenseFileSuperseded         license_file_superseded
-    │   └── LicenseFileLicenseConflict    license_file_license_conflict
+    ├── LicenseFileRefused                license_file_refused, and one subclass per reason: license_file_*
     ├── NotGrantedByVendor                not_granted_by_vendor
     ├── AuthError
     │   ├── Unauthenticated               unauthorized
@@ -101,6 +92,11 @@ class FloatsrvError(Exception):
 class InvalidRequest(FloatsrvError):
     code = "validation_error"
     default_message = "the request is not valid"
+
+
+class InvalidLicenseId(InvalidRequest):  # /api/v5/license/None/...: an SDK without a license id
+    code = "invalid_license_id"
+    default_message = "the license id in the path must be digits"
 
 
 class MissingParameters(InvalidRequest):
@@ -400,6 +396,11 @@ class LicenseFileSignatureInvalid(LicenseFileRefused):
 class LicenseFilePayloadInvalid(LicenseFileRefused):
     code = "license_file_payload_invalid"
     default_message = "the license file's contents are not valid"
+
+
+class LicenseFileUnsignable(LicenseFileRefused):
+    code = "license_file_unsignable"
+    default_message = "with api_v5 on, the file's metadata or customer holds a value a signed reply cannot carry"
 
 
 class LicenseFileNotYetValid(LicenseFileRefused):

@@ -15,12 +15,14 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+from floatsrv import jsjson
 from floatsrv.config import Config, ConfigError
 from floatsrv.entitlements.trust import TrustAnchorError, load_trust_anchor
 from floatsrv.entitlements.verify import check_applicable, config_file_texts, open_file
 from floatsrv.errors import LicenseFileRefused
 from floatsrv.models import LicenseSpec
 from floatsrv.signing import SignatureError, public_key_text, read_private_key
+from floatsrv.v5chain import ChainError, ResponseSigner, load_signer
 
 
 @dataclass
@@ -45,6 +47,17 @@ def tls_context(config: Config) -> ssl.SSLContext | None:
     except (OSError, ssl.SSLError, ValueError) as exc:
         raise ConfigError([f"server.tls_cert/server.tls_key: cannot load {cert} / {key}: {exc}"]) from None
     return context
+
+
+def v5_signer(config: Config, now: datetime | None = None) -> ResponseSigner | None:
+    """The /api/v5 response signer when api_v5 is enabled. Raises ConfigError naming the chain rule broken."""
+    v5 = config.api_v5
+    if not v5.enabled or v5.signing_key is None or v5.certificate_chain is None:
+        return None
+    try:
+        return load_signer(v5.signing_key, v5.certificate_chain, now=now or datetime.now(UTC))
+    except ChainError as exc:
+        raise ConfigError([str(exc)]) from None
 
 
 def data_dir_unusable(data_dir: Path) -> str | None:
@@ -124,6 +137,19 @@ def preflight(config: Config, licenses: Sequence[LicenseSpec]) -> Findings:
         tls_context(config)
     except ConfigError as exc:
         findings.errors.extend(exc.lines)
+    try:
+        signer = v5_signer(config)
+    except ConfigError as exc:
+        findings.errors.extend(exc.lines)
+    else:
+        if signer is not None:
+            findings.errors.extend(jsjson.license_problems(licenses))
+            left = signer.leaf_not_after - datetime.now(UTC)
+            if left.days < 30:
+                findings.warnings.append(
+                    f"api_v5.certificate_chain: the leaf certificate expires on {signer.leaf_not_after:%Y-%m-%d}; "
+                    "make a new chain (floatsrv v5 make-chain) and give apps the new chain.pem before then"
+                )
     problem = data_dir_unusable(config.storage.data_dir)
     if problem is not None:
         findings.errors.append(problem)

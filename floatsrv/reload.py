@@ -20,6 +20,7 @@ from typing import Any
 
 from aiohttp import web
 
+from floatsrv import jsjson
 from floatsrv.appkeys import DOMAIN, GUARD, LIVE
 from floatsrv.clock import SteadyClock
 from floatsrv.config import Config, ConfigError
@@ -95,6 +96,8 @@ async def reload(app: web.Application, load: Callable[[], Config], declared: Cal
             inline_licenses=bool(new.licenses),
             vendor_public_key=new.sync.vendor_public_key is not None,
         )
+        if domain.licensing.signed_replies:  # api_v5 as started (it needs a restart): inline licenses must sign
+            problems += jsjson.license_problems(new.licenses)
         if problems:
             raise ConfigError(problems)
     except ConfigError as exc:

@@ -162,7 +162,11 @@ async def start_api(
     clock = clock or ManualClock()
     app = create_app(config, clock=clock, environ=environ if environ is not None else {}, trust=trust)
     client: TestClient[Any, Any] = TestClient(TestServer(app))
-    await client.start_server()
+    try:
+        await client.start_server()
+    except BaseException:  # a config the app refuses at start-up: no session left for the collector to warn about
+        await client.close()
+        raise
     return Api(client, clock, config), client
 
 

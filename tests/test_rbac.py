@@ -4,12 +4,14 @@ the declared role -> neither. A route added without a rule makes this suite fail
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import Any
 
 from floatsrv.api.routes import ROUTES
 from floatsrv.appkeys import ROUTE_ROLES
 from floatsrv.auth.passwords import hash_password
 from floatsrv.models import Role
+from floatsrv.v5chain import make_chain
 from tests.conftest import Api
 
 PUBLIC = {
@@ -20,6 +22,8 @@ PUBLIC = {
     ("GET", "/healthz"),
     ("GET", "/readyz"),
 }
+# Public only while api_v5 is on (and absent, 404, while it is off).
+PUBLIC_V5 = {("GET", "/api/v5/ping"), ("POST", "/api/v5/auth/login")}
 PARAMS = {
     "license_id": "1001",
     "username": "nobody",
@@ -55,8 +59,16 @@ async def test_every_registered_route_has_a_rule(api: Api) -> None:
     assert {route for route, role in rules.items() if role is None} == PUBLIC
 
 
-async def test_route_table_enforces_roles(api_factory: Any) -> None:
-    api: Api = await api_factory(with_viewer, login=False)
+async def test_route_table_enforces_roles(api_factory: Any, tmp_path: Path) -> None:
+    chain, key = make_chain(tmp_path / "v5")
+
+    def setup(data: dict[str, Any]) -> None:
+        with_viewer(data)
+        data["api_v5"] = {"enabled": True, "signing_key": str(key), "certificate_chain": str(chain)}
+
+    api: Api = await api_factory(setup, login=False)
+    rules = api.app[ROUTE_ROLES]
+    assert {route for route, role in rules.items() if role is None} == PUBLIC | PUBLIC_V5
     tokens = {
         Role.VIEWER: await api.login("watcher", "watcher-password"),
         Role.USER: await api.login("demo", "demo-password"),
@@ -74,7 +86,7 @@ async def test_route_table_enforces_roles(api_factory: Any) -> None:
         status = await call(api, route.method, route.path, tokens[route.role])
         assert status not in (401, 403), (route, status)
         checked += 1
-    assert checked == len(ROUTES) - len(PUBLIC)
+    assert checked == len(ROUTES) - len(PUBLIC) - len(PUBLIC_V5)
 
 
 async def test_home_and_login_are_public(api: Api) -> None:

@@ -46,10 +46,17 @@ class PasswordChange(StrictBody):
 
 
 async def change_password(request: web.Request) -> web.Response:
+    body = parse(PasswordChange, await read_json_object(request))
+    token, revoked = await change_own_password(request, body.current_password, body.new_password)
+    return ok({"object": "password_change", "changed": True, "token": token, "tokens_revoked": revoked})
+
+
+async def change_own_password(request: web.Request, current: str, new: str) -> tuple[str, int]:
+    """The caller changes their own password: (a fresh token, how many other tokens were revoked). Every
+    surface that lets users change their password (`/v1/me/password`, `/api/v5/auth/change-password`)."""
     principal = me(request)
     if not principal.credential.startswith("token:"):
         raise Forbidden("only a logged-in user can change a password (API keys have none)")
-    body = parse(PasswordChange, await read_json_object(request))
     domain = request.app[DOMAIN]
     # Every other token of the user is revoked; the caller keeps this one and gets a fresh one too.
     token, claims = request.app[GUARD].issuer.issue(principal.username, principal.role)
@@ -58,10 +65,10 @@ async def change_password(request: web.Request) -> web.Response:
         domain.clock,
         actor(request),
         principal.username,
-        body.current_password,
-        body.new_password,
+        current,
+        new,
         fresh=claims,
         keep=principal.credential.removeprefix("token:"),
         gate=request.app[LOGIN].gate,
     )
-    return ok({"object": "password_change", "changed": True, "token": token, "tokens_revoked": revoked})
+    return token, revoked

@@ -16,6 +16,7 @@ from floatsrv.api.middleware import json_response
 from floatsrv.appkeys import DOMAIN, GUARD, LOGIN
 from floatsrv.auth.hashing import GateBusy
 from floatsrv.auth.passwords import dummy_hash, verify_password
+from floatsrv.auth.tokens import TokenClaims
 from floatsrv.domain import credentials as credentials_domain
 from floatsrv.errors import LoginBusy, TooManyRequests, Unauthenticated
 from floatsrv.log import get_logger
@@ -60,7 +61,17 @@ async def login(request: web.Request) -> web.Response:
     credentials = basic_credentials(request.headers.get("Authorization", ""))
     if credentials is None:
         raise Unauthenticated("log in with HTTP Basic credentials (Authorization: Basic ...)")
-    username, password = credentials
+    token, _, must_change = await password_login(request, *credentials)
+    body: dict[str, object] = {"message": "Login successful", "token": token}
+    if must_change:
+        body["message"] = "Login successful; change your temporary password first (POST /v1/me/password)"
+        body["password_change_required"] = True
+    return json_response(body)
+
+
+async def password_login(request: web.Request, username: str, password: str) -> tuple[str, TokenClaims, bool]:
+    """Check a password and issue a token: (token, its claims, must the password be changed first). Every
+    login surface (`GET /auth`, `/api/v5/auth/login`) comes through here, so they share one throttle."""
     peer = request.remote or "-"
     domain, guard, defense = request.app[DOMAIN], request.app[GUARD], request.app[LOGIN]
     user = guard.user(username)
@@ -88,11 +99,7 @@ async def login(request: web.Request) -> web.Response:
     token, claims = guard.issuer.issue(user.username, Role(user.role))
     await credentials_domain.record_login(domain.store, domain.clock, claims, peer)
     log.info("login_succeeded", username=user.username, role=user.role, peer=peer)
-    body: dict[str, object] = {"message": "Login successful", "token": token}
-    if user.must_change_password:
-        body["message"] = "Login successful; change your temporary password first (POST /v1/me/password)"
-        body["password_change_required"] = True
-    return json_response(body)
+    return token, claims, user.must_change_password
 
 
 @functools.cache

@@ -91,7 +91,15 @@ def _is_metrics_token(request: web.Request, header: str) -> bool:
 
 
 # Routes a user with a temporary password may still call: to see who they are and to change it.
-PASSWORD_CHANGE_ROUTES = frozenset({("GET", "/v1/me"), ("POST", "/v1/me/password")})
+PASSWORD_CHANGE_ROUTES = frozenset(
+    {
+        ("GET", "/v1/me"),
+        ("POST", "/v1/me/password"),
+        ("GET", "/api/v5/auth/me"),
+        ("POST", "/api/v5/auth/change-password"),
+    }
+)
+_PASSWORD_CHANGES = frozenset({"/v1/me/password", "/api/v5/auth/change-password"})
 
 
 METRICS_ROUTE = ("GET", "/metrics")
@@ -143,7 +151,7 @@ async def pipeline(request: web.Request, handler: Handler) -> web.StreamResponse
                 request[PRINCIPAL] = principal
                 user = principal.username
         response = await handler(request)
-        if required is Role.ADMIN or route_name == "/v1/me/password":
+        if required is Role.ADMIN or route_name in _PASSWORD_CHANGES:
             # Admin writes and password changes may change credentials: re-read them for the next request.
             app[GUARD].note_change()
     except errors.FloatsrvError as exc:

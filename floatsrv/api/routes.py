@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from floatsrv.api import account, addons, admin, licensefiles, meta, metrics, native, ops, sync, usage, v4
+from floatsrv.api import account, addons, admin, licensefiles, meta, metrics, native, ops, sync, usage, v4, v5, v5_auth
 from floatsrv.appkeys import ROUTE_ROLES
 from floatsrv.models import Role
 
@@ -63,6 +63,29 @@ ROUTES: tuple[Route, ...] = (
     Route("GET", "/api/v4/floating/license", v4.list_licenses, VIEWER),
     Route("GET", "/api/v4/floating/health", meta.health, VIEWER),
     Route("GET", "/api/v4/feature_release/all", v4.feature_release_all, USER),
+    # LicenseSpring Floating Server v2 (only with api_v5.enabled: the SDK switches to v5 once ping answers).
+    Route("GET", "/api/v5/ping", v5.ping, None),
+    Route("POST", "/api/v5/auth/login", v5_auth.login, None),
+    Route("POST", "/api/v5/auth/refresh", v5_auth.refresh, VIEWER),
+    Route("GET", "/api/v5/auth/me", v5_auth.whoami, VIEWER),
+    Route("POST", "/api/v5/auth/change-password", v5_auth.change_password, VIEWER),
+    Route("GET", "/api/v5/auth/users", v5_auth.list_users, ADMIN),
+    Route("POST", "/api/v5/auth/add-user", v5_auth.add_user, ADMIN),
+    Route("GET", "/api/v5/license", v5.list_licenses, VIEWER),
+    Route("GET", "/api/v5/license/{license_id}", v5.get_license, VIEWER),
+    Route("GET", "/api/v5/license/{license_id}/user", v5.license_users, VIEWER),
+    Route("GET", "/api/v5/license/{license_id}/feature", v5.license_features, VIEWER),
+    Route("POST", "/api/v5/license/{license_id}/user/register", v5.register, USER),
+    Route("POST", "/api/v5/license/{license_id}/user/unregister", v5.unregister, USER),
+    Route("POST", "/api/v5/license/{license_id}/user/borrow", v5.borrow, USER),
+    Route("POST", "/api/v5/license/{license_id}/user/unregister_all", v5.unregister_all, ADMIN),
+    Route("POST", "/api/v5/license/{license_id}/consumption/add", v5.add_consumption, USER),
+    Route("POST", "/api/v5/license/{license_id}/consumption/feature/add", v5.add_feature_consumption, USER),
+    Route("POST", "/api/v5/license/{license_id}/feature/register", v5.feature_register, USER),
+    Route("POST", "/api/v5/license/{license_id}/feature/release", v5.feature_release, USER),
+    Route("POST", "/api/v5/license/{license_id}/feature/release_all", v5.feature_release_all, USER),
+    # The Python SDK keeps its v1 path under the v5 prefix.
+    Route("GET", "/api/v5/unregister/all", v5.unregister_everything, USER),
     # Native API. Its OpenAPI document is public, like the home page.
     Route("GET", "/v1/openapi.json", meta.openapi_v1, None),
     Route("GET", "/v1/licenses", native.list_licenses, VIEWER),
@@ -120,9 +143,15 @@ ROUTES: tuple[Route, ...] = (
 )
 
 
-def setup_routes(app: web.Application) -> None:
+V5_PREFIX = "/api/v5/"
+
+
+def setup_routes(app: web.Application, *, v5: bool = False) -> None:
+    """Add the routes; /api/v5 only with `v5` (api_v5.enabled), so that without it every v5 path is a 404."""
     roles: dict[tuple[str, str], Role | None] = {}
     for route in ROUTES:
+        if route.path.startswith(V5_PREFIX) and not v5:
+            continue
         added = app.router.add_route(route.method, route.pattern or route.path, route.handler)
         assert added.resource is not None and added.resource.canonical == route.path, route
         roles[(route.method, route.path)] = route.role

@@ -31,11 +31,11 @@ from floatsrv.errors import InvalidRequest
 from floatsrv.models import ClientInfo, Principal, Role
 
 
-def _principal(request: web.Request) -> Principal | None:
+def principal_of(request: web.Request) -> Principal | None:
     return request.get(PRINCIPAL)
 
 
-def _owner(request: web.Request) -> str | None:
+def owner(request: web.Request) -> str | None:
     """The login whose seats this request may touch: None for an admin, or with authentication off."""
     principal: Principal | None = request.get(PRINCIPAL)
     if principal is None or principal.role is Role.ADMIN or not request.app[GUARD].enabled:
@@ -43,7 +43,7 @@ def _owner(request: web.Request) -> str | None:
     return principal.username
 
 
-def _client(body: ClientFields) -> ClientInfo:
+def client_info(body: ClientFields) -> ClientInfo:
     return ClientInfo(
         os_hostname=body.os_hostname,
         ip_local=body.ip_local,
@@ -54,13 +54,13 @@ def _client(body: ClientFields) -> ClientInfo:
 
 
 def _seat_request(request: web.Request, body: RegisterBody | FeatureRegisterBody) -> SeatRequest:
-    principal = _principal(request)
+    principal = principal_of(request)
     return SeatRequest(
         Target(body.product, body.license_id),
         body.user,
         principal.username if principal else None,
-        _client(body),
-        _owner(request),
+        client_info(body),
+        owner(request),
     )
 
 
@@ -81,7 +81,7 @@ async def borrow(request: web.Request) -> web.Response:
 
 async def unregister(request: web.Request) -> web.Response:
     body = parse(UnregisterBody, await read_json_object(request))
-    await seats.unregister(request.app[DOMAIN], Target(body.product, body.license_id), body.user, _owner(request))
+    await seats.unregister(request.app[DOMAIN], Target(body.product, body.license_id), body.user, owner(request))
     return web.Response(text="user_unregistered")
 
 
@@ -107,12 +107,12 @@ def _query_scope(request: web.Request) -> tuple[str | None, int | None]:
 
 async def unregister_all(request: web.Request) -> web.Response:
     product, license_id = _query_scope(request)
-    await seats.unregister_all(request.app[DOMAIN], product, license_id, owner=_owner(request))
+    await seats.unregister_all(request.app[DOMAIN], product, license_id, owner=owner(request))
     return web.Response(text="")
 
 
 async def _consume(request: web.Request, body: ConsumptionBody | FeatureConsumptionBody) -> web.Response:
-    principal = _principal(request)
+    principal = principal_of(request)
     consume = ConsumeRequest(
         Target(body.product, body.license_id),
         body.consumptions,
@@ -162,7 +162,7 @@ async def feature_release(request: web.Request) -> web.Response:
         data["user"] = data.pop("hardware_id")
     body = parse(FeatureReleaseBody, data)
     target = Target(body.product, body.license_id)
-    await seats.release_feature(request.app[DOMAIN], target, body.user, body.feature, _owner(request))
+    await seats.release_feature(request.app[DOMAIN], target, body.user, body.feature, owner(request))
     return web.Response(text="feature_released")
 
 
@@ -175,7 +175,7 @@ async def feature_release_all(request: web.Request) -> web.Response:
         features_only=True,
         feature=request.query.get("feature") or None,
         user=request.query.get("user") or None,
-        owner=_owner(request),
+        owner=owner(request),
     )
     return web.Response(text="")
 

@@ -31,8 +31,10 @@ from floatsrv.times import to_us
 SECOND_US = 1_000_000
 
 
-async def record_login(store: Store, clock: Clock, claims: TokenClaims, peer: str | None) -> None:
-    """Store the issued token and audit the login, together."""
+async def record_login(
+    store: Store, clock: Clock, claims: TokenClaims, peer: str | None, action: str = "login_succeeded"
+) -> None:
+    """Store the issued token and audit the login (or the token refresh), together."""
 
     def unit(conn: sqlite3.Connection) -> None:
         now = to_us(clock.now())
@@ -47,7 +49,7 @@ async def record_login(store: Store, clock: Clock, claims: TokenClaims, peer: st
         audit.record(
             conn,
             at=now,
-            action="login_succeeded",
+            action=action,
             actor=claims.username,
             target=claims.token_id,
             peer=peer,

@@ -15,6 +15,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Literal
 
+from floatsrv import jsjson
 from floatsrv.db import activation as db_activation
 from floatsrv.db import licensefiles as db
 from floatsrv.db import licenses as db_licenses
@@ -29,6 +30,7 @@ from floatsrv.errors import (
     LicenseFileLicenseConflict,
     LicenseFileRefused,
     LicenseFileSuperseded,
+    LicenseFileUnsignable,
     LicenseFileWrongServer,
     LicenseRequestSpent,
     LicenseRequestUnknown,
@@ -72,6 +74,8 @@ class Licensing:
     fingerprint: str | None = None  # this host's fingerprint (`identity.fingerprint`); None: not known here
     rebind: tuple[str, ...] = ()  # files in force bound to another fingerprint, as of the last decision
     time: TimeMark = field(default_factory=TimeMark)  # licenses are judged at time.later(clock.now())
+    # api_v5 is on: licenses are copied into signed replies, so their free-form values must be signable.
+    signed_replies: bool = False
 
 
 def file_state(row: FileRow, now: datetime) -> FileState:
@@ -142,6 +146,9 @@ def admit(
         )
     if payload.request_id is not None:
         _check_request(conn, payload.request_id, opened.file_id, licensing)
+    unsignable = jsjson.license_problems(payload.licenses) if licensing.signed_replies else []
+    if unsignable:
+        raise LicenseFileUnsignable("; ".join(unsignable[:3]), file_id=opened.file_id)
     if previous is not None:
         db.end(conn, previous.file_id, now, "superseded")
     row = FileRow(
