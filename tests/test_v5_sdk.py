@@ -22,6 +22,9 @@ from licensespring.licensefile.floating_manager import FloatingManager
 
 from tests.conftest import example_dict, floatsrv_cli
 from tests.procs import ServerProcess
+from tests.test_sdk import admin, held_seats
+
+__all__ = ["admin"]  # the fixture, with this module's `server`
 
 pytestmark = pytest.mark.slow
 
@@ -55,25 +58,6 @@ def server(tmp_path_factory: pytest.TempPathFactory, chains: dict[str, Path]) ->
         yield proc
     finally:
         proc.stop()
-
-
-@pytest.fixture
-def admin(server: ServerProcess) -> Iterator[Any]:
-    token = server.token()
-    server.request("GET", "/api/v4/unregister/all", token=token)  # each test starts with free seats
-
-    def state(path: str) -> Any:
-        status, body = server.request("GET", path, token=token)
-        assert status == 200, body
-        return body["data"]
-
-    yield state
-
-
-def held_seats(admin: Any, **filters: str) -> list[dict[str, Any]]:
-    query = "&".join(f"{k}={v}" for k, v in filters.items())
-    seats: list[dict[str, Any]] = admin(f"/v1/seats?{query}")["data"]
-    return seats
 
 
 def manager(server: ServerProcess, tmp_path: Path, chain: Path | None) -> FloatingManager:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from floatsrv.api import v4_replies as replies
+from floatsrv.api import v5_requests
 from floatsrv.api.body import read_json_object
 from floatsrv.api.middleware import json_response
 from floatsrv.api.v4_cache import V4_CACHE
@@ -111,17 +112,28 @@ async def unregister_all(request: web.Request) -> web.Response:
     return web.Response(text="")
 
 
-async def _consume(request: web.Request, body: ConsumptionBody | FeatureConsumptionBody) -> web.Response:
+def consume_request(
+    request: web.Request,
+    target: Target,
+    body: ConsumptionBody | FeatureConsumptionBody | v5_requests.Consumption | v5_requests.FeatureConsumption,
+    user: str | None,
+) -> ConsumeRequest:
+    """The domain's consumption request from a v4 or v5 body (plain consumption bodies carry the overage
+    terms; feature ones a `feature`)."""
     principal = principal_of(request)
-    consume = ConsumeRequest(
-        Target(body.product, body.license_id),
+    return ConsumeRequest(
+        target,
         body.consumptions,
-        feature=None if isinstance(body, ConsumptionBody) else body.feature,
-        user=body.user,
+        feature=None if isinstance(body, (ConsumptionBody, v5_requests.Consumption)) else body.feature,
+        user=user,
         principal=principal.username if principal else None,
-        allow_overages=body.allow_overages if isinstance(body, ConsumptionBody) else None,
-        max_overages=body.max_overages if isinstance(body, ConsumptionBody) else None,
+        allow_overages=body.allow_overages if isinstance(body, (ConsumptionBody, v5_requests.Consumption)) else None,
+        max_overages=body.max_overages if isinstance(body, (ConsumptionBody, v5_requests.Consumption)) else None,
     )
+
+
+async def _consume(request: web.Request, body: ConsumptionBody | FeatureConsumptionBody) -> web.Response:
+    consume = consume_request(request, Target(body.product, body.license_id), body, body.user)
     result = await consumption.add_consumption(request.app[DOMAIN], consume)
     return json_response(replies.consumption_answer(request.app[V4_CACHE], result))
 

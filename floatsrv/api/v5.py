@@ -17,7 +17,7 @@ from aiohttp import web
 from floatsrv.api import v4
 from floatsrv.api import v4_replies as replies
 from floatsrv.api.body import read_json_object
-from floatsrv.api.v4 import client_info, owner, principal_of, query_value
+from floatsrv.api.v4 import client_info, consume_request, owner, principal_of, query_value
 from floatsrv.api.v4_cache import V4_CACHE
 from floatsrv.api.v5_reply import signed_json, signed_text
 from floatsrv.api.v5_requests import (
@@ -32,7 +32,6 @@ from floatsrv.api.v5_requests import (
 from floatsrv.api.validation import parse
 from floatsrv.appkeys import DOMAIN, HEARTBEAT
 from floatsrv.domain import consumption, queries, seats
-from floatsrv.domain.consumption import ConsumeRequest
 from floatsrv.domain.queries import SeatView
 from floatsrv.domain.seats import SeatRequest, Target
 from floatsrv.errors import InvalidLicenseId, LicenseNotFound
@@ -105,16 +104,7 @@ async def unregister_everything(request: web.Request) -> web.Response:
 
 
 async def _consume(request: web.Request, body: Consumption | FeatureConsumption) -> web.Response:
-    principal = principal_of(request)
-    consume = ConsumeRequest(
-        _target(request),
-        body.consumptions,
-        feature=None if isinstance(body, Consumption) else body.feature,
-        user=body.username,
-        principal=principal.username if principal else None,
-        allow_overages=body.allow_overages if isinstance(body, Consumption) else None,
-        max_overages=body.max_overages if isinstance(body, Consumption) else None,
-    )
+    consume = consume_request(request, _target(request), body, body.username)
     result = await consumption.add_consumption(request.app[DOMAIN], consume)
     return signed_json(request, replies.consumption_response(request.app[V4_CACHE], result))
 
