@@ -10,7 +10,9 @@ Servers run pinned to CPU 0 and the load generator (wrk, with a Lua script) to C
   small  floatsrv with group commit on a fresh database: auth on, durable commits (synchronous=full),
          info logging on (one JSON line per request).
   naive  the same with storage.max_batch_units: 1, i.e. one commit per request (the baseline to beat).
-  scale  floatsrv on 10k licenses, 100k held registrations and 1M stored usage events (start-up timed 3x).
+  scale  floatsrv on 10k licenses, 100k held registrations, 100k past seat intervals of one license and 1M
+         stored usage events (start-up timed 3x; the history reports of that license timed 3x).
+  policy the small server with a usage policy in force on its license and feature (register, consumption).
   floor  bench/floor.py: the least work a durable, authenticated heartbeat or consumption needs on this
          stack (a reference for the two target scenarios, not a license server).
 Scenarios: register heartbeats, add_feature_consumption, /v1 usage events and checks, GET /api/v4/license.
@@ -61,6 +63,30 @@ BENCH_LICENSE = {
             "consumption_period": "monthly",
         },
         {"code": "seat", "floating_users": 100},
+    ],
+}
+
+# A usage policy on the bench license and its floating feature: every keyword, none refusing the bench users
+# (u0..u63), so the runs measure what judging costs.
+POLICY = {
+    "groups": {
+        "design": {"users": ["alice", "bob"], "hosts": ["cad-*"], "addresses": ["10.1.0.0/16"], "logins": ["cad"]},
+        "interns": {"users": ["intern*"]},
+    },
+    "rules": [
+        {
+            "license": 1,
+            "reserve": [{"count": 100, "for": "design"}],
+            "max": [{"count": 10, "for": "interns"}],
+            "exclude": ["host:kiosk-*", "user:mallory"],
+            "timeout_minutes": 30,
+        },
+        {
+            "license": 1,
+            "feature": "seat",
+            "reserve": [{"count": 10, "for": "design"}],
+            "include": ["user:u*", "design"],
+        },
     ],
 }
 
@@ -188,8 +214,10 @@ def license_file(path: Path, licenses: list[dict[str, Any]]) -> Path:
     return path
 
 
-def floatsrv(workdir: Path, name: str, licenses: list[dict[str, Any]], batch: int = 256) -> tuple[Path, Path]:
-    config = {
+def floatsrv(
+    workdir: Path, name: str, licenses: list[dict[str, Any]], batch: int = 256, policy: dict[str, Any] | None = None
+) -> tuple[Path, Path]:
+    config: dict[str, Any] = {
         "server": {"host": "127.0.0.1", "port": 8080},
         "storage": {"data_dir": str(workdir / f"data-{name}"), "synchronous": "full", "max_batch_units": batch},
         "log": {"level": "info", "format": "json"},
@@ -197,6 +225,8 @@ def floatsrv(workdir: Path, name: str, licenses: list[dict[str, Any]], batch: in
         "seats": {"sweep_interval_seconds": 30},
         "license_files": [str(license_file(workdir / f"{name}-licenses" / f"{name}.lic", licenses))],
     }
+    if policy is not None:
+        config["policy"] = policy
     path = workdir / f"{name}.yaml"
     path.write_text(yaml.safe_dump(config, sort_keys=False))
     return path, workdir / f"data-{name}"
@@ -233,6 +263,17 @@ def populate(data_dir: Path, licenses: int, registrations: int, events: int) -> 
         (
             (1000 + i // per_license, f"r{i}", i % per_license + 1, now, now, now + 86_400_000_000 * 365)
             for i in range(registrations)
+        ),
+    )
+    # Seat history: 100k ended seats of license 1000 over the last 30 days (the concurrency report's worst case).
+    month = 30 * 86_400_000_000
+    conn.executemany(
+        "INSERT INTO seats (license_id, feature, user, slot, registered_at, heartbeat_at, expires_at, ended_at,"
+        " end_reason) VALUES (1000, '', ?, ?, ?, ?, ?, ?, 'released')",
+        (
+            (f"h{i}", i % 20 + 1, start, start, start + 1_800_000_000, start + 1_200_000_000)
+            for i in range(100_000)
+            for start in (now - month + i * (month // 100_000),)
         ),
     )
     conn.executemany(
@@ -272,7 +313,10 @@ def start_scale(workdir: Path) -> tuple[Path, Path, list[float]]:
     ]
     config, data_dir = floatsrv(workdir, "scale", many)
     start_floatsrv(config, workdir, "scale-create").stop()
-    print("bench: building the scale database (10k licenses, 100k registrations, 1M usage events)", flush=True)
+    print(
+        "bench: building the scale database (10k licenses, 100k registrations, 100k seat intervals, 1M usage events)",
+        flush=True,
+    )
     populate(data_dir, 10_000, 100_000, 1_000_000)
     startups = []
     for _ in range(3):
@@ -314,7 +358,14 @@ def main() -> int:
         "connections": CONNECTIONS,
     }
     servers: dict[str, Server] = {}
-    runs: dict[str, dict[str, list[dict[str, Any]]]] = {"echo": {}, "small": {}, "naive": {}, "scale": {}, "floor": {}}
+    runs: dict[str, dict[str, list[dict[str, Any]]]] = {
+        "echo": {},
+        "small": {},
+        "naive": {},
+        "policy": {},
+        "scale": {},
+        "floor": {},
+    }
     try:
         print(
             f"bench: {rounds} round(s) of {seconds} s runs, {CONNECTIONS} connections, server on CPU 0, wrk on CPU 1",
@@ -332,9 +383,13 @@ def main() -> int:
         servers["small"] = start_floatsrv(config, workdir, "small")
         config, _ = floatsrv(workdir, "naive", [BENCH_LICENSE], batch=1)
         servers["naive"] = start_floatsrv(config, workdir, "naive")
+        config, _ = floatsrv(workdir, "policy", [BENCH_LICENSE], policy=POLICY)
+        servers["policy"] = start_floatsrv(config, workdir, "policy")
         if scale:
             servers["scale"] = start_floatsrv(scale_config, workdir, "scale")
         tokens = {name: login(server.port) for name, server in servers.items() if name != "echo"}
+        if scale:
+            results["reports_s"] = time_reports(servers["scale"].port, tokens["scale"])
         floor_port = free_port()
         servers["floor"] = Server(
             [sys.executable, str(HERE / "floor.py"), str(floor_port), str(workdir / "data-floor")],
@@ -363,6 +418,16 @@ def main() -> int:
                     result["echo_rps"] = ceiling["rps"]
                     runs["echo"].setdefault(scenario["name"], []).append(ceiling)
                     runs[phase].setdefault(scenario["name"], []).append(result)
+        # Policy in force against none: the same server but for its policy, in back-to-back pairs whose order
+        # alternates (a difference of a few percent would drown in the drift between rounds otherwise).
+        print(f"bench: policy in force, {2 * rounds} pairs", flush=True)
+        for number in range(2 * rounds):
+            for scenario in (s for s in SCENARIOS if s.get("target")):
+                pair = ("small", "policy") if number % 2 == 0 else ("policy", "small")
+                got = {phase: measure(servers[phase], scenario, seconds, tokens[phase]) for phase in pair}
+                runs["policy"].setdefault(scenario["name"], []).append(
+                    {**got["policy"], "versus_small": got["policy"]["rps"] / got["small"]["rps"]}
+                )
     finally:
         for name, server in servers.items():
             results[f"{name}_rss_mib"] = server.stop()
@@ -375,6 +440,32 @@ def main() -> int:
     out.mkdir(exist_ok=True)
     (out / "latest.json").write_text(json.dumps(results, indent=2))
     return 0
+
+
+REPORTS = {
+    "concurrency, 30 days by hour": "/v1/reports/concurrency?license_id=1000&bucket=hour&since={since}",
+    "consumption, 30 days by day": "/v1/reports/consumption?license_id=1000&bucket=day&since={since}",
+    "denials, first page": "/v1/reports/denials?license_id=1000",
+}
+
+
+def time_reports(port: int, token: str) -> dict[str, list[float]]:
+    """Seconds each history report of the scale database's busiest license takes, three times each."""
+    since = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - 30 * 86_400))
+    timings: dict[str, list[float]] = {}
+    for name, path in REPORTS.items():
+        for _ in range(3):
+            request = urllib.request.Request(
+                f"http://127.0.0.1:{port}{path.format(since=since)}", headers={"Authorization": f"Bearer {token}"}
+            )
+            started = time.perf_counter()
+            with urllib.request.urlopen(request, timeout=60) as resp:
+                body = json.load(resp)
+            timings.setdefault(name, []).append(time.perf_counter() - started)
+            assert body["success"], body
+        if name.startswith("concurrency"):
+            assert max(b["peak"] for b in body["data"]["buckets"]) > 0, "the history was not read"
+    return timings
 
 
 def measure(server: Server, scenario: dict[str, Any], seconds: int, token: str | None) -> dict[str, Any]:
@@ -444,7 +535,7 @@ def report(results: dict[str, Any]) -> None:
     print()
     rss = ", ".join(
         f"{name} {results[f'{name}_rss_mib']:.0f} MiB"
-        for name in ("echo", "small", "naive", "scale", "floor")
+        for name in ("echo", "small", "naive", "policy", "scale", "floor")
         if f"{name}_rss_mib" in results
     )
     print(f"peak RSS: {rss}")
@@ -467,6 +558,17 @@ def report(results: dict[str, Any]) -> None:
         checks.append((f"{name}: >= 0.5 x echo", ratio >= 0.5, f"{ratio:.2f}"))
         checks.append((f"{name}: p99 <= 25 ms", p99 <= 25_000, f"{p99 / 1000:.1f} ms"))
         checks.append((f"{name}: >= 2 x naive", to_naive >= 2, f"{to_naive:.1f}"))
+    for name, data in runs["policy"].items():
+        change = median([run["versus_small"] for run in data]) - 1
+        checks.append(
+            (
+                f"policy in force: {name} loses < 5% (median of {len(data)} pairs)",
+                change > -0.05,
+                f"{change * 100:+.1f}%",
+            )
+        )
+    for name, timings in results.get("reports_s", {}).items():
+        checks.append((f"scale: report {name} < 1 s (median of 3)", median(timings) < 1, f"{median(timings):.3f} s"))
     if runs["scale"]:
         startup = median(results["scale_startup_s"])
         checks.append(("scale start-up < 2 s (median of 3)", startup < 2, f"{startup:.2f} s"))

@@ -36,12 +36,14 @@ from floatsrv.domain.context import Domain, UsageWindows
 from floatsrv.domain.health import remember_time, time_floor
 from floatsrv.domain.licensefiles import Licensing
 from floatsrv.domain.licensing import load
+from floatsrv.domain.policy import Policy
 from floatsrv.domain.rollback import take_baseline
 from floatsrv.entitlements.trust import TrustAnchor, config_problems, load_trust_anchor
 from floatsrv.errors import LicenseFileLicenseConflict, StorageUnavailable
 from floatsrv.identity import fingerprint
 from floatsrv.licenselog import log_licenses, log_tampering
 from floatsrv.log import get_logger
+from floatsrv.policyconfig import license_problems as policy_problems
 from floatsrv.preflight import subscription_problems, v5_signer
 from floatsrv.reload import reload_on_sighup
 from floatsrv.signing import load_or_create_private_key, public_key_text
@@ -155,7 +157,7 @@ def create_app(
             except LicenseFileLicenseConflict as exc:
                 raise ConfigError([exc.message]) from None
             specs = [license.spec for license in result.catalog.licenses()]
-            problems = subscription_problems(config, specs)
+            problems = subscription_problems(config, specs) + policy_problems(config.policy, specs)
             if config.api_v5.enabled:  # signed replies copy license metadata: it must be signable
                 problems += jsjson.license_problems(specs)
             if problems:  # a typo would silently never bill: refuse, as check-config does
@@ -165,6 +167,7 @@ def create_app(
             app[DOMAIN] = domain = Domain(
                 store=store, clock=clock, catalog=result.catalog, usage=windows, licensing=licensing
             )
+            domain.apply_policy(Policy(config.policy))  # preflight checked that it fits these licenses
             tampering = await remember_time(domain)
             if tampering is not None:
                 log_tampering(tampering)

@@ -28,6 +28,7 @@ from pydantic import (
 from floatsrv import yamltext
 from floatsrv.auth.passwords import MIN_PASSWORD_LENGTH, is_valid_hash
 from floatsrv.models import LicenseSpec, Role, refuse_booleans
+from floatsrv.policyconfig import PolicyConfig, ReportsConfig
 
 # Passwords published in our docs and example config. While one of them is in use the server warns loudly.
 DEMO_PASSWORDS = frozenset({"demo-password", "admin-password"})
@@ -258,6 +259,8 @@ class Config(_Section):
     metrics: MetricsConfig = Field(default_factory=MetricsConfig)
     licensing: LicensingConfig = Field(default_factory=LicensingConfig)
     api_v5: ApiV5Config = Field(default_factory=ApiV5Config)
+    policy: PolicyConfig = Field(default_factory=PolicyConfig)  # who may take which seats (re-read on SIGHUP)
+    reports: ReportsConfig = Field(default_factory=ReportsConfig)
     # Vendor-signed license files: files and/or directories (their *.lic files); default: licenses/ beside
     # the config file. `floatsrv license import` adds files without listing them here.
     license_files: list[Path] | None = None
@@ -338,6 +341,8 @@ def parse_config(text: str, base_dir: Path) -> Config:
         config = Config.model_validate(raw)
     except ValidationError as exc:
         raise ConfigError([describe(error) for error in exc.errors()]) from None
+    if problems := config.policy.reference_problems():
+        raise ConfigError(problems)
     data_dir = config.storage.data_dir
     if not data_dir.is_absolute():
         config = config.with_overrides(data_dir=base_dir / data_dir)

@@ -2,7 +2,8 @@
 for `check-config` and for start-up, so `check-config` never passes a config `serve` then refuses.
 
 Beyond what parsing the file checks (floatsrv.config): the TLS pair loads, the data directory is usable by
-this user (without creating it), rebilly subscriptions name licenses and features this server serves, and a
+this user (without creating it), rebilly subscriptions and policy rules name licenses and features this
+server serves (and reservations fit in their seats), and a
 config that serves no license at all is worth a warning.
 """
 
@@ -21,6 +22,7 @@ from floatsrv.entitlements.trust import TrustAnchorError, load_trust_anchor
 from floatsrv.entitlements.verify import check_applicable, config_file_texts, open_file
 from floatsrv.errors import LicenseFileRefused
 from floatsrv.models import LicenseSpec
+from floatsrv.policyconfig import license_problems as policy_problems
 from floatsrv.signing import SignatureError, public_key_text, read_private_key
 from floatsrv.v5chain import ChainError, ResponseSigner, load_signer
 
@@ -154,6 +156,7 @@ def preflight(config: Config, licenses: Sequence[LicenseSpec]) -> Findings:
     if problem is not None:
         findings.errors.append(problem)
     findings.errors.extend(subscription_problems(config, licenses))
+    findings.errors.extend(policy_problems(config.policy, licenses))
     if not licenses:
         findings.warnings.append(
             "no licenses: the server will start but grant nothing; import the vendor's license file "

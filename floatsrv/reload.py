@@ -3,10 +3,11 @@
 Applied live: licenses (inline ones and the `license_files`, added, changed and removed as at start-up;
 seats of unchanged licenses stay held),
 the declared users (config and environment), `log.level`, the usage windows, `metrics.token`,
-`server.request_timeout_seconds`, `server.clock_jump_tolerance_seconds`, `server.trusted_proxies` and
-`storage.event_retention_days`. Anything else that changed (listening address, TLS, storage, sync, ...)
-is reported in the log as needing a restart and keeps its running value. A config that fails validation
-changes nothing.
+`server.request_timeout_seconds`, `server.clock_jump_tolerance_seconds`, `server.trusted_proxies`,
+`storage.event_retention_days`, `reports.retention_days` and the `policy` (unless it does not fit the licenses
+now served; held seats keep running under any policy). Anything else that changed (listening address, TLS,
+storage, sync, ...) is reported in the log as needing a restart and keeps its running value. A config that
+fails validation changes nothing.
 """
 
 from __future__ import annotations
@@ -27,11 +28,13 @@ from floatsrv.config import Config, ConfigError
 from floatsrv.domain import health
 from floatsrv.domain import licensing as license_files
 from floatsrv.domain.accounts import sync_declared_users
-from floatsrv.domain.context import UsageWindows
+from floatsrv.domain.context import Domain, UsageWindows
+from floatsrv.domain.policy import Policy
 from floatsrv.entitlements.trust import config_problems
 from floatsrv.errors import LicenseFileLicenseConflict
 from floatsrv.licenselog import log_license_warnings, log_licenses
 from floatsrv.log import configure_logging, get_logger
+from floatsrv.policyconfig import license_problems as policy_problems
 
 log = get_logger("floatsrv")
 
@@ -47,6 +50,7 @@ LIVE_KEYS = frozenset(
         "server.clock_jump_tolerance_seconds",
         "server.trusted_proxies",
         "storage.event_retention_days",
+        "reports.retention_days",
     }
 )
 
@@ -61,9 +65,10 @@ def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
 
 
 def changed_keys(old: Config, new: Config) -> set[str]:
-    """Dotted paths whose values differ (licenses and auth.users are compared as a whole)."""
+    """Dotted paths whose values differ (licenses, auth.users and the policy are compared as a whole)."""
     dump_old, dump_new = old.model_dump(mode="json"), new.model_dump(mode="json")
     for dump in (dump_old, dump_new):
+        dump.pop("policy")
         dump.pop("licenses")
         dump.pop("license_files")
         dump["auth"].pop("users")
@@ -113,7 +118,10 @@ async def reload(app: web.Application, load: Callable[[], Config], declared: Cal
         log.error("config_reload_failed", problems=[exc.message], message="the running configuration is unchanged")
         return False
     catalog, report = result.catalog, result.report
-    domain.catalog = catalog
+    domain.serve(catalog)
+    policy_applied = _apply_policy(domain, new, old)
+    if not policy_applied:
+        new = new.model_copy(update={"policy": old.policy})
     log_licenses(result, licensing, at_start=False)
     removed_users = await sync_declared_users(domain.store, domain.clock, users)
     app[GUARD].note_change()
@@ -128,11 +136,24 @@ async def reload(app: web.Application, load: Callable[[], Config], declared: Cal
         "config_reloaded",
         **report.log_fields(catalog),
         users_removed=removed_users,
-        applied=sorted(changed & LIVE_KEYS),
+        applied=sorted(changed & LIVE_KEYS) + (["policy"] if policy_applied and new.policy != old.policy else []),
     )
     if restart:
         log.warning("restart_required", keys=restart, message="these settings change only when floatsrv restarts")
     log_license_warnings(await health.licenses_report(domain))
+    return True
+
+
+def _apply_policy(domain: Domain, new: Config, old: Config) -> bool:
+    """Serve on the new policy, unless it does not fit the licenses now served: then the running one stays
+    (the licenses have changed already; a policy cannot be checked before they are known)."""
+    assert domain.licensed is not None
+    problems = policy_problems(new.policy, [license.spec for license in domain.licensed.licenses()])
+    if problems:
+        log.error("policy_not_applied", problems=problems, message="the running policy is unchanged")
+        return False
+    if new.policy != old.policy:
+        domain.apply_policy(Policy(new.policy))
     return True
 
 

@@ -252,3 +252,35 @@ def test_serve_and_check_config_refuse_a_broken_chain(tmp_path: Path, chain: tup
     config.write_text(json.dumps(data))
     served = floatsrv_cli("serve", "--config", str(config), "--port", "0", timeout=60)
     assert served.returncode == 2 and "api_v5: signing_key and certificate_chain are required" in served.stderr
+
+
+async def test_the_usage_policy_judges_v5_seats_too(api_factory: Factory, chain: tuple[Path, Path]) -> None:
+    def policy(data: dict[str, Any]) -> None:
+        data["policy"] = {
+            "groups": {},
+            "rules": [
+                {"license": 1001, "exclude": ["user:mallory"], "timeout_minutes": 12},
+                {"license": 1001, "feature": "export", "include": ["user:hw-1"]},
+            ],
+        }
+
+    v5 = await v5_api(api_factory, chain, policy)
+    await v5.login()
+    status, refused = await v5.call("POST", "/license/1001/user/register", {"username": "mallory"})
+    assert (status, refused["code"]) == (400, "floating_not_available") and refused["message"].startswith("excluded")
+    status, refused = await v5.call("POST", "/license/1001/user/borrow", {"username": "mallory"})
+    assert refused["message"].startswith("excluded")
+    for user in ("hw-1", "hw-2"):
+        status, registered = await v5.call("POST", "/license/1001/user/register", {"username": user})
+        assert status == 200 and registered["floating_timeout"] == 12, registered
+    assert (await v5.call("POST", "/license/1001/feature/register", {"username": "hw-1", "feature": "export"}))[
+        0
+    ] == 200
+    status, refused = await v5.call("POST", "/license/1001/feature/register", {"username": "hw-2", "feature": "export"})
+    assert refused["message"].startswith("not_included"), refused
+    status, log = await v5.api.get("/v1/reports/denials", token=(await v5.api.login("admin", "admin-password")))
+    assert [(i["user"], i["feature"], i["reason"]) for i in log["data"]["items"]] == [
+        ("hw-2", "export", "not_included"),
+        ("mallory", None, "excluded"),
+        ("mallory", None, "excluded"),
+    ]

@@ -9,7 +9,22 @@ from dataclasses import dataclass
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from floatsrv.api import account, addons, admin, licensefiles, meta, metrics, native, ops, sync, usage, v4, v5, v5_auth
+from floatsrv.api import (
+    account,
+    addons,
+    admin,
+    licensefiles,
+    meta,
+    metrics,
+    native,
+    ops,
+    reports,
+    sync,
+    usage,
+    v4,
+    v5,
+    v5_auth,
+)
 from floatsrv.appkeys import ROUTE_ROLES
 from floatsrv.models import Role
 
@@ -91,6 +106,9 @@ ROUTES: tuple[Route, ...] = (
     Route("GET", "/v1/licenses", native.list_licenses, VIEWER),
     Route("GET", "/v1/licenses/{license_id}", native.get_license, VIEWER),
     Route("GET", "/v1/seats", native.list_seats, VIEWER),
+    Route("GET", "/v1/reports/denials", reports.denial_log, VIEWER),
+    Route("GET", "/v1/reports/concurrency", reports.concurrency, VIEWER),
+    Route("GET", "/v1/reports/consumption", reports.consumption, VIEWER),
     Route("POST", "/v1/seats/{seat_id}/revoke", admin.revoke_seat, ADMIN),
     # Native metering: pre-check, usage events, credits, add-ons.
     Route("POST", "/v1/usage/check", usage.check_usage, VIEWER),

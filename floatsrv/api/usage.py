@@ -186,6 +186,7 @@ async def _record(request: web.Request, data: Any) -> Outcome:
             user=body.user,
             principal=principal.username if principal else None,
             source="api_v1",
+            address=request.remote,
         ),
     )
 

@@ -62,6 +62,7 @@ def _seat_request(request: web.Request, body: RegisterBody | FeatureRegisterBody
         principal.username if principal else None,
         client_info(body),
         owner(request),
+        request.remote,
     )
 
 
@@ -127,6 +128,7 @@ def consume_request(
         feature=None if isinstance(body, (ConsumptionBody, v5_requests.Consumption)) else body.feature,
         user=user,
         principal=principal.username if principal else None,
+        address=request.remote,
         allow_overages=body.allow_overages if isinstance(body, (ConsumptionBody, v5_requests.Consumption)) else None,
         max_overages=body.max_overages if isinstance(body, (ConsumptionBody, v5_requests.Consumption)) else None,
     )

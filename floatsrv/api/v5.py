@@ -61,6 +61,7 @@ def _seat_request(request: web.Request, body: Register | FeatureRegister) -> Sea
         principal.username if principal else None,
         client_info(body),
         owner(request),
+        request.remote,
     )
 
 

@@ -1,6 +1,6 @@
 """Command-line interface: `floatsrv serve | check-config | healthcheck | hash-password`, admin commands
 (`status`, `licenses`, `seats`, `user`, `token`, `apikey`, `audit`, `sync`, `usage`, `server-key`, `db`,
-`license`, `v5`) and the vendor's (`vendor`), and `floatsrv --version`.
+`license`, `v5`, `report`) and the vendor's (`vendor`), and `floatsrv --version`.
 
 Admin commands are imported only when they run (`LazyGroup`): `floatsrv --version`, `check-config` and
 `healthcheck` stay fast (bench/startup.py measures them) instead of importing the whole server.
@@ -105,6 +105,11 @@ LAZY: dict[str, tuple[str, str, str]] = {
         "floatsrv.cli.v5",
         "v5_group",
         "LicenseSpring Floating Server v2 (/api/v5): make the certificate chain its signed replies are checked with.",
+    ),
+    "report": (
+        "floatsrv.cli.report",
+        "report_group",
+        "Usage history: denied requests, seat concurrency, consumption (tables, --csv or --json).",
     ),
     "container-start": ("floatsrv.container", "container_start", ""),  # hidden: the image's entry point
 }

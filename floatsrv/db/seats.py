@@ -107,6 +107,18 @@ def count_live(conn: sqlite3.Connection, license_id: int, feature: str, now: int
     return int(row[0])
 
 
+def holders(
+    conn: sqlite3.Connection, license_id: int, feature: str, now: int
+) -> list[tuple[str, str | None, str | None, str | None]]:
+    """Who holds the live seats of a license (feature '') or feature: (user, os_hostname, principal, address)."""
+    rows = conn.execute(
+        "SELECT user, os_hostname, principal, address FROM seats"
+        " WHERE license_id = ? AND feature = ? AND ended_at IS NULL AND expires_at > ?",
+        (license_id, feature, now),
+    )
+    return rows.fetchall()
+
+
 def live_counts(conn: sqlite3.Connection, license_id: int, now: int) -> dict[str, int]:
     """Seats in use per feature of a license ('' = the license seat), in one query."""
     rows = conn.execute(
@@ -263,6 +275,7 @@ def insert(
     expires_at: int,
     borrowed_until: int | None,
     client: ClientInfo,
+    address: str | None = None,
 ) -> SeatRow:
     values = (
         license_id,
@@ -282,9 +295,9 @@ def insert(
     )
     cursor = conn.execute(
         "INSERT INTO seats (license_id, feature, user, slot, principal, registered_at, heartbeat_at, expires_at,"
-        " borrowed_until, os_hostname, ip_local, user_info, sdk_ver, app_ver)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        values,
+        " borrowed_until, os_hostname, ip_local, user_info, sdk_ver, app_ver, address)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (*values, address),
     )
     assert cursor.lastrowid is not None
     return SeatRow(cursor.lastrowid, *values[:9], None, None, *values[9:])

@@ -52,6 +52,12 @@ class Catalog:
             raise LicenseNotFound(f"no license {license_id} for product {product!r}", license_id=license_id)
         return found
 
+    def replaced(self, licenses: Iterable[License]) -> Catalog:
+        """This catalog with some licenses (by id) replaced, e.g. by their policy-shortened terms."""
+        by_id = dict(self._by_id)
+        by_id.update((lic.id, lic) for lic in licenses)
+        return Catalog(by_id.values(), self._feature_ids)
+
     def get(self, license_id: int) -> License | None:
         return self._by_id.get(license_id)
 

@@ -19,6 +19,7 @@ from floatsrv.db import consumption as db_consumption
 from floatsrv.db.store import AfterBatch
 from floatsrv.domain import usage
 from floatsrv.domain.context import Domain
+from floatsrv.domain.denials import Asker, recorded
 from floatsrv.domain.license import License
 from floatsrv.domain.seats import Target
 from floatsrv.domain.state import LicenseState, check_usable, counter_key, state_after_batch
@@ -41,6 +42,7 @@ class ConsumeRequest(NamedTuple):
     feature: str | None = None  # None: the license-level counter
     user: str | None = None
     principal: str | None = None
+    address: str | None = None  # the caller's (for the denial log)
     # A client may ask for *less* overage than the license grants (LicenseSpring SDK's req_overages);
     # it can never widen the license's own limits.
     allow_overages: bool | None = None
@@ -148,4 +150,5 @@ async def add_consumption(domain: Domain, request: ConsumeRequest) -> ConsumeRes
             license, domain.clock, feature_ids, lambda state: ConsumeResult(state, None, limits, state.total_milli)
         )
 
-    return await domain.store.write_then_read(unit)
+    asker = Asker(request.user, None, request.address, request.principal)
+    return await recorded(domain, domain.store.write_then_read(unit), spec.id, request.feature or "", asker)

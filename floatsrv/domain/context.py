@@ -1,5 +1,6 @@
 """The domain's collaborators in one object: the store, the clock, the current license catalog and what
-decides it (the build's trust anchor, this server's key, the config's inline licenses and license files)."""
+decides it (the build's trust anchor, this server's key, the config's inline licenses and license files), and
+the usage policy (who may take which seats)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from floatsrv.db.store import Store
 from floatsrv.domain.catalog import Catalog
 from floatsrv.domain.license import License
 from floatsrv.domain.licensefiles import Licensing
+from floatsrv.domain.policy import Policy
 from floatsrv.entitlements.trust import load_trust_anchor
 
 
@@ -32,10 +34,22 @@ class UsageWindows:
 class Domain:
     store: Store
     clock: Clock
-    catalog: Catalog  # swapped as a whole on reload or license file changes; never mutated
+    catalog: Catalog  # what is served: swapped as a whole (`serve`, `apply_policy`); never mutated
     usage: UsageWindows = UsageWindows()
     # Default (admin commands): this build's keys, no server key, the inline licenses the database has.
     licensing: Licensing = field(default_factory=lambda: Licensing(load_trust_anchor(), None))
 
+    policy: Policy = field(default_factory=Policy)
+    licensed: Catalog | None = None  # the catalog as licensing decided it, before the policy's terms
+
     def feature_ids(self, license: License) -> Mapping[str, int]:
         return self.catalog.feature_ids_of(license)
+
+    def serve(self, catalog: Catalog) -> None:
+        """Serve the licenses licensing decided on (start, reload, license file changes), on the policy's terms."""
+        self.licensed = catalog
+        self.catalog = self.policy.served(catalog)
+
+    def apply_policy(self, policy: Policy) -> None:
+        self.policy = policy
+        self.serve(self.licensed if self.licensed is not None else self.catalog)

@@ -187,7 +187,7 @@ async def import_text(domain: Domain, actor: Actor, text: str) -> ImportResult:
     except LicenseFileRefused as exc:
         await _audit_refusal(domain, actor, exc, text)
         raise
-    domain.catalog = catalog
+    domain.serve(catalog)
     licensing.generation = generation
     return result
 
@@ -214,7 +214,7 @@ async def remove(domain: Domain, actor: Actor, file_id: str) -> FileRow:
         return db.get(conn, file_id) or row, catalog, bump_generation(conn)
 
     row, catalog, generation = await domain.store.write(unit)
-    domain.catalog = catalog
+    domain.serve(catalog)
     licensing.generation = generation
     return row
 
@@ -237,6 +237,6 @@ async def refresh_if_changed(domain: Domain) -> SyncReport | None:
         return catalog, report, server_state.get(conn, GENERATION) or 0
 
     catalog, report, generation = await domain.store.write(unit)
-    domain.catalog = catalog
+    domain.serve(catalog)
     licensing.generation = generation
     return report

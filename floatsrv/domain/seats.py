@@ -22,7 +22,9 @@ from floatsrv.db.seats import LICENSE_SEAT
 from floatsrv.db.seats import SeatRow as SeatRow  # re-exported for the API layer
 from floatsrv.db.store import AfterBatch
 from floatsrv.domain.context import Domain
+from floatsrv.domain.denials import Asker, recorded
 from floatsrv.domain.license import License
+from floatsrv.domain.policy import ALL_SEATS_IN_USE, Refusal, SeatRule, Who
 from floatsrv.domain.state import LicenseState, check_usable, state_after_batch
 from floatsrv.errors import (
     BorrowUntilNotValid,
@@ -55,6 +57,7 @@ class SeatRequest(NamedTuple):
     principal: str | None = None  # who is asking (kept on a new seat)
     client: ClientInfo = ClientInfo()
     owner: str | None = None  # only this login's seats may be touched (None: any; admins, auth off)
+    address: str | None = None  # the caller's address (`address:` policy rules; kept on a new seat)
 
 
 def _check_owner(seat: SeatRow | None, owner: str | None, now: int) -> None:
@@ -82,9 +85,11 @@ def _claim(
     timeout_us: int,
     request: SeatRequest,
     now: int,
+    rule: SeatRule | None,
     borrow_until: int | None = None,
 ) -> tuple[SeatRow, bool]:
-    """Renew the user's held seat, or take a free one. Raises SeatsExhausted when none is free."""
+    """Renew the user's held seat, or take a free one the policy `rule` lets them have. Raises SeatsExhausted
+    when none is (its `reason` says why: a full license, or what the policy refused)."""
     renewed = db_seats.renew_held(
         conn,
         license_id=license_id,
@@ -101,6 +106,17 @@ def _claim(
     # Expired seats (the user's own included) are ended here, with their real reason, before counting.
     db_seats.end_expired(conn, now, license_id, feature)
     in_use = db_seats.count_live(conn, license_id, feature, now)
+    if rule is not None:
+        refused = _judge(conn, rule, request, license_id, feature, limit, in_use, now)
+        if refused is not None:
+            raise SeatsExhausted(
+                refused.message,
+                license_id=license_id,
+                feature=feature or None,
+                limit=limit,
+                in_use=in_use,
+                reason=refused.reason,
+            )
     if in_use >= limit:
         raise SeatsExhausted(
             f"all {limit} floating seats are in use"
@@ -110,6 +126,7 @@ def _claim(
             feature=feature or None,
             limit=limit,
             in_use=in_use,
+            reason=ALL_SEATS_IN_USE,
         )
     seat = db_seats.insert(
         conn,
@@ -122,23 +139,42 @@ def _claim(
         expires_at=max(now + timeout_us, borrow_until or 0),
         borrowed_until=borrow_until,
         client=request.client,
+        address=request.address,
     )
     return seat, True
 
 
-def _borrow_end(spec: LicenseSpec, requested: datetime | None, now: datetime) -> int:
-    """The borrow end to grant (None asks for the longest allowed). Raises BorrowUntilNotValid."""
+def _judge(
+    conn: sqlite3.Connection,
+    rule: SeatRule,
+    request: SeatRequest,
+    license_id: int,
+    feature: str,
+    limit: int,
+    in_use: int,
+    now: int,
+) -> Refusal | None:
+    who = Who.of(request.user, request.client.os_hostname, request.principal, request.address)
+    holders = [Who.of(*row) for row in db_seats.holders(conn, license_id, feature, now)] if rule.counts_holders else []
+    return rule.refusal(who, holders, limit, in_use)
+
+
+def _borrow_end(spec: LicenseSpec, requested: datetime | None, now: datetime, rule: SeatRule | None = None) -> int:
+    """The borrow end to grant (None asks for the longest allowed, by the license and the policy `rule`).
+    Raises BorrowUntilNotValid."""
     if not spec.can_borrow:
         raise BorrowUntilNotValid("this license does not allow borrowing", license_id=spec.id)
-    longest = now + timedelta(hours=spec.max_borrow_time)
+    hours = spec.max_borrow_time
+    if rule is not None and rule.max_borrow_hours is not None:
+        hours = min(hours, rule.max_borrow_hours)
+    longest = now + timedelta(hours=hours)
     until = requested or longest
     if until <= now:
         raise BorrowUntilNotValid(f"borrowed_until {iso(until)} is not in the future")
     if until > longest:
         raise BorrowUntilNotValid(
-            f"borrowed_until {iso(until)} is beyond the longest borrow ({spec.max_borrow_time} hours, "
-            f"until {iso(longest)})",
-            max_borrow_time=spec.max_borrow_time,
+            f"borrowed_until {iso(until)} is beyond the longest borrow ({hours} hours, until {iso(longest)})",
+            max_borrow_time=hours,
         )
     return to_us(until)
 
@@ -151,6 +187,8 @@ async def register(
     spec = license.spec
     feature_ids = domain.feature_ids(license)
 
+    rule = domain.policy.rule(spec.id, LICENSE_SEAT)
+
     def unit(conn: sqlite3.Connection) -> AfterBatch[SeatResult]:
         now = domain.clock.now()
         check_usable(spec, domain.licensing.time.later(now))
@@ -160,14 +198,19 @@ async def register(
             license_id=spec.id,
             feature=LICENSE_SEAT,
             limit=spec.floating_users,
-            timeout_us=spec.floating_timeout * MINUTE_US,
+            timeout_us=spec.floating_timeout * MINUTE_US,  # the policy's shorter one, if any (Policy.served)
             request=request,
             now=to_us(now),
+            rule=rule,
             borrow_until=until,
         )
         return state_after_batch(license, domain.clock, feature_ids, lambda state: SeatResult(state, seat, created))
 
-    return await domain.store.write_then_read(unit)
+    return await recorded(domain, domain.store.write_then_read(unit), spec.id, LICENSE_SEAT, _asker(request))
+
+
+def _asker(request: SeatRequest) -> Asker:
+    return Asker(request.user, request.client.os_hostname, request.address, request.principal)
 
 
 async def unregister(domain: Domain, target: Target, user: str, owner: str | None = None) -> int:
@@ -239,6 +282,8 @@ async def register_feature(
     spec = license.spec
     feature_ids = domain.feature_ids(license)
 
+    rule = domain.policy.rule(spec.id, code)
+
     def unit(conn: sqlite3.Connection) -> AfterBatch[SeatResult]:
         now = domain.clock.now()
         t = to_us(now)
@@ -251,7 +296,7 @@ async def register_feature(
                 f"user {request.user!r} must register on license {spec.id} before taking feature {code!r}",
                 user=request.user,
             )
-        until = _borrow_end(spec, borrow_until, now) if borrow_until is not None else None
+        until = _borrow_end(spec, borrow_until, now, rule) if borrow_until is not None else None
         seat, created = _claim(
             conn,
             license_id=spec.id,
@@ -261,11 +306,12 @@ async def register_feature(
             timeout_us=spec.feature_timeout(feature) * MINUTE_US,
             request=request,
             now=t,
+            rule=rule,
             borrow_until=until,
         )
         return state_after_batch(license, domain.clock, feature_ids, lambda state: SeatResult(state, seat, created))
 
-    return await domain.store.write_then_read(unit)
+    return await recorded(domain, domain.store.write_then_read(unit), spec.id, code, _asker(request))
 
 
 async def release_feature(domain: Domain, target: Target, user: str, code: str, owner: str | None = None) -> None:

@@ -21,6 +21,7 @@ from floatsrv.db import credits as db_credits
 from floatsrv.db.addons import AddonRow
 from floatsrv.db.consumption import CounterKey
 from floatsrv.domain.context import Domain
+from floatsrv.domain.denials import Asker, recorded
 from floatsrv.domain.license import License
 from floatsrv.domain.metering import Balances, Decision, decide, split_credits
 from floatsrv.domain.outcomes import OUTCOME_FORMAT, decode_outcome, encode_outcome
@@ -54,6 +55,7 @@ class UsageRequest(NamedTuple):
     user: str | None = None
     principal: str | None = None
     source: str = "api_v1"
+    address: str | None = None  # the caller's (for the denial log)
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,7 +93,13 @@ def addons_in_force(
 
 
 def _limit_error(decision: Decision, request: UsageRequest, state: FeatureState) -> Exception:
-    detail = {"requested": request.quantity_milli, "grantable": decision.grantable_milli, "reason": decision.reason}
+    detail = {
+        "requested": request.quantity_milli,
+        "grantable": decision.grantable_milli,
+        "reason": decision.reason,
+        "in_use_milli": state.balances.current_milli,  # for the denial log
+        "limit_milli": state.allowance.cap_milli,
+    }
     if decision.reason == "not_entitled":
         return NotEntitled(f"feature {request.feature!r} is not enabled on this license", **detail)
     if decision.reason == "insufficient_credits":
@@ -279,7 +287,8 @@ async def record(domain: Domain, request: UsageRequest) -> Outcome:
         counted = count(conn, license, feature, request, now, feature_ids.get(feature.code))
         return _outcome(conn, license, feature, request, counted)
 
-    return await domain.store.write(unit)
+    asker = Asker(request.user, None, request.address, request.principal)
+    return await recorded(domain, domain.store.write(unit), license.id, request.feature, asker)
 
 
 async def check(domain: Domain, target: Target, code: str, quantity_milli: int) -> CheckResult:

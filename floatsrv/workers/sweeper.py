@@ -1,7 +1,8 @@
 """Seat sweeper: marks expired seats ended with their reason. Counting never waits for it: an expired
 seat stops counting the moment it expires; the sweep only writes the history row's end. It also forgets
-bearer tokens that expired more than 30 days ago, compacts raw usage events past their retention, and writes
-down the server's time (the floor of its clock after a restart)."""
+bearer tokens that expired more than 30 days ago, compacts raw usage events past their retention, forgets
+report history (ended seats, denials, daily totals) past `reports.retention_days`, and writes down the
+server's time (the floor of its clock after a restart)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from aiohttp import web
 
 from floatsrv.appkeys import CONFIG, DOMAIN, LIVE
 from floatsrv.domain.credentials import prune_expired_tokens
+from floatsrv.domain.denials import prune as prune_history
 from floatsrv.domain.health import remember_time
 from floatsrv.domain.seats import sweep_expired
 from floatsrv.domain.usage import compact_events
@@ -31,6 +33,10 @@ async def sweep_once(app: web.Application) -> int:
     compacted = await compact_events(domain, app[LIVE].config.storage.event_retention_days)
     if compacted:
         log.info("usage_events_compacted", count=compacted)
+    # The history reports read: seat intervals, denials and daily consumption totals, kept this long.
+    forgotten = await prune_history(domain, app[LIVE].config.reports.retention_days)
+    if forgotten:
+        log.info("report_history_pruned", rows=forgotten)
     tampering = await remember_time(domain)
     if tampering is not None:
         log_tampering(tampering)
