@@ -298,3 +298,23 @@ def test_sdk_parses_every_refusal_and_sighup_changes_the_policy_under_held_seats
         assert err.value.message.startswith("excluded")
     finally:
         assert server.stop() == 0
+
+
+async def test_a_full_license_still_names_the_policy_reason(api_factory: Any) -> None:
+    rule = {
+        "license": 1001,
+        "include": ["user:a", "user:b", "user:c", "interns"],
+        "max": [{"count": 1, "for": "interns"}],
+    }
+    api: Api = await api_factory(with_policy(rule))
+    for user in ("a", "b", "intern1"):
+        assert (await api.register(user))[0] == 200
+    assert refused(await api.register("zoe"), "not_included")  # not "all seats in use": she may never have one
+    assert refused(await api.register("intern2"), "user_max_reached")
+    assert refused(await api.register("c"), "all 3 floating seats are in use")
+
+
+def test_group_names_are_checked_whole(tmp_path: Path) -> None:
+    policy = {"groups": {"user:bob x": {"users": ["bob"]}}, "rules": []}
+    result = floatsrv_cli("check-config", "--config", str(_config_with(tmp_path, policy)))
+    assert result.returncode != 0 and "policy.groups" in result.stdout + result.stderr, result.stdout

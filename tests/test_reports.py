@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import random
 from datetime import UTC, datetime, timedelta
 from decimal import ROUND_HALF_EVEN, Decimal
@@ -258,7 +259,36 @@ async def test_the_cli_prints_the_same_reports(api: Api) -> None:
         "/v1/reports/concurrency", params={"license_id": "1001", "since": iso(START), "until": iso(START + HOUR)}
     )
     assert row == {k: str(v) for k, v in body["data"]["buckets"][0].items()}
-    result = await api.cli("report", "consumption", "--since", "2026-01-01", "--json")
-    assert result.returncode == 0 and result.stdout.strip() == "[]"
+    await api.post("/api/v4/add_consumption", {"product": "demo", "user": "a", "consumptions": 7})
+    result = await api.cli("report", "consumption", "--since", "2026-01-01", "--until", "2026-02-01", "--json")
+    assert result.returncode == 0, result.stderr
+    assert [(r["license_id"], r["feature"], r["start"], r["quantity"]) for r in json.loads(result.stdout)] == [
+        (1001, None, "2026-01-15T00:00:00.000Z", "7")
+    ]
     result = await api.cli("report", "concurrency", "--license", "4242")
     assert result.returncode == 1 and "license_not_found" in result.stderr
+
+
+async def test_a_seat_ending_on_the_hour_is_not_in_the_next_hour(api: Api) -> None:
+    assert (await api.register("a"))[0] == 200  # 12:00:00 exactly
+    for _ in range(3):  # heartbeats at 12:20 and 12:40 keep it; 13:00 then ends it
+        api.clock.advance(timedelta(minutes=20))
+        if api.clock.now() < START + HOUR:
+            assert (await api.register("a"))[0] == 200
+    assert (await api.post("/api/v4/unregister", {"product": "demo", "user": "a"}))[0] == 200  # 13:00:00
+    api.clock.advance(HOUR)
+    params = {"license_id": "1001", "since": iso(START), "until": iso(START + 2 * HOUR)}
+    status, body = await api.get("/v1/reports/concurrency", params=params)
+    assert [(b["peak"], b["average"]) for b in body["data"]["buckets"]] == [(1, "1.000"), (0, "0.000")]
+
+
+async def test_odd_cursors_and_far_dates_are_refused_not_failed(api: Api) -> None:
+    status, body = await api.get("/v1/reports/denials", params={"cursor": "²"})
+    assert (status, body["error"]["param"]) == (400, "cursor")
+    for params in (
+        {"license_id": "1001", "until": "9999-12-31T23:30:00Z"},
+        {"license_id": "1001", "since": "1969-12-31T00:00:00Z", "until": "1970-01-01T05:00:00Z"},
+    ):
+        for path in ("/v1/reports/concurrency", "/v1/reports/consumption"):
+            status, body = await api.get(path, params=params)
+            assert status == 400, (path, params, body)

@@ -7,6 +7,7 @@ rows as CSV for a spreadsheet. The denial log pages with `cursor` (`data.next_cu
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any, Literal
 
 from aiohttp import web
@@ -86,7 +87,7 @@ def _csv(rows: list[Row], columns: tuple[str, ...], name: str, headers: dict[str
 def _cursor(text: str | None) -> int | None:
     if text is None:
         return None
-    if not text.isdigit() or len(text) > 18:
+    if not re.fullmatch(r"[0-9]{1,18}", text):
         raise InvalidRequest("cursor: give the next_cursor of the previous page", param="cursor")
     return int(text)
 

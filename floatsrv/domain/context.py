@@ -15,6 +15,10 @@ from floatsrv.domain.license import License
 from floatsrv.domain.licensefiles import Licensing
 from floatsrv.domain.policy import Policy
 from floatsrv.entitlements.trust import load_trust_anchor
+from floatsrv.log import get_logger
+from floatsrv.policyconfig import license_problems
+
+log = get_logger("floatsrv.policy")
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +53,10 @@ class Domain:
         """Serve the licenses licensing decided on (start, reload, license file changes), on the policy's terms."""
         self.licensed = catalog
         self.catalog = self.policy.served(catalog)
+        if self.policy and (problems := license_problems(self.policy.config, [x.spec for x in catalog.licenses()])):
+            # The licenses changed under the policy (a new license file, a removal): it still applies as far as
+            # it can; the admin must adapt it (check-config names the same problems).
+            log.warning("policy_does_not_fit_licenses", problems=problems)
 
     def apply_policy(self, policy: Policy) -> None:
         self.policy = policy

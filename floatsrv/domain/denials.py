@@ -1,7 +1,7 @@
 """The denial log: every refused seat or consumption, with who asked, why, and how full it was.
 
-A refusal rolls its own write unit back, so the denial is written by a unit of its own, queued as the
-refusal is answered (group commit carries it with the next batch). Losing a denial to a storage fault must
+A refusal rolls its own write unit back, so the denial is written by a unit of its own, and the refusal is
+answered once it is committed (group commit carries it with the next batch). Losing a denial to a storage fault must
 not turn a refusal into a 503, so that fault is logged and the refusal answered as it was.
 """
 

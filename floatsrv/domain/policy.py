@@ -59,9 +59,12 @@ def _address(text: str | None) -> Address | None:
     if not text:
         return None
     try:
-        return ipaddress.ip_address(text.partition("%")[0])  # an IPv6 zone id is not part of the address
+        address = ipaddress.ip_address(text.partition("%")[0])  # an IPv6 zone id is not part of the address
     except ValueError:
         return None
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return address.ipv4_mapped  # a dual-stack listener's view of an IPv4 client
+    return address
 
 
 def _globs(patterns: Iterable[str], ignore_case: bool = False) -> re.Pattern[str] | None:
@@ -136,13 +139,11 @@ class SeatRule:
         for matcher in self.exclude:
             if matcher.matches(who):
                 return Refusal(EXCLUDED, f"{EXCLUDED}: {matcher.label} may not use these seats")
-        if in_use >= limit:
-            return None  # simply full: the caller's plain refusal says so
         kept = 0
         for quota in self.reserve:
             if not quota.who.matches(who):
                 kept += max(0, quota.seats - sum(1 for holder in holders if quota.who.matches(holder)))
-        if limit - in_use <= kept:
+        if 0 < limit - in_use <= kept:  # (a full license is refused as such by the caller, after max and include)
             return Refusal(
                 RESERVED,
                 f"{RESERVED}: {limit - in_use} of {limit} seats are free, and {kept} are reserved for others",
@@ -180,10 +181,10 @@ def _compile(rule: Rule, groups: dict[str, Group]) -> SeatRule:
 class Policy:
     """The compiled policy. Immutable; a reload compiles a new one and swaps it in (`Domain.apply_policy`)."""
 
-    __slots__ = ("_rules",)
+    __slots__ = ("_rules", "config")
 
     def __init__(self, config: PolicyConfig | None = None) -> None:
-        config = config or PolicyConfig()
+        config = self.config = config or PolicyConfig()
         self._rules = {(r.license, r.feature or ""): _compile(r, config.groups) for r in config.rules}
 
     def __bool__(self) -> bool:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Literal, NamedTuple
 
@@ -30,6 +30,7 @@ DAY_US = 24 * HOUR_US
 BUCKETS: dict[str, int] = {"hour": HOUR_US, "day": DAY_US}
 _MOST_BUCKETS = 10_000
 _THOUSANDTHS = Decimal("0.001")
+_EARLIEST, _LATEST = 0, to_us(datetime(9000, 1, 1, tzinfo=UTC))  # beyond them a bound cannot be written back
 
 
 class Bucket(NamedTuple):
@@ -62,6 +63,10 @@ def window(
         end += bucket_us - end % bucket_us
     if end <= start:
         raise InvalidRequest("since must be before until", param="since")
+    if start < _EARLIEST or end > _LATEST:
+        raise InvalidRequest(
+            "since and until must lie between 1970 and 9000", param="since" if start < _EARLIEST else "until"
+        )
     if (end - start) // bucket_us > _MOST_BUCKETS:
         raise InvalidRequest(f"at most {_MOST_BUCKETS} buckets per report: narrow since/until", param="since")
     return start, end
@@ -85,6 +90,9 @@ def sweep(
     index = denial = 0
     for bucket_start in range(start, end, bucket_us):
         bucket_end = bucket_start + bucket_us
+        while index < len(times) and times[index] == bucket_start:  # a seat ending as the bucket opens
+            level += changes[times[index]]
+            index += 1
         peak, area, at = level, 0, bucket_start
         while index < len(times) and times[index] < bucket_end:
             t = times[index]
