@@ -24,6 +24,15 @@ def seat_intervals(
     return [(start, stop) for start, stop in rows if stop > since and stop > start]
 
 
+def _scoped(sql: str, args: list[object], license_id: int | None, feature: str | None) -> tuple[str, list[object]]:
+    """`sql` (ending in a WHERE clause) narrowed to one license and/or feature."""
+    for column, value in (("license_id", license_id), ("feature", feature)):
+        if value is not None:
+            sql += f" AND {column} = ?"
+            args.append(value)
+    return sql, args
+
+
 class DayRow(NamedTuple):
     license_id: int
     feature: str
@@ -37,13 +46,7 @@ def consumption_days(
 ) -> list[DayRow]:
     """Consumption per UTC day in [since, until), per license and feature ('' the license's own counter)."""
     sql = "SELECT license_id, feature, day, quantity_milli, events FROM consumption_daily WHERE day >= ? AND day < ?"
-    args: list[object] = [since, until]
-    if license_id is not None:
-        sql += " AND license_id = ?"
-        args.append(license_id)
-    if feature is not None:
-        sql += " AND feature = ?"
-        args.append(feature)
+    sql, args = _scoped(sql, [since, until], license_id, feature)
     return [DayRow(*row) for row in conn.execute(sql + " ORDER BY license_id, feature, day", args)]
 
 
@@ -63,13 +66,7 @@ def consumption_periods(
         "SELECT license_id, feature, period_start, period_end, total_milli FROM consumption_counters"
         " WHERE period_start < ? AND (period_end IS NULL OR period_end > ?)"
     )
-    args: list[object] = [until, since]
-    if license_id is not None:
-        sql += " AND license_id = ?"
-        args.append(license_id)
-    if feature is not None:
-        sql += " AND feature = ?"
-        args.append(feature)
+    sql, args = _scoped(sql, [until, since], license_id, feature)
     return [PeriodRow(*row) for row in conn.execute(sql + " ORDER BY license_id, feature, period_start", args)]
 
 

@@ -19,7 +19,7 @@ from floatsrv.db import consumption as db_consumption
 from floatsrv.db.store import AfterBatch
 from floatsrv.domain import usage
 from floatsrv.domain.context import Domain
-from floatsrv.domain.denials import Asker, recorded
+from floatsrv.domain.denials import recorded
 from floatsrv.domain.license import License
 from floatsrv.domain.seats import Target
 from floatsrv.domain.state import LicenseState, check_usable, counter_key, state_after_batch
@@ -150,5 +150,4 @@ async def add_consumption(domain: Domain, request: ConsumeRequest) -> ConsumeRes
             license, domain.clock, feature_ids, lambda state: ConsumeResult(state, None, limits, state.total_milli)
         )
 
-    asker = Asker(request.user, None, request.address, request.principal)
-    return await recorded(domain, domain.store.write_then_read(unit), spec.id, request.feature or "", asker)
+    return await recorded(domain, domain.store.write_then_read(unit), spec.id, request.feature or "", request)

@@ -8,11 +8,10 @@ not turn a refusal into a 503, so that fault is logged and the refusal answered 
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Awaitable, Callable
-from typing import NamedTuple, TypeVar
+from collections.abc import Awaitable
+from typing import Protocol, TypeVar
 
 from floatsrv.db import denials as db
-from floatsrv.db import history
 from floatsrv.db.denials import DenialFilter as DenialFilter  # re-exported for the API layer
 from floatsrv.db.denials import DenialRow as DenialRow  # re-exported for the API layer
 from floatsrv.domain.context import Domain
@@ -28,20 +27,22 @@ T = TypeVar("T")
 _MOST_PER_PAGE = 1000
 
 
-class Asker(NamedTuple):
-    """Who asked for what was refused."""
+class Asker(Protocol):
+    """Who asked for what was refused: a seat, consumption or usage request (read only once refused)."""
 
-    user: str | None
-    host: str | None = None
-    address: str | None = None
-    login: str | None = None
+    @property
+    def user(self) -> str | None: ...
+    @property
+    def principal(self) -> str | None: ...  # the login
+    @property
+    def address(self) -> str | None: ...
 
 
 def _clip(text: str | None, most: int) -> str | None:
     return None if text is None else text[:most]
 
 
-def _row(exc: LimitReached, at: int, license_id: int, feature: str, asker: Asker) -> db.DenialRow:
+def _row(exc: LimitReached, at: int, license_id: int, feature: str, asker: Asker, host: str | None) -> db.DenialRow:
     detail = exc.detail
     if isinstance(exc, SeatsExhausted):
         kind, reason = "seat", str(detail.get("reason") or exc.code)
@@ -58,9 +59,9 @@ def _row(exc: LimitReached, at: int, license_id: int, feature: str, asker: Asker
         feature,
         kind,
         _clip(asker.user, 256),
-        _clip(asker.host, 256),
+        _clip(host, 256),
         _clip(asker.address, 64),
-        _clip(asker.login, 256),
+        _clip(asker.principal, 256),
         reason[:64],
         in_use if isinstance(in_use, int) and in_use >= 0 else None,
         limit if isinstance(limit, int) and limit >= 0 else None,
@@ -71,18 +72,23 @@ def _times_milli(value: object) -> int | None:
     return value * MILLI if isinstance(value, int) and not isinstance(value, bool) else None
 
 
-async def recorded(domain: Domain, work: Awaitable[T], license_id: int, feature: str, asker: Asker) -> T:
-    """Await `work` (a seat or consumption use case); a limit it reaches is written to the denial log."""
+async def recorded(
+    domain: Domain, work: Awaitable[T], license_id: int, feature: str, asker: Asker, host: str | None = None
+) -> T:
+    """Await `work` (a seat or consumption use case); a limit it reaches is written to the denial log, with
+    who asked (`asker`, the request, and the client's `host`)."""
     try:
         return await work
     except LimitReached as exc:
         if not isinstance(exc, ConsumptionBelowZero):  # a refund below zero is a client error, not a denial
-            await record(domain, exc, license_id, feature, asker)
+            await record(domain, exc, license_id, feature, asker, host)
         raise
 
 
-async def record(domain: Domain, exc: LimitReached, license_id: int, feature: str, asker: Asker) -> None:
-    row = _row(exc, to_us(domain.clock.now()), license_id, feature, asker)
+async def record(
+    domain: Domain, exc: LimitReached, license_id: int, feature: str, asker: Asker, host: str | None
+) -> None:
+    row = _row(exc, to_us(domain.clock.now()), license_id, feature, asker, host)
 
     def unit(conn: sqlite3.Connection) -> None:
         db.record(conn, row)
@@ -100,24 +106,3 @@ async def page(
     size = max(1, min(limit, _MOST_PER_PAGE))
     rows = await domain.store.read(lambda conn: db.page(conn, where, cursor, size + 1))
     return rows[:size], (rows[size - 1].id if len(rows) > size else None)
-
-
-async def prune(domain: Domain, retention_days: int, chunk: int = 5000, chunks: int = 20) -> int:
-    """Delete denials, ended seats and daily consumption totals past the retention, a chunk per write unit
-    and at most `chunks` of each per run (the next run goes on); returns how many rows went."""
-    before = to_us(domain.clock.now()) - retention_days * 86_400_000_000
-    total = 0
-    prunes: tuple[Callable[[sqlite3.Connection, int, int], int], ...] = (db.prune, history.prune)
-    for prune_rows in prunes:
-        for _ in range(chunks):
-            gone = await domain.store.write(_pruning(prune_rows, before, chunk))
-            total += gone
-            if gone < chunk:
-                break
-    return total
-
-
-def _pruning(
-    prune_rows: Callable[[sqlite3.Connection, int, int], int], before: int, chunk: int
-) -> Callable[[sqlite3.Connection], int]:
-    return lambda conn: prune_rows(conn, before, chunk)

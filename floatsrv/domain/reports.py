@@ -5,12 +5,14 @@ Concurrency is computed from the seat intervals floatsrv stores (registered, the
 the bucket divided by its length, to three decimals). Seats are intervals [start, end): one ending as
 another starts at the same instant is never counted twice. `limit` and `reserved` are today's (the seat limit
 with add-ons, the policy's reservations); `denials` counts the refused seats in the bucket.
+
+`prune_history` forgets what the reports read (denials, ended seats, daily totals) past `reports.retention_days`.
 """
 
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import ROUND_HALF_EVEN, Decimal
@@ -173,3 +175,24 @@ def day_end(row: Consumed) -> datetime | None:
     if isinstance(row, DayRow):
         return from_us(row.start + DAY_US)
     return from_us(row.end) if row.end is not None else None
+
+
+async def prune_history(domain: Domain, retention_days: int, chunk: int = 5000, chunks: int = 20) -> int:
+    """Delete denials, ended seats and daily consumption totals past the retention, a chunk per write unit
+    and at most `chunks` of each per run (the next run goes on); returns how many rows went."""
+    before = to_us(domain.clock.now()) - retention_days * 86_400_000_000
+    total = 0
+    prunes: tuple[Callable[[sqlite3.Connection, int, int], int], ...] = (db_denials.prune, history.prune)
+    for prune_rows in prunes:
+        for _ in range(chunks):
+            gone = await domain.store.write(_pruning(prune_rows, before, chunk))
+            total += gone
+            if gone < chunk:
+                break
+    return total
+
+
+def _pruning(
+    prune_rows: Callable[[sqlite3.Connection, int, int], int], before: int, chunk: int
+) -> Callable[[sqlite3.Connection], int]:
+    return lambda conn: prune_rows(conn, before, chunk)

@@ -22,7 +22,7 @@ from floatsrv.db.seats import LICENSE_SEAT
 from floatsrv.db.seats import SeatRow as SeatRow  # re-exported for the API layer
 from floatsrv.db.store import AfterBatch
 from floatsrv.domain.context import Domain
-from floatsrv.domain.denials import Asker, recorded
+from floatsrv.domain.denials import recorded
 from floatsrv.domain.license import License
 from floatsrv.domain.policy import ALL_SEATS_IN_USE, Refusal, SeatRule, Who
 from floatsrv.domain.state import LicenseState, check_usable, state_after_batch
@@ -206,11 +206,8 @@ async def register(
         )
         return state_after_batch(license, domain.clock, feature_ids, lambda state: SeatResult(state, seat, created))
 
-    return await recorded(domain, domain.store.write_then_read(unit), spec.id, LICENSE_SEAT, _asker(request))
-
-
-def _asker(request: SeatRequest) -> Asker:
-    return Asker(request.user, request.client.os_hostname, request.address, request.principal)
+    host = request.client.os_hostname
+    return await recorded(domain, domain.store.write_then_read(unit), spec.id, LICENSE_SEAT, request, host)
 
 
 async def unregister(domain: Domain, target: Target, user: str, owner: str | None = None) -> int:
@@ -311,7 +308,8 @@ async def register_feature(
         )
         return state_after_batch(license, domain.clock, feature_ids, lambda state: SeatResult(state, seat, created))
 
-    return await recorded(domain, domain.store.write_then_read(unit), spec.id, code, _asker(request))
+    host = request.client.os_hostname
+    return await recorded(domain, domain.store.write_then_read(unit), spec.id, code, request, host)
 
 
 async def release_feature(domain: Domain, target: Target, user: str, code: str, owner: str | None = None) -> None:

@@ -21,7 +21,7 @@ from floatsrv.db import credits as db_credits
 from floatsrv.db.addons import AddonRow
 from floatsrv.db.consumption import CounterKey
 from floatsrv.domain.context import Domain
-from floatsrv.domain.denials import Asker, recorded
+from floatsrv.domain.denials import recorded
 from floatsrv.domain.license import License
 from floatsrv.domain.metering import Balances, Decision, decide, split_credits
 from floatsrv.domain.outcomes import OUTCOME_FORMAT, decode_outcome, encode_outcome
@@ -287,8 +287,7 @@ async def record(domain: Domain, request: UsageRequest) -> Outcome:
         counted = count(conn, license, feature, request, now, feature_ids.get(feature.code))
         return _outcome(conn, license, feature, request, counted)
 
-    asker = Asker(request.user, None, request.address, request.principal)
-    return await recorded(domain, domain.store.write(unit), license.id, request.feature, asker)
+    return await recorded(domain, domain.store.write(unit), license.id, request.feature, request)
 
 
 async def check(domain: Domain, target: Target, code: str, quantity_milli: int) -> CheckResult:

@@ -10,8 +10,8 @@ from aiohttp import web
 
 from floatsrv.appkeys import CONFIG, DOMAIN, LIVE
 from floatsrv.domain.credentials import prune_expired_tokens
-from floatsrv.domain.denials import prune as prune_history
 from floatsrv.domain.health import remember_time
+from floatsrv.domain.reports import prune_history
 from floatsrv.domain.seats import sweep_expired
 from floatsrv.domain.usage import compact_events
 from floatsrv.licenselog import log_tampering
