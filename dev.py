@@ -89,6 +89,22 @@ def _pip_with_progress(command: list[str]) -> None:
     print(f"dev.py: installed in {time.monotonic() - started:.0f} s", file=sys.stderr)
 
 
+def ensure_browser() -> None:
+    """The console's browser tests drive Debian's chromium (never a downloaded browser): install it when it is
+    missing and this machine can (root, apt-get); otherwise those tests fail and say how to install it."""
+    if shutil.which("chromium") or os.environ.get("FLOATSRV_CHROMIUM"):
+        return
+    apt = shutil.which("apt-get")
+    sudo = [] if os.geteuid() == 0 else ([found] if (found := shutil.which("sudo")) else None)
+    if apt is None or sudo is None:
+        print("dev.py: no chromium here and no way to install it: the browser tests will fail", file=sys.stderr)
+        return
+    print("dev.py: installing Debian's chromium for the console's browser tests (a minute or two)", file=sys.stderr)
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    for step in (["update"], ["install", "-y", "chromium"]):
+        subprocess.run([*sudo, apt, "-qq", *step], check=False, stdout=subprocess.DEVNULL, env=env)
+
+
 # DER prefix of an Ed25519 SubjectPublicKeyInfo (RFC 8410): what precedes the 32 key bytes in a PEM public key.
 _ED25519_SPKI = bytes.fromhex("302a300506032b6570032100")
 
@@ -279,6 +295,7 @@ def main() -> int:
     if command == "serve":
         floatsrv = BIN / "floatsrv"
         os.execv(str(floatsrv), [str(floatsrv), "serve", "--config", str(ROOT / "config.example.yaml"), *extra])
+    ensure_browser()
     lint_paths = [p for p in ("floatsrv", "tests", "bench", "dev.py") if (ROOT / p).exists()]
     steps: list[tuple[str | Path, ...]] = [
         (PYTHON, "-m", "ruff", "check", *lint_paths),

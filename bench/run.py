@@ -390,6 +390,7 @@ def main() -> int:
         tokens = {name: login(server.port) for name, server in servers.items() if name != "echo"}
         if scale:
             results["reports_s"] = time_reports(servers["scale"].port, tokens["scale"])
+            results["console_s"] = time_console(servers["scale"].port, tokens["scale"])
         floor_port = free_port()
         servers["floor"] = Server(
             [sys.executable, str(HERE / "floor.py"), str(floor_port), str(workdir / "data-floor")],
@@ -465,6 +466,40 @@ def time_reports(port: int, token: str) -> dict[str, list[float]]:
             assert body["success"], body
         if name.startswith("concurrency"):
             assert max(b["peak"] for b in body["data"]["buckets"]) > 0, "the history was not read"
+    return timings
+
+
+# Console pages on the scale database (the busiest license is 1000; its seats and events are the most).
+CONSOLE_PAGES = {
+    "overview, first page": "/ui/",
+    "overview, last page": "/ui/?offset=9950",
+    "seats": "/ui/seats",
+    "seats of license 1000": "/ui/seats?license_id=1000",
+    "history, 7 days by hour": "/ui/history?license_id=1000&range=7d",
+    "history, 30 days by day": "/ui/history?license_id=1000&range=30d",
+    "denials": "/ui/denials",
+    "usage": "/ui/usage?license_id=1000",
+    "licenses": "/ui/licenses",
+    "users": "/ui/users",
+    "audit": "/ui/audit",
+    "sync": "/ui/sync",
+}
+
+
+def time_console(port: int, token: str) -> dict[str, list[float]]:
+    """Seconds each console page takes to render on the scale database, three times each. A console session
+    is a token in a cookie, so the bench's admin token serves as one."""
+    timings: dict[str, list[float]] = {}
+    for name, path in CONSOLE_PAGES.items():
+        for _ in range(3):
+            request = urllib.request.Request(
+                f"http://127.0.0.1:{port}{path}", headers={"Cookie": f"floatsrv_session={token}"}
+            )
+            started = time.perf_counter()
+            with urllib.request.urlopen(request, timeout=60) as resp:
+                text = resp.read().decode()
+            timings.setdefault(name, []).append(time.perf_counter() - started)
+            assert resp.status == 200 and resp.url == request.full_url and "<h1>" in text, (path, resp.url)
     return timings
 
 
@@ -569,6 +604,10 @@ def report(results: dict[str, Any]) -> None:
         )
     for name, timings in results.get("reports_s", {}).items():
         checks.append((f"scale: report {name} < 1 s (median of 3)", median(timings) < 1, f"{median(timings):.3f} s"))
+    for name, timings in results.get("console_s", {}).items():
+        checks.append(
+            (f"scale: console {name} < 300 ms (median of 3)", median(timings) < 0.3, f"{median(timings) * 1000:.0f} ms")
+        )
     if runs["scale"]:
         startup = median(results["scale_startup_s"])
         checks.append(("scale start-up < 2 s (median of 3)", startup < 2, f"{startup:.2f} s"))

@@ -17,6 +17,7 @@ from aiohttp import web
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from floatsrv import jsjson
+from floatsrv.api.console import setup_console
 from floatsrv.api.metrics import METRICS, Metrics
 from floatsrv.api.middleware import REQUEST_IDS, RequestIds, pipeline
 from floatsrv.api.routes import setup_routes
@@ -233,4 +234,6 @@ def create_app(
         env = os.environ if environ is None else environ
         app.cleanup_ctx.append(reload_on_sighup(reload_config, lambda new: declared_users(new, env)))
     setup_routes(app, v5=config.api_v5.enabled)
+    if config.console.enabled:
+        setup_console(app)
     return app

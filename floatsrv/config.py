@@ -211,6 +211,13 @@ class AuthConfig(_Section):
     users: Annotated[list[UserConfig], _unique("username", "username")] = Field(default_factory=list)
 
 
+class ConsoleConfig(_Section):
+    # The admin console in the browser at /ui/ (docs/console.md).
+    enabled: bool = True
+    # A console login lasts this long (never longer than auth.token_lifetime_hours); logging out ends it at once.
+    session_hours: Annotated[int, Field(gt=0, le=24 * 30)] = 12
+
+
 class SeatsConfig(_Section):
     # How often expired seats are marked ended. Expired seats never count, even before this runs.
     sweep_interval_seconds: Annotated[float, Field(gt=0, le=3600)] = 30.0
@@ -261,6 +268,7 @@ class Config(_Section):
     api_v5: ApiV5Config = Field(default_factory=ApiV5Config)
     policy: PolicyConfig = Field(default_factory=PolicyConfig)  # who may take which seats (re-read on SIGHUP)
     reports: ReportsConfig = Field(default_factory=ReportsConfig)
+    console: ConsoleConfig = Field(default_factory=ConsoleConfig)
     # Vendor-signed license files: files and/or directories (their *.lic files); default: licenses/ beside
     # the config file. `floatsrv license import` adds files without listing them here.
     license_files: list[Path] | None = None

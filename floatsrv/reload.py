@@ -51,6 +51,7 @@ LIVE_KEYS = frozenset(
         "server.trusted_proxies",
         "storage.event_retention_days",
         "reports.retention_days",
+        "console.session_hours",
     }
 )
 

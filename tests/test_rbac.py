@@ -52,11 +52,51 @@ async def call(api: Api, method: str, path: str, token: str) -> int:
         return resp.status
 
 
+# Console routes open without a session: the login form and its post, the way in, the static files, and the
+# password form (which sends a caller without a session to the login form itself).
+CONSOLE_PUBLIC = {
+    ("GET", "/ui"),
+    ("GET", "/ui/login"),
+    ("POST", "/ui/login"),
+    ("GET", "/ui/password"),
+    ("GET", "/ui/static"),
+    ("HEAD", "/ui/static"),
+}
+
+
 async def test_every_registered_route_has_a_rule(api: Api) -> None:
-    registered = {(r.method, r.resource.canonical) for r in api.app.router.routes() if r.resource is not None}
+    """API routes have their role in the route table; console routes declare theirs through the wrapper that
+    checks the session (`console.session.page` / `action`), or are one of the few public ones."""
+    routes = [r for r in api.app.router.routes() if r.resource is not None]
+    console = {(r.method, r.resource.canonical): r.handler for r in routes if r.resource.canonical.startswith("/ui")}
+    registered = {(r.method, r.resource.canonical) for r in routes} - set(console)
     rules = api.app[ROUTE_ROLES]
     assert registered == set(rules), registered ^ set(rules)
     assert {route for route, role in rules.items() if role is None} == PUBLIC
+    undeclared = {route for route, handler in console.items() if not hasattr(handler, "console_role")}
+    assert undeclared == CONSOLE_PUBLIC, undeclared ^ CONSOLE_PUBLIC
+    for (method, path), handler in console.items():
+        if method == "POST" and (method, path) not in CONSOLE_PUBLIC:  # every console change is an admin's ...
+            wanted = Role.VIEWER if path in CONSOLE_VIEWER_POSTS else Role.ADMIN  # ... but one's own session
+            assert handler.console_role is wanted, (path, handler.console_role)
+
+
+# The only console forms a viewer may post: leaving, and changing their own password.
+CONSOLE_VIEWER_POSTS = {"/ui/logout", "/ui/password"}
+
+
+async def test_console_routes_need_a_session(api: Api) -> None:
+    """Without a session cookie every console route but the public ones sends the browser to the login form
+    and does nothing (even with a valid bearer token: the console reads only its cookie)."""
+    token = await api.login("admin", "admin-password")
+    for route in api.app.router.routes():
+        canonical = route.resource.canonical if route.resource is not None else ""
+        if not canonical.startswith("/ui") or (route.method, canonical) in CONSOLE_PUBLIC:
+            continue
+        url = re.sub(r"\{(\w+)(:[^}]*)?\}", lambda m: PARAMS.get(m.group(1), "delete"), canonical)
+        headers = {"Authorization": f"Bearer {token}"}
+        async with api.client.request(route.method, url, headers=headers, allow_redirects=False) as resp:
+            assert resp.status == 303 and resp.headers["Location"].startswith("/ui/login"), (route.method, url)
 
 
 async def test_route_table_enforces_roles(api_factory: Any, tmp_path: Path) -> None:

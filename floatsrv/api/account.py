@@ -3,6 +3,7 @@ password may do besides this)."""
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 from aiohttp import web
@@ -51,7 +52,9 @@ async def change_password(request: web.Request) -> web.Response:
     return ok({"object": "password_change", "changed": True, "token": token, "tokens_revoked": revoked})
 
 
-async def change_own_password(request: web.Request, current: str, new: str) -> tuple[str, int]:
+async def change_own_password(
+    request: web.Request, current: str, new: str, lifetime: timedelta | None = None
+) -> tuple[str, int]:
     """The caller changes their own password: (a fresh token, how many other tokens were revoked). Every
     surface that lets users change their password (`/v1/me/password`, `/api/v5/auth/change-password`)."""
     principal = me(request)
@@ -59,7 +62,7 @@ async def change_own_password(request: web.Request, current: str, new: str) -> t
         raise Forbidden("only a logged-in user can change a password (API keys have none)")
     domain = request.app[DOMAIN]
     # Every other token of the user is revoked; the caller keeps this one and gets a fresh one too.
-    token, claims = request.app[GUARD].issuer.issue(principal.username, principal.role)
+    token, claims = request.app[GUARD].issuer.issue(principal.username, principal.role, lifetime)
     revoked = await accounts.change_own_password(
         domain.store,
         domain.clock,

@@ -3,7 +3,8 @@
 `X-Forwarded-For` is believed only when the TCP peer is a trusted proxy; the client is then the right-most
 address in it that is not a trusted proxy (the left part is whatever the client claimed, so it is never
 trusted). With no trusted proxies configured the header is ignored. Login throttling, the audit log's
-peer, the request log and `address:` policy rules all see the address this returns.
+peer, the request log and `address:` policy rules all see the address this returns. `X-Forwarded-Proto`
+from a trusted proxy tells the console that the browser's connection was HTTPS (its cookie is then Secure).
 """
 
 from __future__ import annotations
@@ -44,3 +45,11 @@ def client_address(peer: str | None, forwarded: Iterable[str], trusted: Sequence
         if not _trusted(hop_ip, trusted):
             break
     return client
+
+
+def forwarded_https(peer: str | None, proto: str | None, trusted: Sequence[Network]) -> bool:
+    """Whether a trusted proxy (the TCP peer) says the client's connection was HTTPS (`X-Forwarded-Proto`)."""
+    peer_ip = _ip(peer) if peer else None
+    if peer_ip is None or not proto or not _trusted(peer_ip, trusted):
+        return False
+    return proto.split(",")[0].strip().lower() == "https"

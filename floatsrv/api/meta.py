@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import functools
 import html
+from datetime import timedelta
 from importlib import resources
 from typing import Any
 
@@ -69,9 +70,12 @@ async def login(request: web.Request) -> web.Response:
     return json_response(body)
 
 
-async def password_login(request: web.Request, username: str, password: str) -> tuple[str, TokenClaims, bool]:
+async def password_login(
+    request: web.Request, username: str, password: str, lifetime: timedelta | None = None
+) -> tuple[str, TokenClaims, bool]:
     """Check a password and issue a token: (token, its claims, must the password be changed first). Every
-    login surface (`GET /auth`, `/api/v5/auth/login`) comes through here, so they share one throttle."""
+    login surface (`GET /auth`, `/api/v5/auth/login`, the console's form) comes through here, so they share
+    one throttle. `lifetime` shortens the token's (a console session's)."""
     peer = request.remote or "-"
     domain, guard, defense = request.app[DOMAIN], request.app[GUARD], request.app[LOGIN]
     user = guard.user(username)
@@ -96,7 +100,7 @@ async def password_login(request: web.Request, username: str, password: str) -> 
         log.warning("login_failed", username=shown, peer=peer)
         raise Unauthenticated("invalid username or password")
     defense.throttle.succeeded(attempt)
-    token, claims = guard.issuer.issue(user.username, Role(user.role))
+    token, claims = guard.issuer.issue(user.username, Role(user.role), lifetime)
     await credentials_domain.record_login(domain.store, domain.clock, claims, peer)
     log.info("login_succeeded", username=user.username, role=user.role, peer=peer)
     return token, claims, user.must_change_password

@@ -81,9 +81,11 @@ class TokenIssuer:
         self._clock = clock
         self._lifetime = lifetime
 
-    def issue(self, username: str, role: Role) -> tuple[str, TokenClaims]:
+    def issue(self, username: str, role: Role, lifetime: timedelta | None = None) -> tuple[str, TokenClaims]:
+        """A new token; `lifetime` shortens the configured one (console sessions expire within hours)."""
         now = int(self._clock.now().timestamp())
-        claims = TokenClaims(username, role, secrets.token_hex(16), now, now, now + int(self._lifetime.total_seconds()))
+        seconds = int(min(lifetime or self._lifetime, self._lifetime).total_seconds())
+        claims = TokenClaims(username, role, secrets.token_hex(16), now, now, now + seconds)
         payload = {
             "iss": ISSUER,
             "aud": AUDIENCE,

@@ -16,11 +16,8 @@ import click
 from floatsrv.cli.tools import cli_actor, data_options, emit, resolve_config, run_with_store
 from floatsrv.clock import SystemClock
 from floatsrv.db.store import Store
-from floatsrv.domain import sync
-from floatsrv.domain.rollback import parse_holdings, reconcile
-from floatsrv.domain.sync import AIRGAP, SyncFailed, weakest_entitlements, wire_record
-from floatsrv.domain.timemark import observe_time
-from floatsrv.entitlements.trust import load_trust_anchor
+from floatsrv.domain import airgap, sync
+from floatsrv.domain.sync import AIRGAP, SyncFailed
 from floatsrv.identity import fingerprint, machine_id
 from floatsrv.signing import (
     RECEIPT,
@@ -162,33 +159,15 @@ def usage_export(out_path: Path, config_path: Path | None, data_dir: Path | None
     """Write every counter the vendor has not acknowledged yet to a signed report."""
     config = resolve_config(config_path, data_dir)
     key = load_or_create_private_key(config.signing_key_path)
-
-    async def work(store: Store) -> tuple[bytes, int, bool] | None:
-        server = await sync.server_id(store, config.sync.server_id)
-        batch, asks_holdings = await sync.export_batch(store, CLOCK, cli_actor().name)
-        if batch is None:
-            return None
-        tolerance = timedelta(hours=config.licensing.clock_tolerance_hours)
-        flags = await sync.integrity(store, tolerance, CLOCK.now())
-        payload = {
-            "format": "floatsrv-usage-report/1",
-            "report_id": batch.id,
-            "server_id": server,
-            "created_at": iso(CLOCK.now()),
-            "entitlements": weakest_entitlements(batch.records),
-            **{name: True for name, raised in flags.items() if raised},  # clock_tampered, usage_rollback
-            **({"holdings_requested": True} if asks_holdings else {}),
-            "records": [wire_record(r) for r in batch.records],
-        }
-        return sign(REPORT, payload, key), len(batch.records), asks_holdings
-
-    result = run_with_store(config, work)
-    if result is None:
+    tolerance = timedelta(hours=config.licensing.clock_tolerance_hours)
+    made = run_with_store(
+        config, lambda store: airgap.export(store, CLOCK, cli_actor().name, config.sync.server_id, key, tolerance)
+    )
+    if made is None:
         click.echo("nothing to export: the vendor has acknowledged all usage")
         return
-    document, count, asks_holdings = result
-    _write_atomically(out_path, document)
-    if asks_holdings:
+    _write_atomically(out_path, made.document)
+    if made.asks_holdings:
         click.echo(
             f"this database was restored: wrote a request for what the vendor holds to {out_path} (no usage in it: "
             "after a restore its totals may be below the vendor's); import the vendor's receipt with "
@@ -196,7 +175,8 @@ def usage_export(out_path: Path, config_path: Path | None, data_dir: Path | None
         )
         return
     click.echo(
-        f"wrote {count} records to {out_path}; give it to the vendor and import their receipt with `floatsrv usage ack`"
+        f"wrote {made.records} records to {out_path}; give it to the vendor and import their receipt with "
+        "`floatsrv usage ack`"
     )
 
 
@@ -224,46 +204,23 @@ def usage_verify(report: Path, key_text: str) -> None:
 def usage_ack(receipt: Path, key_text: str | None, config_path: Path | None, data_dir: Path | None) -> None:
     """Import the vendor's signed receipt: its report's usage counts as delivered."""
     config = resolve_config(config_path, data_dir)
-    anchor = load_trust_anchor()
-    if anchor.vendor_build:
-        # A vendor build verifies receipts with the keys it was built with; nothing the customer controls.
-        if key_text is not None:
-            raise click.UsageError("this vendor build verifies receipts with its own vendor keys; drop the option")
-        keys = anchor.receipt_keys()
-    else:
-        key_text = key_text or config.sync.vendor_public_key
-        if not key_text:
-            raise click.UsageError("give --vendor-public-key or set sync.vendor_public_key")
-        keys = [public_key(key_text)]
-    payload, problem = None, "no receipt key"
-    for key in keys:
-        try:
-            payload = verify(RECEIPT, receipt.read_bytes(), key)
-            break
-        except SignatureError as exc:
-            problem = str(exc)
-    if payload is None:
-        click.echo(f"floatsrv: receipt rejected: {problem}", err=True)
+    try:
+        keys = airgap.receipt_keys(key_text, config.sync.vendor_public_key)
+    except airgap.ReceiptRefused as exc:
+        raise click.UsageError(str(exc)) from None
+    try:
+        payload = airgap.verify_receipt(receipt.read_bytes(), keys)
+    except airgap.ReceiptRefused as exc:
+        click.echo(f"floatsrv: {exc}", err=True)
         sys.exit(1)
-
-    async def work(store: Store) -> tuple[int, list[dict[str, object]]]:
-        server = await sync.server_id(store, config.sync.server_id)
-        count = await sync.acknowledge(store, CLOCK, cli_actor().name, payload, server)
-        await observe_time(store, payload.get("acknowledged_at"))  # the vendor's word on the time
-        if "holdings" not in payload:
-            return count, []
-        held = parse_holdings(payload["holdings"])
-        if payload.get("holdings_requested"):  # all the vendor holds, against this database's start
-            return count, await reconcile(store, CLOCK, AIRGAP, held, "baseline")
-        carried = await sync.report_revisions(store, str(payload["report_id"]))
-        return count, await reconcile(store, CLOCK, AIRGAP, held, "report", carried)
-
-    count, repaired = run_with_store(config, work)
-    click.echo(f"acknowledged {count} records of report {payload['report_id']}")
-    if repaired:
+    done = run_with_store(
+        config, lambda store: airgap.acknowledge(store, CLOCK, cli_actor().name, payload, config.sync.server_id)
+    )
+    click.echo(f"acknowledged {done.records} records of report {done.report_id}")
+    if done.repaired:
         click.echo(
             f"usage_rollback_detected: the vendor holds usage this database lost (a restored backup?); "
-            f"{len(repaired)} counters were repaired from its totals and go out in the next report",
+            f"{done.repaired} counters were repaired from its totals and go out in the next report",
             err=True,
         )
 

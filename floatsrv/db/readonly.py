@@ -1,10 +1,12 @@
-"""Read-only SQL for the admin commands (counters with their delivery state) and whole-database checks."""
+"""Read-only SQL for the admin commands and the console (counters with their delivery state, a license's kept
+usage events) and whole-database checks."""
 
 from __future__ import annotations
 
 import json
 import sqlite3
 from dataclasses import dataclass
+from typing import NamedTuple
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,6 +36,27 @@ def counters(conn: sqlite3.Connection, license_id: int | None, limit: int) -> li
         CounterRow(lid, feature, start, end, total, revision, updated, json.loads(delivered) if delivered else {})
         for lid, feature, start, end, total, revision, updated, delivered in rows
     ]
+
+
+class EventRow(NamedTuple):
+    id: int
+    feature: str
+    quantity_milli: int
+    user: str | None
+    source: str
+    event_id: str | None
+    occurred_at: int | None
+    received_at: int
+
+
+def events(conn: sqlite3.Connection, license_id: int, before: int | None, limit: int) -> list[EventRow]:
+    """A license's usage events still kept (not compacted), newest first, ids below `before`."""
+    rows = conn.execute(
+        "SELECT id, feature, quantity_milli, user, source, event_id, occurred_at, received_at FROM usage_events"
+        " WHERE license_id = ? AND id < ? ORDER BY id DESC LIMIT ?",
+        (license_id, before if before is not None else 2**63 - 1, limit),
+    )
+    return [EventRow(*row) for row in rows]
 
 
 def integrity_problems(conn: sqlite3.Connection) -> list[str]:

@@ -388,8 +388,10 @@ def query(
     state: str,
     now: int,
     limit: int,
+    host: str | None = None,
+    before: int | None = None,
 ) -> list[SeatRow]:
-    """Seats for admins, newest first. state: held (unexpired, not ended) | ended | all."""
+    """Seats for admins, newest first (ids below `before`). state: held (unexpired, not ended) | ended | all."""
     clauses: list[str] = []
     args: list[object] = []
     if license_ids is not None:
@@ -401,6 +403,12 @@ def query(
     if user is not None:
         clauses.append("user = ?")
         args.append(user)
+    if host is not None:
+        clauses.append("os_hostname = ?")
+        args.append(host)
+    if before is not None:
+        clauses.append("id < ?")
+        args.append(before)
     if state == "held":
         clauses.append("ended_at IS NULL AND expires_at > ?")
         args.append(now)

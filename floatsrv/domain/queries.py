@@ -8,7 +8,7 @@ from typing import Literal
 
 from floatsrv.db import readonly as db_readonly
 from floatsrv.db import seats as db_seats
-from floatsrv.db.readonly import CounterRow
+from floatsrv.db.readonly import CounterRow, EventRow
 from floatsrv.db.seats import SeatRow
 from floatsrv.domain.context import Domain
 from floatsrv.domain.license import License
@@ -26,6 +26,11 @@ async def license_states(
     licenses = domain.catalog.licenses(product)
     if license_id is not None:
         licenses = [lic for lic in licenses if lic.id == license_id]
+    return await states_of(domain, licenses)
+
+
+async def states_of(domain: Domain, licenses: list[License]) -> list[LicenseState]:
+    """Live state of these licenses (a page of them, say), read in one transaction."""
     ids = {lic.id: domain.feature_ids(lic) for lic in licenses}
 
     def unit(conn: sqlite3.Connection) -> list[LicenseState]:
@@ -60,11 +65,23 @@ async def seat_views(
     user: str | None,
     state: SeatState,
     limit: int,
+    host: str | None = None,
+    before: int | None = None,
 ) -> list[SeatView]:
+    """Seats newest first; `before` (a seat id) pages on from the last one shown."""
+
     def unit(conn: sqlite3.Connection) -> list[SeatView]:
         now = to_us(domain.clock.now())
         rows = db_seats.query(
-            conn, license_ids=license_ids, feature=feature, user=user, state=state, now=now, limit=limit
+            conn,
+            license_ids=license_ids,
+            feature=feature,
+            user=user,
+            state=state,
+            now=now,
+            limit=limit,
+            host=host,
+            before=before,
         )
         return [_view(domain, row, now) for row in rows]
 
@@ -89,6 +106,11 @@ def _view(domain: Domain, row: SeatRow, now: int) -> SeatView:
         return SeatView(row, license, True, None, None)
     borrow_ended = row.borrowed_until is not None and row.borrowed_until >= row.expires_at
     return SeatView(row, license, False, row.expires_at, "borrow_ended" if borrow_ended else "expired")
+
+
+async def usage_events(domain: Domain, license_id: int, before: int | None, limit: int) -> list[EventRow]:
+    """A license's kept usage events, newest first (a page: ids below `before`)."""
+    return await domain.store.read(lambda conn: db_readonly.events(conn, license_id, before, limit))
 
 
 async def counters(domain: Domain, license_id: int | None = None, limit: int = 100) -> list[CounterRow]:

@@ -1,0 +1,317 @@
+"""The console's admin pages and every action it offers: licenses (files, upload, activation requests),
+users, API keys and tokens, the audit log, sync (run now, retry, the air-gapped report and receipt), and ending
+a seat. Each action calls the same domain function as its `/v1` twin, so it is checked and audited the same.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+
+from aiohttp import web
+
+from floatsrv.api.account import actor
+from floatsrv.api.admin import api_key_view, audit_view, token_view, user_view
+from floatsrv.api.console import params
+from floatsrv.api.console.pages import license_page, pager
+from floatsrv.api.console.params import PAGE_SIZE
+from floatsrv.api.console.render import download, html
+from floatsrv.api.console.session import Form, Session, action, page, redirect
+from floatsrv.api.licensefiles import file_view
+from floatsrv.api.sync import RUN_TIMEOUT_SECONDS, status_view
+from floatsrv.appkeys import CONFIG, DOMAIN, IDENTITY, LOGIN, SYNC
+from floatsrv.auth.hashing import HashGate
+from floatsrv.domain import accounts, activation, airgap, credentials, licensing, seats, sync
+from floatsrv.domain.credentials import AuditQuery
+from floatsrv.domain.sync import SyncFailed
+from floatsrv.errors import InvalidRequest, LicenseFileMalformed
+from floatsrv.models import Role
+
+
+def _field(form: Form, name: str, required: bool = True) -> str | None:
+    value = form.get(name)
+    text = value.strip() if isinstance(value, str) else ""
+    if required and not text:
+        raise InvalidRequest(f"{name}: required", param=name)
+    return text or None
+
+
+def _upload(form: Form, name: str) -> bytes:
+    part = form.get(name)
+    if not isinstance(part, web.FileField):
+        raise InvalidRequest(f"{name}: choose a file to upload", param=name)
+    return part.file.read()
+
+
+# --- licenses ---
+
+
+@page()
+async def licenses_page(request: web.Request, session: Session) -> web.StreamResponse:
+    """Licenses: the license files in force (and ended ones), each license's terms, import and activation."""
+    domain = request.app[DOMAIN]
+    show_ended = request.query.get("files") == "all"
+    files = [file_view(row, request) for row in await licensing.files(domain.store, show_ended)]
+    views, offset, total = await license_page(request, domain)
+    return html(
+        request,
+        session,
+        "licenses.html",
+        files=files,
+        show_ended=show_ended,
+        licenses=views,
+        pages=pager(request, offset, total),
+        fingerprint=domain.licensing.fingerprint,
+        result=None,
+    )
+
+
+@action()
+async def upload_license(request: web.Request, session: Session, form: Form) -> web.StreamResponse:
+    """Import a license file (applied whole or not at all; audited either way)."""
+    try:
+        text = _upload(form, "license_file").decode("utf-8")
+    except UnicodeDecodeError:
+        raise LicenseFileMalformed("a license file is ASCII text") from None
+    result = await licensing.import_text(request.app[DOMAIN], actor(request), text)
+    report = result.report
+    outcome = {
+        "file_id": result.file.file_id,
+        "outcome": result.outcome,
+        "licenses": result.file.license_ids,
+        "added": report.added,
+        "changed": report.changed,
+        "removed": report.removed,
+        "seats_ended": report.seats_ended,
+    }
+    return html(request, session, "license_imported.html", result=outcome)
+
+
+@action()
+async def activation_request(request: web.Request, session: Session, form: Form) -> web.StreamResponse:
+    """Download a new offline activation request (for the vendor); recorded and audited."""
+    domain = request.app[DOMAIN]
+    made, document = await activation.create_request(
+        domain.store,
+        domain.clock,
+        domain.licensing,
+        request.app[IDENTITY],
+        actor(request),
+        request.app[CONFIG].sync.server_id,
+    )
+    return download(document, f"{made.request_id}.req", "application/octet-stream")
+
+
+# --- users, API keys, tokens ---
+
+
+@page(Role.ADMIN)
+async def users_page(request: web.Request, session: Session) -> web.StreamResponse:
+    """Users, API keys and live tokens (a page of them; filter tokens by user)."""
+    domain = request.app[DOMAIN]
+    who = params.text(request, "token_user")
+    tokens = await credentials.list_tokens(domain.store, domain.clock, who, True, PAGE_SIZE)
+    return html(
+        request,
+        session,
+        "users.html",
+        users=[user_view(row) for row in await accounts.list_users(domain.store)],
+        keys=[api_key_view(row) for row in await credentials.list_api_keys(domain.store)],
+        tokens=[token_view(row) for row in tokens],
+        token_user=who,
+        secret=None,
+    )
+
+
+async def _secret_page(request: web.Request, session: Session, title: str, secret: str) -> web.StreamResponse:
+    return html(request, session, "secret.html", title=title, secret=secret)
+
+
+@action()
+async def create_user(request: web.Request, session: Session, form: Form) -> web.StreamResponse:
+    """Add a user; without a password, a temporary one is made, shown once, and must be changed at first login."""
+    domain = request.app[DOMAIN]
+    username = str(_field(form, "username"))
+    role = _role(form)
+    temporary = await accounts.create_user(
+        domain.store, domain.clock, actor(request), username, role, _field(form, "password", False), _gate(request)
+    )
+    if temporary is not None:
+        return await _secret_page(request, session, f"Temporary password of {username}", temporary)
+    return redirect("/ui/users?done=user_changed")
+
+
+def _role(form: Form) -> Role:
+    wanted = _field(form, "role")
+    if wanted not in {r.value for r in Role}:
+        raise InvalidRequest("role: viewer, user or admin", param="role")
+    return Role(str(wanted))
+
+
+def _gate(request: web.Request) -> HashGate:
+    return request.app[LOGIN].gate
+
+
+@action()
+async def user_action(request: web.Request, session: Session, form: Form) -> web.StreamResponse:
+    """Reset a user's password, disable or enable them, revoke their tokens, or delete them."""
+    domain = request.app[DOMAIN]
+    username = request.match_info["username"]
+    what = request.match_info["what"]
+    who = actor(request)
+    if what == "password":
+        temporary = await accounts.reset_password(domain.store, domain.clock, who, username, None, _gate(request))
+        return await _secret_page(request, session, f"Temporary password of {username}", str(temporary))
+    if what in ("disable", "enable"):
+        await accounts.update_user(domain.store, domain.clock, who, username, role=None, disabled=what == "disable")
+        return redirect("/ui/users?done=user_changed")
+    if what == "revoke-tokens":
+        await credentials.revoke_user_tokens(domain.store, domain.clock, who, username)
+        return redirect("/ui/users?done=tokens_revoked")
+    if what == "delete":
+        await accounts.delete_user(domain.store, domain.clock, who, username)
+        return redirect("/ui/users?done=user_deleted")
+    raise web.HTTPNotFound()
+
+
+@action()
+async def create_api_key(request: web.Request, session: Session, form: Form) -> web.StreamResponse:
+    """Make an API key (shown once)."""
+    domain = request.app[DOMAIN]
+    role = _role(form)
+    name = str(_field(form, "name"))[:100]
+    created = await credentials.create_api_key(domain.store, domain.clock, actor(request), name, role)
+    return await _secret_page(request, session, f"API key {name}", created.plaintext)
+
+
+@action()
+async def revoke_api_key(request: web.Request, session: Session, form: Form) -> web.StreamResponse:
+    domain = request.app[DOMAIN]
+    await credentials.revoke_api_key(domain.store, domain.clock, actor(request), request.match_info["key_id"])
+    return redirect("/ui/users?done=key_revoked")
+
+
+@action()
+async def revoke_token(request: web.Request, session: Session, form: Form) -> web.StreamResponse:
+    domain = request.app[DOMAIN]
+    await credentials.revoke_token(domain.store, domain.clock, actor(request), request.match_info["token_id"])
+    return redirect("/ui/users?done=token_revoked")
+
+
+# --- audit ---
+
+
+@page(Role.ADMIN)
+async def audit_page(request: web.Request, session: Session) -> web.StreamResponse:
+    """The audit log, newest first, filtered by action, actor or target."""
+    rows = await credentials.audit_entries(
+        request.app[DOMAIN].store,
+        AuditQuery(
+            action=params.text(request, "action"),
+            actor=params.text(request, "actor"),
+            target=params.text(request, "target"),
+            since=None,
+            until=None,
+            before_id=params.number(request, "before"),
+            limit=PAGE_SIZE + 1,
+        ),
+    )
+    entries = [audit_view(row) for row in rows[:PAGE_SIZE]]
+    more = params.link(request, before=entries[-1]["id"]) if len(rows) > PAGE_SIZE else None
+    return html(request, session, "audit.html", entries=entries, more=more, query=request.query)
+
+
+# --- sync ---
+
+
+async def _sync_page(request: web.Request, session: Session, status: int = 200, **result: object) -> web.Response:
+    return html(
+        request,
+        session,
+        "sync.html",
+        status=status,
+        sync=await status_view(request),
+        receipt_key=_receipts_verifiable(request),
+        result=result or None,
+    )
+
+
+def _receipts_verifiable(request: web.Request) -> bool:
+    try:
+        return bool(airgap.receipt_keys(None, request.app[CONFIG].sync.vendor_public_key))
+    except airgap.ReceiptRefused:
+        return False
+
+
+@page()
+async def sync_page(request: web.Request, session: Session) -> web.StreamResponse:
+    """Sync: what is owed to each upstream and to air-gapped reports, the last success and the last error."""
+    return await _sync_page(request, session)
+
+
+@action()
+async def sync_run(request: web.Request, session: Session, form: Form) -> web.StreamResponse:
+    """Sync every upstream now (audited), and show how it went."""
+    domain, worker = request.app[DOMAIN], request.app[SYNC]
+    names = [u.name for u in request.app[CONFIG].sync.upstreams]
+    await sync.note_run_requested(domain.store, domain.clock, actor(request), names)
+    try:
+        runs = await asyncio.wait_for(worker.run(), RUN_TIMEOUT_SECONDS)
+        done = ", ".join(f"{r.channel}: {r.records} records in {r.requests} requests" for r in runs) or "nothing owed"
+        return await _sync_page(request, session, ok=True, message=f"Sync finished ({done}).")
+    except SyncFailed as exc:
+        return await _sync_page(request, session, 502, ok=False, message=f"Sync failed: {exc}")
+    except TimeoutError:
+        worker.wake_up()
+        return await _sync_page(request, session, ok=False, message="Still running; it goes on in the background.")
+
+
+@action()
+async def sync_retry(request: web.Request, session: Session, form: Form) -> web.StreamResponse:
+    domain = request.app[DOMAIN]
+    names = [u.name for u in request.app[CONFIG].sync.upstreams]
+    await sync.retry_parked(domain.store, domain.clock, names, actor(request))
+    request.app[SYNC].wake_up()
+    return redirect("/ui/sync?done=sync_retried")
+
+
+@action()
+async def sync_export(request: web.Request, session: Session, form: Form) -> web.StreamResponse:
+    """Download the signed air-gapped usage report (what `floatsrv usage export` writes)."""
+    domain, config = request.app[DOMAIN], request.app[CONFIG]
+    tolerance = timedelta(hours=config.licensing.clock_tolerance_hours)
+    made = await airgap.export(
+        domain.store, domain.clock, actor(request).name, config.sync.server_id, request.app[IDENTITY], tolerance
+    )
+    if made is None:
+        return await _sync_page(request, session, ok=True, message="Nothing to export: the vendor has it all.")
+    return download(made.document, f"usage-{made.report_id}.report", "application/octet-stream")
+
+
+@action()
+async def sync_receipt(request: web.Request, session: Session, form: Form) -> web.StreamResponse:
+    """Import the vendor's signed receipt (what `floatsrv usage ack` does)."""
+    domain, config = request.app[DOMAIN], request.app[CONFIG]
+    document = _upload(form, "receipt")
+    try:
+        payload = airgap.verify_receipt(document, airgap.receipt_keys(None, config.sync.vendor_public_key))
+    except airgap.ReceiptRefused as exc:
+        return await _sync_page(request, session, 400, ok=False, message=str(exc))
+    done = await airgap.acknowledge(domain.store, domain.clock, actor(request).name, payload, config.sync.server_id)
+    message = f"Acknowledged {done.records} records of report {done.report_id}."
+    if done.repaired:
+        message += f" {done.repaired} counters were repaired from the vendor's totals (a restored database)."
+    return await _sync_page(request, session, ok=True, message=message)
+
+
+# --- seats ---
+
+
+@action()
+async def end_seat(request: web.Request, session: Session, form: Form) -> web.StreamResponse:
+    """End a seat (audited like `floatsrv seats revoke`); its app's next heartbeat takes a new seat."""
+    raw = request.match_info["seat_id"]
+    seat_id = int(raw) if raw.isascii() and raw.isdigit() and len(raw) <= 18 else 0
+    who = actor(request)
+    await seats.revoke_seat(request.app[DOMAIN], seat_id, who.name, who.peer)
+    return redirect("/ui/seats?done=seat_ended")
