@@ -14,6 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import structlog
+from aiohttp import FormData
 
 from floatsrv.api.console import CONSOLE_ROUTES, NAVIGATION, static_dir
 from tests.conftest import Api, example_dict
@@ -108,6 +110,10 @@ async def test_every_page_renders_for_an_admin_with_the_security_headers(api_fac
             assert "default-src 'none'" in policy and "script-src 'self'" in policy and "unsafe-inline" not in policy
             assert resp.headers["X-Frame-Options"] == "DENY" and resp.headers["Cache-Control"] == "no-store"
             assert "<script>" not in text and " style=" not in text and "onclick" not in text.lower()
+    _, overview = await page(api, "/ui/")  # the demo-signed license is a warning, linked to where it is fixed
+    assert re.search(
+        r"<strong>entitlements</strong>: some licenses are not signed[^<]*<a href=\"/ui/licenses\">", overview
+    )
 
 
 async def test_no_page_script_or_stylesheet_references_another_host(api_factory: Any) -> None:
@@ -209,7 +215,10 @@ async def test_a_login_post_without_the_forms_nonce_is_refused(api_factory: Any)
     assert resp.status == 403 and "floatsrv_session" not in resp.cookies
 
 
-@pytest.mark.parametrize("target", ["//evil.example/", "https://evil.example/", "/ui/\\evil", "/v1/users"])
+@pytest.mark.parametrize(
+    "target",
+    ["//evil.example/", "https://evil.example/", "/ui/\\evil", "/v1/users", "/ui/../v1/users", "/ui/%2e%2e/v1"],
+)
 async def test_after_login_only_console_paths_are_followed(api_factory: Any, target: str) -> None:
     api: Api = await api_factory()
     async with api.client.get("/ui/login", params={"next": target}) as form:
@@ -269,3 +278,67 @@ async def test_bad_parameters_get_a_clear_4xx_page(api_factory: Any, path: str) 
 def test_every_console_page_is_a_route() -> None:
     routes = {(method, path) for method, path, _ in CONSOLE_ROUTES}
     assert {("GET", path) for path in PAGES} <= routes
+
+
+async def test_a_form_that_cannot_be_read_gets_a_400_page(api_factory: Any) -> None:
+    api: Api = await api_factory()
+    garbage = [
+        (b"username=\xff&password=x&nonce=n", "application/x-www-form-urlencoded"),
+        (b"garbage", "multipart/form-data"),
+        (b"--x\r\nbroken", "multipart/form-data; boundary=y"),
+    ]
+    for body, kind in garbage:
+        async with api.client.post("/ui/login", data=body, headers={"Content-Type": kind}) as resp:
+            assert resp.status == 400 and "could not be read" in await resp.text(), body
+    await console_login(api)
+    token = await csrf_token(api)
+    raw = f"csrf_token={token}&username=\xff".encode("latin-1")
+    headers = {"Content-Type": "application/x-www-form-urlencoded"}
+    async with api.client.post("/ui/users", data=raw, headers=headers) as resp:
+        assert resp.status == 400
+
+
+async def test_an_upload_over_the_body_limit_gets_a_413_page(api_factory: Any) -> None:
+    api: Api = await api_factory(lambda d: d["server"].update(max_body_bytes=4096))
+    await console_login(api)
+    form = FormData({"csrf_token": await csrf_token(api, "/ui/licenses")})
+    form.add_field("license_file", b"x" * 10_000, filename="big.lic")
+    async with api.client.post("/ui/licenses/upload", data=form) as resp:
+        assert resp.status == 413 and "larger than this server takes" in await resp.text()
+
+
+async def test_a_user_who_must_change_the_password_can_still_log_out(api_factory: Any) -> None:
+    api: Api = await api_factory()
+    await api.login("admin", "admin-password")
+    _, body = await api.post("/v1/users", {"username": "erin", "role": "viewer"})
+    morsel = await _session_cookie(await console_login(api, "erin", body["data"]["temporary_password"]))
+    token = await csrf_token(api, "/ui/password")
+    status, _, location = await post_form(api, "/ui/logout", {"csrf_token": token})
+    assert status == 303 and location == "/ui/login"
+    api.client.session.cookie_jar.update_cookies({"floatsrv_session": morsel.value})
+    assert (await page(api, "/ui/password"))[0] == 303  # the session is gone
+
+
+async def test_logging_in_again_ends_the_session_it_replaces(api_factory: Any) -> None:
+    api: Api = await api_factory()
+    first = await _session_cookie(await console_login(api))
+    api.client.session.cookie_jar.clear()
+    async with api.client.get("/ui/login") as form:  # a login form, then the old session cookie comes back
+        nonce = re.search(r'name="nonce" value="([^"]+)"', await form.text())
+    assert nonce is not None
+    api.client.session.cookie_jar.update_cookies({"floatsrv_session": first.value})
+    fields = {"username": "demo", "password": "demo-password", "nonce": nonce.group(1)}
+    async with api.client.post("/ui/login", data=fields, allow_redirects=False) as resp:
+        assert resp.status == 303
+    api.client.session.cookie_jar.clear()  # only the replaced session's cookie from here
+    api.client.session.cookie_jar.update_cookies({"floatsrv_session": first.value})
+    assert (await page(api, "/ui/"))[0] == 303
+
+
+async def test_console_requests_name_the_signed_in_user_in_the_request_log(api_factory: Any) -> None:
+    api: Api = await api_factory(lambda d: d["log"].update(requests="all"))
+    await console_login(api)
+    with structlog.testing.capture_logs() as logs:
+        assert (await page(api, "/ui/seats"))[0] == 200
+    [line] = [e for e in logs if e["event"] == "request_completed" and e.get("route") == "/ui/seats"]
+    assert line["user"] == "admin"

@@ -30,7 +30,7 @@ async def test_an_admin_adds_a_user_whose_temporary_password_works_once_shown(ap
         assert resp.status == 200 and (await resp.json())["password_change_required"] is True
     status, text = await page(api, "/ui/users")
     assert "dora" in text and "must change password" in text
-    status, _, location = await post_form(api, "/ui/users/dora/disable", {"csrf_token": token})
+    status, _, location = await post_form(api, "/ui/users/disable", {"csrf_token": token, "username": "dora"})
     assert status == 303 and location == "/ui/users?done=user_changed"
     await api.login("admin", "admin-password")
     status, body = await api.get("/v1/audit", params={"target": "dora"})
@@ -110,3 +110,55 @@ async def test_a_bad_license_file_upload_is_refused_and_changes_nothing(api_fact
     assert status == 400
     await api.login("admin", "admin-password")
     assert (await api.get("/v1/licenses/2002"))[0] == 404
+
+
+async def test_names_are_checked_as_the_api_checks_them(api_factory: Any) -> None:
+    api: Api = await api_factory()
+    await console_login(api)
+    token = await csrf_token(api, "/ui/users")
+    for name in ("x" * 101, "a:b", "has space", "ctl\x01x", "nul\x00user"):
+        status, text, _ = await post_form(api, "/ui/users", {"csrf_token": token, "username": name, "role": "viewer"})
+        assert status == 400 and "Traceback" not in text, name
+    for name in ("bad\x1b[31mname", "y" * 101):
+        status, _, _ = await post_form(api, "/ui/api-keys", {"csrf_token": token, "name": name, "role": "viewer"})
+        assert status == 400, name
+    await api.login("admin", "admin-password")
+    _, users = await api.get("/v1/users")
+    _, keys = await api.get("/v1/api-keys")
+    assert {u["username"] for u in users["data"]["data"]} == {"admin", "demo"} and keys["data"]["data"] == []
+
+
+async def test_a_users_row_acts_on_that_user_whatever_the_name(api_factory: Any) -> None:
+    api: Api = await api_factory()
+    await api.login("admin", "admin-password")
+    for name in ("watcher", "../users/watcher", "a/b"):
+        assert (await api.post("/v1/users", {"username": name, "role": "viewer", "password": "a-long-pass-1"}))[
+            0
+        ] == 200
+    await console_login(api)
+    status, text = await page(api, "/ui/users")
+    form = re.search(r'action="/ui/users/disable">.*?name="username" value="\.\./users/watcher"', text)
+    assert form is not None
+    token = await csrf_token(api, "/ui/users")
+    for name in ("../users/watcher", "a/b"):
+        status, _, location = await post_form(api, "/ui/users/disable", {"csrf_token": token, "username": name})
+        assert status == 303 and location == "/ui/users?done=user_changed"
+    _, users = await api.get("/v1/users")
+    disabled = {u["username"]: u["disabled"] for u in users["data"]["data"]}
+    assert disabled["../users/watcher"] and disabled["a/b"] and not disabled["watcher"]
+
+
+async def test_the_users_page_pages_its_lists(api_factory: Any) -> None:
+    api: Api = await api_factory()
+    await api.login("admin", "admin-password")
+    for n in range(51):
+        assert (await api.post("/v1/api-keys", {"name": f"key-{n:02d}", "role": "viewer"}))[0] == 200
+    await console_login(api)
+    status, first = await page(api, "/ui/users")
+    shown = set(re.findall(r"<td>(key-\d\d)</td>", first))
+    assert len(shown) == 50 and "More API keys" in first
+    more = re.search(r'href="(/ui/users\?keys_from=50)"', first)
+    assert more is not None
+    status, second = await page(api, more.group(1))
+    rest = set(re.findall(r"<td>(key-\d\d)</td>", second))
+    assert len(rest) == 1 and not rest & shown

@@ -65,10 +65,13 @@ def url(api: Api, path: str) -> str:
 
 
 async def log_in(browser: Browser, api: Api, username: str = "admin", password: str = "admin-password") -> Page:
-    context = await browser.new_context(viewport={"width": 1280, "height": 900}, accept_downloads=True)
+    context = await browser.new_context(
+        viewport={"width": 1280, "height": 900}, accept_downloads=True, timezone_id="Asia/Tokyo"
+    )
     page = await context.new_page()
     await page.goto(url(api, "/ui/"))
     await expect(page).to_have_url(re.compile(r".*/ui/login\?next=%2Fui%2F$"))
+    await screenshot(page, "login")
     await page.get_by_label("Username").fill(username)
     await page.get_by_label("Password").fill(password)
     await page.get_by_role("button", name="Log in").click()
@@ -111,6 +114,7 @@ async def test_an_admin_ends_an_sdk_seat_from_the_seats_page(
     await expect(row).to_contain_text(SDK_USER)
     await page.get_by_role("link", name=f"End seat {seat['id']}").click()
     await expect(page.get_by_role("heading", name=f"End seat {seat['id']}?")).to_be_visible()
+    await screenshot(page, "seat-end")
     await page.get_by_role("button", name=f"End seat {seat['id']}").click()
 
     await expect(page).to_have_url(re.compile(r".*/ui/seats\?done=seat_ended$"))
@@ -134,7 +138,7 @@ async def test_an_admin_imports_a_license_file_by_upload(api_factory: Any, brows
     lic = tmp_path / "other.lic"
     lic.write_text(signed_file([{"id": 2002, "product": "other", "floating_users": 2}]))
     page = await log_in(browser, api)
-    await page.get_by_role("link", name="Licenses").click()
+    await page.get_by_role("link", name="Licenses", exact=True).click()
     await page.get_by_label("Import a license file from the vendor").set_input_files(str(lic))
     await page.get_by_role("button", name="Import", exact=True).click()
     await expect(page.get_by_role("heading", name="License file imported")).to_be_visible()
@@ -175,7 +179,7 @@ async def test_history_shows_a_scripted_week_as_chart_and_table_and_downloads_cs
     api: Api = await api_factory(clock=ManualClock(datetime(2026, 1, 8, tzinfo=UTC)))  # a week ago, at midnight
     peaks = await _script_a_week(api)
     page = await log_in(browser, api)
-    await page.get_by_role("link", name="History").click()
+    await page.get_by_role("link", name="History", exact=True).click()
     await page.get_by_label("Range").select_option("7d")
     await page.get_by_role("button", name="Show").click()
     rows = page.locator("table.history tbody tr")
@@ -261,6 +265,7 @@ async def test_every_page_renders_is_keyboard_reachable_and_is_photographed(api_
     await page.goto(url(api, "/ui/seats"))
     first_time = page.locator("main time").first
     assert (await first_time.get_attribute("title") or "").endswith("UTC")
+    assert "GMT+9" in await first_time.inner_text()  # the browser's zone (Tokyo), not UTC
     # Keyboard only: Tab reaches the first seat's End button.
     for _ in range(40):
         await page.keyboard.press("Tab")

@@ -176,6 +176,8 @@ async def pipeline(request: web.Request, handler: Handler) -> web.StreamResponse
         )
         response = json_response(body, status=500)
     response.headers["X-Request-Id"] = request_id
+    if user == "-" and (signed_in := request.get(PRINCIPAL)) is not None:
+        user = signed_in.username  # the console's handlers find who is signed in from the session cookie
     elapsed = time.perf_counter() - started
     method, status = request.method, response.status
     app[METRICS].request(route_name, method, status, elapsed)

@@ -35,7 +35,7 @@ CONSOLE_ROUTES = (
     ("POST", "/ui/licenses/request", admin.activation_request),
     ("GET", "/ui/users", admin.users_page),
     ("POST", "/ui/users", admin.create_user),
-    ("POST", "/ui/users/{username}/{what:password|disable|enable|revoke-tokens|delete}", admin.user_action),
+    ("POST", "/ui/users/{what:password|disable|enable|revoke-tokens|delete}", admin.user_action),
     ("POST", "/ui/api-keys", admin.create_api_key),
     ("POST", "/ui/api-keys/{key_id}/revoke", admin.revoke_api_key),
     ("POST", "/ui/tokens/{token_id}/revoke", admin.revoke_token),

@@ -11,7 +11,7 @@ from datetime import timedelta
 from aiohttp import web
 
 from floatsrv.api.account import actor
-from floatsrv.api.admin import api_key_view, audit_view, token_view, user_view
+from floatsrv.api.admin import NewApiKey, NewUser, api_key_view, audit_view, token_view, user_view
 from floatsrv.api.console import params
 from floatsrv.api.console.pages import license_page, pager
 from floatsrv.api.console.params import PAGE_SIZE
@@ -19,6 +19,7 @@ from floatsrv.api.console.render import download, html
 from floatsrv.api.console.session import Form, Session, action, page, redirect
 from floatsrv.api.licensefiles import file_view
 from floatsrv.api.sync import RUN_TIMEOUT_SECONDS, status_view
+from floatsrv.api.validation import parse
 from floatsrv.appkeys import CONFIG, DOMAIN, IDENTITY, LOGIN, SYNC
 from floatsrv.auth.hashing import HashGate
 from floatsrv.domain import accounts, activation, airgap, credentials, licensing, seats, sync
@@ -51,13 +52,14 @@ async def licenses_page(request: web.Request, session: Session) -> web.StreamRes
     """Licenses: the license files in force (and ended ones), each license's terms, import and activation."""
     domain = request.app[DOMAIN]
     show_ended = request.query.get("files") == "all"
-    files = [file_view(row, request) for row in await licensing.files(domain.store, show_ended)]
+    files, files_pages = params.window(request, await licensing.files(domain.store, show_ended), "files_from")
     views, offset, total = await license_page(request, domain)
     return html(
         request,
         session,
         "licenses.html",
-        files=files,
+        files=[file_view(row, request) for row in files],
+        files_pages=files_pages,
         show_ended=show_ended,
         licenses=views,
         pages=pager(request, offset, total),
@@ -110,16 +112,22 @@ async def users_page(request: web.Request, session: Session) -> web.StreamRespon
     """Users, API keys and live tokens (a page of them; filter tokens by user)."""
     domain = request.app[DOMAIN]
     who = params.text(request, "token_user")
-    tokens = await credentials.list_tokens(domain.store, domain.clock, who, True, PAGE_SIZE)
+    tokens_from = params.number(request, "tokens_from", 0, most=1_000_000) or 0
+    read = await credentials.list_tokens(domain.store, domain.clock, who, True, tokens_from + PAGE_SIZE + 1)
+    users, users_pages = params.window(request, await accounts.list_users(domain.store), "users_from")
+    keys, keys_pages = params.window(request, await credentials.list_api_keys(domain.store), "keys_from")
+    tokens, tokens_pages = params.window(request, read, "tokens_from")
     return html(
         request,
         session,
         "users.html",
-        users=[user_view(row) for row in await accounts.list_users(domain.store)],
-        keys=[api_key_view(row) for row in await credentials.list_api_keys(domain.store)],
+        users=[user_view(row) for row in users],
+        users_pages=users_pages,
+        keys=[api_key_view(row) for row in keys],
+        keys_pages=keys_pages,
         tokens=[token_view(row) for row in tokens],
+        tokens_pages=tokens_pages,
         token_user=who,
-        secret=None,
     )
 
 
@@ -131,21 +139,14 @@ async def _secret_page(request: web.Request, session: Session, title: str, secre
 async def create_user(request: web.Request, session: Session, form: Form) -> web.StreamResponse:
     """Add a user; without a password, a temporary one is made, shown once, and must be changed at first login."""
     domain = request.app[DOMAIN]
-    username = str(_field(form, "username"))
-    role = _role(form)
+    wanted = {"username": _field(form, "username"), "role": _field(form, "role")}
+    body = parse(NewUser, {**wanted, "password": _field(form, "password", False)})  # the rules of POST /v1/users
     temporary = await accounts.create_user(
-        domain.store, domain.clock, actor(request), username, role, _field(form, "password", False), _gate(request)
+        domain.store, domain.clock, actor(request), body.username, body.role, body.password, _gate(request)
     )
     if temporary is not None:
-        return await _secret_page(request, session, f"Temporary password of {username}", temporary)
+        return await _secret_page(request, session, f"Temporary password of {body.username}", temporary)
     return redirect("/ui/users?done=user_changed")
-
-
-def _role(form: Form) -> Role:
-    wanted = _field(form, "role")
-    if wanted not in {r.value for r in Role}:
-        raise InvalidRequest("role: viewer, user or admin", param="role")
-    return Role(str(wanted))
 
 
 def _gate(request: web.Request) -> HashGate:
@@ -156,7 +157,7 @@ def _gate(request: web.Request) -> HashGate:
 async def user_action(request: web.Request, session: Session, form: Form) -> web.StreamResponse:
     """Reset a user's password, disable or enable them, revoke their tokens, or delete them."""
     domain = request.app[DOMAIN]
-    username = request.match_info["username"]
+    username = str(_field(form, "username"))  # in the form, not the path: any name a user may have is safe here
     what = request.match_info["what"]
     who = actor(request)
     if what == "password":
@@ -178,10 +179,9 @@ async def user_action(request: web.Request, session: Session, form: Form) -> web
 async def create_api_key(request: web.Request, session: Session, form: Form) -> web.StreamResponse:
     """Make an API key (shown once)."""
     domain = request.app[DOMAIN]
-    role = _role(form)
-    name = str(_field(form, "name"))[:100]
-    created = await credentials.create_api_key(domain.store, domain.clock, actor(request), name, role)
-    return await _secret_page(request, session, f"API key {name}", created.plaintext)
+    body = parse(NewApiKey, {"name": _field(form, "name"), "role": _field(form, "role")})  # as POST /v1/api-keys
+    created = await credentials.create_api_key(domain.store, domain.clock, actor(request), body.name, body.role)
+    return await _secret_page(request, session, f"API key {body.name}", created.plaintext)
 
 
 @action()

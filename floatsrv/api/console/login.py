@@ -8,6 +8,7 @@ browser in to an account of its choosing.
 
 from __future__ import annotations
 
+import contextlib
 import hmac
 import secrets
 from datetime import timedelta
@@ -25,14 +26,16 @@ from floatsrv.api.console.session import (
     action,
     clear_cookie,
     current,
+    read_form,
     redirect,
     safe_next,
     secure,
     set_cookie,
 )
 from floatsrv.api.meta import password_login
-from floatsrv.appkeys import DOMAIN, LIVE
+from floatsrv.appkeys import DOMAIN, GUARD, LIVE
 from floatsrv.domain import credentials
+from floatsrv.domain.accounts import Actor
 from floatsrv.models import Role
 
 LOGIN_COOKIE = "floatsrv_login"  # the login form's double-submit token (not a session)
@@ -69,7 +72,9 @@ async def login_form(request: web.Request) -> web.StreamResponse:
 
 async def login(request: web.Request) -> web.StreamResponse:
     """Check the form's username and password; on success, a session cookie and on to the page asked for."""
-    form = await request.post()
+    form = await read_form(request)
+    if isinstance(form, web.Response):
+        return form
     username, password, nonce = (form.get(k) for k in ("username", "password", "nonce"))
     if not isinstance(username, str) or not isinstance(password, str) or not username or not password:
         return _form(request, 400, "Enter a username and a password.")
@@ -85,6 +90,13 @@ async def login(request: web.Request) -> web.StreamResponse:
         return response
     except errors.AuthError:
         return _form(request, 401, "Invalid username or password.", username)
+    previous = current(request)
+    if previous is not None:  # another login in this browser: the session it replaces ends now, not in hours
+        domain = request.app[DOMAIN]
+        with contextlib.suppress(errors.TokenNotFound):  # ended meanwhile
+            who = Actor(claims.username, request.remote)
+            await credentials.revoke_token(domain.store, domain.clock, who, previous.token_id)
+        request.app[GUARD].note_change()
     target = "/ui/password" if must_change else safe_next(str(form.get("next") or ""))
     response = redirect(target)
     set_cookie(response, request, token, claims.expires_at - claims.issued_at)

@@ -33,16 +33,17 @@ from floatsrv.errors import InvalidRequest
 from floatsrv.quantity import milli_to_str
 from floatsrv.times import iso_us
 
-# Where the admin fixes what a health check warns about.
+# Where the admin fixes what a health check warns about: a console page, or (for what is fixed on the host:
+# the disk, the schema, the system clock) /readyz, whose JSON has every detail of the check.
 FIX_AT = {
-    "database": "/ui/sync",
-    "migrations": "/ui/licenses",
-    "config": "/ui/licenses",
-    "clock": "/ui/licenses",
-    "entitlements": "/ui/licenses",
-    "license_files": "/ui/licenses",
-    "usage_rollback": "/ui/sync",
-    "licenses": "/ui/licenses",
+    "database": ("/readyz", "Details (/readyz)"),
+    "migrations": ("/readyz", "Details (/readyz)"),
+    "clock": ("/readyz", "Details (/readyz)"),
+    "config": ("/ui/licenses", "Open Licenses"),
+    "entitlements": ("/ui/licenses", "Open Licenses"),
+    "license_files": ("/ui/licenses", "Open Licenses"),
+    "licenses": ("/ui/licenses", "Open Licenses"),
+    "usage_rollback": ("/ui/sync", "Open Sync"),
 }
 
 
@@ -83,7 +84,7 @@ async def overview(request: web.Request, session: Session) -> web.StreamResponse
     views, offset, total = await license_page(request, domain)
     _, checks = await health.readiness(domain)
     warnings = [
-        {"check": name, "status": check["status"], "message": _message(name, check), "fix_at": FIX_AT.get(name)}
+        {"check": name, "status": check["status"], "message": _message(name, check), "fix": FIX_AT.get(name)}
         for name, check in checks.items()
         if check["status"] != "ok"
     ]

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import re
 import urllib.parse
+from typing import TypeVar
 
 from aiohttp import web
 
 from floatsrv.errors import InvalidRequest
 
 PAGE_SIZE = 50  # rows per page on every console list
+T = TypeVar("T")
 _TEXT = re.compile(r"^[^\x00-\x1f\x7f]{1,256}$")
 
 
@@ -40,6 +42,21 @@ def choice(request: web.Request, name: str, options: tuple[str, ...]) -> str:
     if value not in options:
         raise InvalidRequest(f"{name}: one of {', '.join(options)}", param=name)
     return value
+
+
+def window(
+    request: web.Request, rows: list[T], name: str, total: int | None = None
+) -> tuple[list[T], dict[str, str | None]]:
+    """A page of `rows` from the offset in parameter `name`, and the links to the pages before and after it
+    (`total`: how many there are, when `rows` holds only what was read up to one past this page)."""
+    offset = number(request, name, 0) or 0
+    count = len(rows) if total is None else total
+    page = rows[offset : offset + PAGE_SIZE]
+    links = {
+        "previous": link(request, **{name: max(0, offset - PAGE_SIZE)}) if offset else None,
+        "next": link(request, **{name: offset + PAGE_SIZE}) if offset + PAGE_SIZE < count else None,
+    }
+    return page, links
 
 
 def link(request: web.Request, **changes: object) -> str:

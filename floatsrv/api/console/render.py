@@ -9,12 +9,13 @@ attributes (which CSP does not treat as inline style).
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import jinja2
 from aiohttp import web
-from markupsafe import Markup, escape
+from markupsafe import Markup
 
 from floatsrv import __version__
 
@@ -107,7 +108,8 @@ def error_page(request: web.Request, session: Session | None, status: int, code:
 
 def download(body: bytes | str, name: str, content_type: str) -> web.Response:
     """A file to save (CSV as UTF-8 text; signed documents as bytes)."""
-    headers = {**HEADERS, "Content-Disposition": f'attachment; filename="{escape(name)}"'}
+    plain = re.sub(r"[^A-Za-z0-9._-]", "_", name)  # a header value: nothing a quote or CR/LF could break
+    headers = {**HEADERS, "Content-Disposition": f'attachment; filename="{plain}"'}
     if isinstance(body, str):
         return web.Response(text=body, content_type=content_type, charset="utf-8", headers=headers)
     return web.Response(body=body, content_type=content_type, headers=headers)

@@ -35,6 +35,7 @@ from floatsrv.models import Principal, Role
 COOKIE = "floatsrv_session"
 PATH = "/ui/"
 LOGIN_PATH = "/ui/login"
+LOGOUT_PATH = "/ui/logout"
 PASSWORD_PATH = "/ui/password"  # noqa: S105 (a path, not a password)
 CSRF_FIELD = "csrf_token"
 
@@ -106,9 +107,23 @@ def _login_redirect(request: web.Request) -> web.Response:
 
 def safe_next(value: str | None) -> str:
     """Where to go after logging in: a console path only (never another host: no open redirect)."""
-    if not value or not value.startswith(PATH) or "//" in value or "\\" in value or not value.isprintable():
+    if not value or "//" in value or "\\" in value or not value.isprintable():
         return PATH
+    path = value.partition("?")[0]
+    if not path.startswith(PATH) or any(part in (".", "..") for part in path.split("/")) or "%" in path:
+        return PATH  # a dot segment (even percent-encoded) could climb out of /ui/
     return value
+
+
+async def read_form(request: web.Request, session: Session | None = None) -> Form | web.Response:
+    """The posted form, or the error page for a body that is not one (bad encoding, a broken multipart body,
+    more than server.max_body_bytes)."""
+    try:
+        return await request.post()
+    except web.HTTPRequestEntityTooLarge:
+        return error_page(request, session, 413, "payload_too_large", "the upload is larger than this server takes")
+    except (ValueError, UnicodeDecodeError, AssertionError):
+        return error_page(request, session, 400, "validation_error", "the form could not be read")
 
 
 Page = Callable[[web.Request, Session], Awaitable[web.StreamResponse]]
@@ -120,7 +135,7 @@ async def _guarded(request: web.Request, work: Callable[[Session], Awaitable[web
     if session is None:
         return _login_redirect(request)
     request[PRINCIPAL] = session.principal  # the request log line and `actor()` name who acted
-    if session.principal.must_change_password and request.path != PASSWORD_PATH:
+    if session.principal.must_change_password and request.path not in (PASSWORD_PATH, LOGOUT_PATH):
         return redirect(PASSWORD_PATH)
     if not session.principal.role.allows(role):
         return error_page(
@@ -159,7 +174,9 @@ def action(role: Role = Role.ADMIN) -> Callable[[Action], Callable[[web.Request]
     def wrap(handler: Action) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
         async def run(request: web.Request) -> web.StreamResponse:
             async def work(session: Session) -> web.StreamResponse:
-                form = await request.post()
+                form = await read_form(request, session)
+                if isinstance(form, web.Response):
+                    return form
                 given = form.get(CSRF_FIELD)
                 if not isinstance(given, str) or not hmac.compare_digest(given.encode(), session.csrf.encode()):
                     return error_page(
