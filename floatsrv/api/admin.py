@@ -242,12 +242,15 @@ async def audit_log(request: web.Request) -> web.Response:
     return listing([audit_view(row) for row in rows])
 
 
+def seat_id(request: web.Request) -> int:
+    """The `{seat_id}` of the path. Seat ids are positive SQLite integers: anything else (a sign, "1_0", other
+    scripts' digits, 2**64) is a seat that does not exist (0), not an int() for SQLite to overflow on."""
+    raw = request.match_info["seat_id"]
+    return int(raw) if raw.isascii() and raw.isdigit() and len(raw) <= 18 else 0
+
+
 async def revoke_seat(request: web.Request) -> web.Response:
     domain = request.app[DOMAIN]
-    raw = request.match_info["seat_id"]
-    # Seat ids are positive SQLite integers: anything else (a sign, "1_0", other scripts' digits, 2**64) is a
-    # seat that does not exist, not an int() for SQLite to overflow on.
-    seat_id = int(raw) if raw.isascii() and raw.isdigit() and len(raw) <= 18 else 0
     who = actor(request)
-    seat = await seats.revoke_seat(domain, seat_id, who.name, who.peer)
+    seat = await seats.revoke_seat(domain, seat_id(request), who.name, who.peer)
     return ok(seat_view(await queries.seat_view(domain, seat.id)))

@@ -66,27 +66,37 @@ async def get_status(request: web.Request) -> web.Response:
     return ok(await status_view(request))
 
 
-async def run_now(request: web.Request) -> web.Response:
-    """Sync every upstream now and answer with the outcome (the periodic loop carries on as before)."""
+async def run_upstreams(request: web.Request) -> tuple[list[dict[str, Any]], str | None]:
+    """Sync every upstream now (audited): (what each channel sent, the error if it failed or ran out of time).
+    The periodic loop carries on as before. `POST /v1/sync/run` and the console's "Sync now"."""
     worker = request.app[SYNC]
     domain = request.app[DOMAIN]
     await sync.note_run_requested(domain.store, domain.clock, actor(request), _upstream_names(request))
-    error = None
     try:
         reports = await asyncio.wait_for(worker.run(), RUN_TIMEOUT_SECONDS)
-        runs = [
-            {"channel": r.channel, "records": r.records, "requests": r.requests, "skipped": r.skipped} for r in reports
-        ]
     except SyncFailed as exc:
-        runs, error = [], str(exc)
+        return [], str(exc)
     except TimeoutError:
-        runs, error = [], f"not finished after {RUN_TIMEOUT_SECONDS} s; the worker goes on in the background"
         worker.wake_up()
+        return [], f"not finished after {RUN_TIMEOUT_SECONDS} s; the worker goes on in the background"
+    runs = [{"channel": r.channel, "records": r.records, "requests": r.requests, "skipped": r.skipped} for r in reports]
+    return runs, None
+
+
+async def run_now(request: web.Request) -> web.Response:
+    """Sync every upstream now and answer with the outcome."""
+    runs, error = await run_upstreams(request)
     return ok({**await status_view(request), "run": {"ok": error is None, "error": error, "channels": runs}})
 
 
-async def retry_parked(request: web.Request) -> web.Response:
+async def reopen_parked(request: web.Request) -> int:
+    """Reopen every parked batch (audited) and wake the worker: how many were reopened."""
     domain = request.app[DOMAIN]
     reopened = await sync.retry_parked(domain.store, domain.clock, _upstream_names(request), actor(request))
     request.app[SYNC].wake_up()
+    return reopened
+
+
+async def retry_parked(request: web.Request) -> web.Response:
+    reopened = await reopen_parked(request)
     return ok({**await status_view(request), "reopened_batches": reopened})

@@ -5,26 +5,24 @@ a seat. Each action calls the same domain function as its `/v1` twin, so it is c
 
 from __future__ import annotations
 
-import asyncio
 from datetime import timedelta
 
 from aiohttp import web
 
 from floatsrv.api.account import actor
-from floatsrv.api.admin import NewApiKey, NewUser, api_key_view, audit_view, token_view, user_view
+from floatsrv.api.admin import NewApiKey, NewUser, api_key_view, audit_view, seat_id, token_view, user_view
 from floatsrv.api.console import params
 from floatsrv.api.console.pages import license_page, pager
 from floatsrv.api.console.params import PAGE_SIZE
 from floatsrv.api.console.render import download, html
 from floatsrv.api.console.session import Form, Session, action, page, redirect
 from floatsrv.api.licensefiles import file_view
-from floatsrv.api.sync import RUN_TIMEOUT_SECONDS, status_view
+from floatsrv.api.sync import reopen_parked, run_upstreams, status_view
 from floatsrv.api.validation import parse
-from floatsrv.appkeys import CONFIG, DOMAIN, IDENTITY, LOGIN, SYNC
+from floatsrv.appkeys import CONFIG, DOMAIN, IDENTITY, LOGIN
 from floatsrv.auth.hashing import HashGate
-from floatsrv.domain import accounts, activation, airgap, credentials, licensing, seats, sync
+from floatsrv.domain import accounts, activation, airgap, credentials, licensing, seats
 from floatsrv.domain.credentials import AuditQuery
-from floatsrv.domain.sync import SyncFailed
 from floatsrv.errors import InvalidRequest, LicenseFileMalformed
 from floatsrv.models import Role
 
@@ -64,7 +62,6 @@ async def licenses_page(request: web.Request, session: Session) -> web.StreamRes
         licenses=views,
         pages=pager(request, offset, total),
         fingerprint=domain.licensing.fingerprint,
-        result=None,
     )
 
 
@@ -252,26 +249,16 @@ async def sync_page(request: web.Request, session: Session) -> web.StreamRespons
 @action()
 async def sync_run(request: web.Request, session: Session, form: Form) -> web.StreamResponse:
     """Sync every upstream now (audited), and show how it went."""
-    domain, worker = request.app[DOMAIN], request.app[SYNC]
-    names = [u.name for u in request.app[CONFIG].sync.upstreams]
-    await sync.note_run_requested(domain.store, domain.clock, actor(request), names)
-    try:
-        runs = await asyncio.wait_for(worker.run(), RUN_TIMEOUT_SECONDS)
-        done = ", ".join(f"{r.channel}: {r.records} records in {r.requests} requests" for r in runs) or "nothing owed"
-        return await _sync_page(request, session, ok=True, message=f"Sync finished ({done}).")
-    except SyncFailed as exc:
-        return await _sync_page(request, session, 502, ok=False, message=f"Sync failed: {exc}")
-    except TimeoutError:
-        worker.wake_up()
-        return await _sync_page(request, session, ok=False, message="Still running; it goes on in the background.")
+    runs, error = await run_upstreams(request)
+    if error is not None:
+        return await _sync_page(request, session, ok=False, message=f"Sync did not finish: {error}")
+    done = ", ".join(f"{r['channel']}: {r['records']} records in {r['requests']} requests" for r in runs)
+    return await _sync_page(request, session, ok=True, message=f"Sync finished ({done or 'nothing owed'}).")
 
 
 @action()
 async def sync_retry(request: web.Request, session: Session, form: Form) -> web.StreamResponse:
-    domain = request.app[DOMAIN]
-    names = [u.name for u in request.app[CONFIG].sync.upstreams]
-    await sync.retry_parked(domain.store, domain.clock, names, actor(request))
-    request.app[SYNC].wake_up()
+    await reopen_parked(request)
     return redirect("/ui/sync?done=sync_retried")
 
 
@@ -310,8 +297,6 @@ async def sync_receipt(request: web.Request, session: Session, form: Form) -> we
 @action()
 async def end_seat(request: web.Request, session: Session, form: Form) -> web.StreamResponse:
     """End a seat (audited like `floatsrv seats revoke`); its app's next heartbeat takes a new seat."""
-    raw = request.match_info["seat_id"]
-    seat_id = int(raw) if raw.isascii() and raw.isdigit() and len(raw) <= 18 else 0
     who = actor(request)
-    await seats.revoke_seat(request.app[DOMAIN], seat_id, who.name, who.peer)
+    await seats.revoke_seat(request.app[DOMAIN], seat_id(request), who.name, who.peer)
     return redirect("/ui/seats?done=seat_ended")

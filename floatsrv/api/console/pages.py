@@ -10,6 +10,7 @@ from typing import Any
 
 from aiohttp import web
 
+from floatsrv.api.admin import seat_id
 from floatsrv.api.console import params
 from floatsrv.api.console.params import PAGE_SIZE
 from floatsrv.api.console.render import download, html
@@ -127,13 +128,8 @@ async def seats(request: web.Request, session: Session) -> web.StreamResponse:
 @page()
 async def seat_end(request: web.Request, session: Session) -> web.StreamResponse:
     """The confirmation before an admin ends a seat (the form posts to the same address)."""
-    seat = seat_view(await queries.seat_view(request.app[DOMAIN], _seat_id(request)))
+    seat = seat_view(await queries.seat_view(request.app[DOMAIN], seat_id(request)))
     return html(request, session, "seat_end.html", seat=seat)
-
-
-def _seat_id(request: web.Request) -> int:
-    raw = request.match_info["seat_id"]
-    return int(raw) if raw.isascii() and raw.isdigit() and len(raw) <= 18 else 0
 
 
 RANGES = {"7d": (timedelta(days=7), "hour"), "24h": (timedelta(hours=24), "hour"), "30d": (timedelta(days=30), "day")}
