@@ -4,7 +4,9 @@ pages that reference no other host. tests/test_console_browser.py drives the sam
 
 from __future__ import annotations
 
+import csv
 import http.client
+import io
 import re
 import ssl
 import urllib.parse
@@ -18,6 +20,7 @@ import structlog
 from aiohttp import FormData
 
 from floatsrv.api.console import CONSOLE_ROUTES, NAVIGATION, static_dir
+from floatsrv.domain import queries
 from tests.conftest import Api, example_dict
 from tests.console import console_login, csrf_token, page, post_form
 from tests.procs import ServerProcess
@@ -342,3 +345,73 @@ async def test_console_requests_name_the_signed_in_user_in_the_request_log(api_f
         assert (await page(api, "/ui/seats"))[0] == 200
     [line] = [e for e in logs if e["event"] == "request_completed" and e.get("route") == "/ui/seats"]
     assert line["user"] == "admin"
+
+
+async def test_consumption_bars_show_overage_apart_from_the_included_amount(api_factory: Any) -> None:
+    api: Api = await api_factory()
+    body = {"product": "demo", "user": "alice", "consumptions": 1050}  # 1000 included, up to 100 overage
+    assert (await api.post("/api/v4/add_consumption", body))[0] == 200
+    await console_login(api)
+    _, overview = await page(api, "/ui/")
+    row = overview[overview.index("<td>consumption</td>") :]
+    row = row[: row.index("</tr>")]
+    assert "1050 units" in row and "1000 units<br><small>overage to 1100 units</small>" in row
+    # Of a 1100-unit bar: 1000 used of the included (91%), 50 of overage (5%), the included amount ends at 91%.
+    assert 'class="used" x="0" y="0" width="91"' in row and 'class="overage" x="91" y="0" width="5"' in row
+    assert 'class="included" x="91"' in row
+
+
+async def test_seats_filters_and_the_borrowed_view(api_factory: Any) -> None:
+    api: Api = await api_factory()
+    await api.register("alice", os_hostname="cad-01")
+    await api.register("bob", os_hostname="kiosk-2")
+    until = (api.clock.now() + timedelta(hours=24)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    assert (await api.post("/api/v4/borrow", {"product": "demo", "user": "bob", "borrowed_until": until}))[0] == 200
+    await console_login(api)
+
+    async def users(query: str) -> list[str]:
+        status, text = await page(api, f"/ui/seats?{query}")
+        assert status == 200, text
+        return re.findall(
+            r'<tr data-seat="\d+">\s*<td class="num">\d+</td><td class="num">\d+</td><td>[^<]*</td><td>([^<]+)', text
+        )
+
+    assert sorted(await users("")) == ["alice", "bob"]
+    assert await users("host=cad-01") == ["alice"]
+    assert await users("user=bob") == ["bob"]
+    assert await users("state=borrowed") == ["bob"]
+    assert await users("license_id=2002") == []
+
+
+async def test_the_denials_csv_holds_every_match_not_only_the_page(api_factory: Any) -> None:
+    api: Api = await api_factory()
+    for n in range(3):
+        assert (await api.register(f"holder-{n}"))[0] == 200
+    for n in range(60):
+        assert (await api.register(f"late-{n}"))[0] == 400
+    await console_login(api)
+    _, first = await page(api, "/ui/denials")
+    assert first.count("late-") == 50 and "Older" in first
+    async with api.client.get("/ui/denials", params={"format": "csv"}) as resp:
+        rows = list(csv.DictReader(io.StringIO(await resp.text())))
+    assert len(rows) == 60 and {r["user"] for r in rows} == {f"late-{n}" for n in range(60)}
+    async with api.client.get("/ui/denials", params={"format": "csv", "user": "late-7"}) as resp:
+        assert [r["user"] for r in csv.DictReader(io.StringIO(await resp.text()))] == ["late-7"]
+
+
+async def test_usage_events_page_through_bounded_reads(api_factory: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    api: Api = await api_factory()
+    for n in range(8):
+        body = {"product": "demo", "user": f"user-{n}", "consumptions": n + 1}
+        assert (await api.post("/api/v4/add_consumption", body))[0] == 200
+    await console_login(api)
+    _, whole = await page(api, "/ui/usage?license_id=1001")
+    assert re.findall(r"<td>(user-\d)</td>", whole) == [f"user-{n}" for n in reversed(range(8))]
+    monkeypatch.setattr(queries, "EVENT_SCAN", 5)  # each page reads at most 5 rows of the table
+    _, first = await page(api, "/ui/usage?license_id=1001")
+    assert re.findall(r"<td>(user-\d)</td>", first) == ["user-7", "user-6", "user-5", "user-4", "user-3"]
+    older = re.search(r'href="(/ui/usage\?[^"]*before=\d+)"', first)
+    assert older is not None
+    _, second = await page(api, older.group(1).replace("&amp;", "&"))
+    assert re.findall(r"<td>(user-\d)</td>", second) == ["user-2", "user-1", "user-0"]
+    assert "Older" not in second  # nothing older to read

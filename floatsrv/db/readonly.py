@@ -49,14 +49,27 @@ class EventRow(NamedTuple):
     received_at: int
 
 
-def events(conn: sqlite3.Connection, license_id: int, before: int | None, limit: int) -> list[EventRow]:
-    """A license's usage events still kept (not compacted), newest first, ids below `before`."""
-    rows = conn.execute(
-        "SELECT id, feature, quantity_milli, user, source, event_id, occurred_at, received_at FROM usage_events"
-        " WHERE license_id = ? AND id < ? ORDER BY id DESC LIMIT ?",
-        (license_id, before if before is not None else 2**63 - 1, limit),
-    )
-    return [EventRow(*row) for row in rows]
+def events(
+    conn: sqlite3.Connection, license_id: int, before: int | None, limit: int, span: int
+) -> tuple[list[EventRow], int | None]:
+    """A license's usage events still kept (not compacted), newest first, among the `span` events below id
+    `before`, and where the next page starts (None: no older events). usage_events has no index by license (it
+    would cost every usage event a B-tree write), so a page reads at most `span` rows of the table: a license
+    with few events gets short pages, never a scan of the whole table."""
+    if before is None:
+        before = (conn.execute("SELECT max(id) FROM usage_events").fetchone()[0] or 0) + 1
+    floor = max(before - span, 0)
+    rows = [
+        EventRow(*row)
+        for row in conn.execute(
+            "SELECT id, feature, quantity_milli, user, source, event_id, occurred_at, received_at FROM usage_events"
+            " WHERE id < ? AND id >= ? AND license_id = ? ORDER BY id DESC LIMIT ?",
+            (before, floor, license_id, limit),
+        )
+    ]
+    if len(rows) == limit:
+        return rows, rows[-1].id
+    return rows, floor if floor > 0 else None
 
 
 def integrity_problems(conn: sqlite3.Connection) -> list[str]:

@@ -391,7 +391,8 @@ def query(
     host: str | None = None,
     before: int | None = None,
 ) -> list[SeatRow]:
-    """Seats for admins, newest first (ids below `before`). state: held (unexpired, not ended) | ended | all."""
+    """Seats for admins, newest first (ids below `before`). state: held (unexpired, not ended) | borrowed (held
+    on a borrow) | ended | all."""
     clauses: list[str] = []
     args: list[object] = []
     if license_ids is not None:
@@ -411,6 +412,9 @@ def query(
         args.append(before)
     if state == "held":
         clauses.append("ended_at IS NULL AND expires_at > ?")
+        args.append(now)
+    elif state == "borrowed":
+        clauses.append("ended_at IS NULL AND expires_at > ? AND borrowed_until IS NOT NULL")
         args.append(now)
     elif state == "ended":
         clauses.append("(ended_at IS NOT NULL OR expires_at <= ?)")

@@ -16,7 +16,7 @@ from floatsrv.domain.state import LicenseState, read_state
 from floatsrv.errors import SeatNotFound
 from floatsrv.times import to_us
 
-SeatState = Literal["held", "ended", "all"]
+SeatState = Literal["held", "borrowed", "ended", "all"]
 
 
 async def license_states(
@@ -108,9 +108,14 @@ def _view(domain: Domain, row: SeatRow, now: int) -> SeatView:
     return SeatView(row, license, False, row.expires_at, "borrow_ended" if borrow_ended else "expired")
 
 
-async def usage_events(domain: Domain, license_id: int, before: int | None, limit: int) -> list[EventRow]:
-    """A license's kept usage events, newest first (a page: ids below `before`)."""
-    return await domain.store.read(lambda conn: db_readonly.events(conn, license_id, before, limit))
+EVENT_SCAN = 100_000  # rows of usage_events one page of a license's events reads at most
+
+
+async def usage_events(
+    domain: Domain, license_id: int, before: int | None, limit: int
+) -> tuple[list[EventRow], int | None]:
+    """A page of a license's kept usage events, newest first, and where the next page starts (`db.readonly`)."""
+    return await domain.store.read(lambda conn: db_readonly.events(conn, license_id, before, limit, EVENT_SCAN))
 
 
 async def counters(domain: Domain, license_id: int | None = None, limit: int = 100) -> list[CounterRow]:

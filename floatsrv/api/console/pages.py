@@ -109,7 +109,7 @@ async def seats(request: web.Request, session: Session) -> web.StreamResponse:
     """Seats: live and borrowed seats (or ended ones), filtered, newest first."""
     domain = request.app[DOMAIN]
     license_id = params.number(request, "license_id")
-    state = params.choice(request, "state", ("held", "all", "ended"))
+    state = params.choice(request, "state", ("held", "borrowed", "all", "ended"))
     views = await queries.seat_views(
         domain,
         license_ids=None if license_id is None else [license_id],
@@ -211,13 +211,28 @@ async def denial_log(request: web.Request, session: Session) -> web.StreamRespon
         user=params.text(request, "user"),
         reason=params.text(request, "reason"),
     )
+    if request.query.get("format") == "csv":
+        return download(csv_text(await _all_denials(domain, where), DENIAL_COLUMNS), "denials.csv", "text/csv")
     rows, next_id = await denials.page(domain, where, params.number(request, "cursor"), PAGE_SIZE)
     items = [denial_row(row) for row in rows]
-    if request.query.get("format") == "csv":
-        return download(csv_text(items, DENIAL_COLUMNS), "denials.csv", "text/csv")
     more = params.link(request, cursor=next_id) if next_id is not None else None
     csv = params.link(request, format="csv")
     return html(request, session, "denials.html", rows=items, more=more, query=request.query, csv=csv)
+
+
+CSV_MOST_ROWS = 100_000  # a download of the denial log stops here (narrow it with the filters)
+
+
+async def _all_denials(domain: Domain, where: denials.DenialFilter) -> list[dict[str, Any]]:
+    """Every denial the filters match, newest first, up to CSV_MOST_ROWS, read a thousand at a time."""
+    found: list[dict[str, Any]] = []
+    cursor: int | None = None
+    while len(found) < CSV_MOST_ROWS:
+        rows, cursor = await denials.page(domain, where, cursor, 1000)
+        found.extend(denial_row(row) for row in rows)
+        if cursor is None:
+            break
+    return found[:CSV_MOST_ROWS]
 
 
 @page()
@@ -237,9 +252,9 @@ async def usage(request: web.Request, session: Session) -> web.StreamResponse:
         rows = consumption_rows(found)
         if request.query.get("format") == "csv":
             return download(csv_text(rows, CONSUMPTION_COLUMNS), f"consumption-{chosen.id}.csv", "text/csv")
-        kept = await queries.usage_events(domain, chosen.id, params.number(request, "before"), PAGE_SIZE + 1)
-        events = [_event(row) for row in kept[:PAGE_SIZE]]
-        more = params.link(request, before=kept[PAGE_SIZE - 1].id) if len(kept) > PAGE_SIZE else None
+        kept, older = await queries.usage_events(domain, chosen.id, params.number(request, "before"), PAGE_SIZE)
+        events = [_event(row) for row in kept]
+        more = params.link(request, before=older) if older is not None else None
     return html(
         request,
         session,
@@ -250,7 +265,7 @@ async def usage(request: web.Request, session: Session) -> web.StreamResponse:
         rows=rows,
         events=events,
         more=more,
-        csv=params.link(request, format="csv"),
+        csv=params.link(request, format="csv", before=None),
     )
 
 

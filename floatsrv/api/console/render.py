@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 import jinja2
@@ -65,6 +66,24 @@ def percent(part: object, whole: object) -> int:
         return 0
 
 
+def usage_split(total: object, included: object, capacity: object) -> dict[str, int]:
+    """A consumption bar's parts, in percent of the whole allowance (included plus overage): what was used of
+    the included amount, what went into overage, and where the included amount ends (the marker)."""
+    try:
+        used, inside = Decimal(str(total)), Decimal(str(included))
+        whole = max(Decimal(str(capacity)) if capacity is not None else inside, inside)
+    except ArithmeticError:
+        return {"used": 0, "over": 0, "mark": 100}
+    if whole <= 0:
+        return {"used": 0, "over": 0, "mark": 100}
+    first = percent(min(max(used, Decimal(0)), inside), whole)
+    return {
+        "used": first,
+        "over": min(percent(max(used - inside, Decimal(0)), whole), 100 - first),
+        "mark": percent(inside, whole),
+    }
+
+
 def units(value: object, word: str) -> str:
     """A quantity with its unit: "1 seat", "3 seats", "2.5 units"."""
     text = str(value)
@@ -82,6 +101,7 @@ def environment() -> jinja2.Environment:
     env.filters["when"] = when
     env.filters["units"] = units
     env.globals["percent"] = percent
+    env.globals["usage_split"] = usage_split
     env.globals["version"] = __version__
     return env
 
