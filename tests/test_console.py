@@ -415,3 +415,26 @@ async def test_usage_events_page_through_bounded_reads(api_factory: Any, monkeyp
     _, second = await page(api, older.group(1).replace("&amp;", "&"))
     assert re.findall(r"<td>(user-\d)</td>", second) == ["user-2", "user-1", "user-0"]
     assert "Older" not in second  # nothing older to read
+
+
+async def test_seats_and_audit_page_through_with_cursors(api_factory: Any) -> None:
+    api: Api = await api_factory()
+    await api.login("admin", "admin-password")
+    for n in range(51):
+        assert (await api.post("/v1/api-keys", {"name": f"k{n}", "role": "viewer"}))[0] == 200  # 51 audit rows
+        assert (await api.register(f"u{n:02d}"))[0] == 200
+        assert (await api.post("/api/v4/unregister", {"product": "demo", "user": f"u{n:02d}"}))[0] == 200
+    await console_login(api)
+    seen: list[str] = []
+    path = "/ui/seats?state=ended"
+    while path:
+        _, text = await page(api, path)
+        seen += re.findall(r"<td>(u\d\d)</td>", text)
+        older = re.search(r'href="(/ui/seats\?[^"]*before=\d+)"', text)
+        path = older.group(1).replace("&amp;", "&") if older else ""
+    assert seen == [f"u{n:02d}" for n in reversed(range(51))]
+    _, first = await page(api, "/ui/audit?action=api_key_created")
+    older = re.search(r'href="(/ui/audit\?[^"]*before=\d+)"', first)
+    assert older is not None and first.count("<td>api_key_created</td>") == 50
+    _, second = await page(api, older.group(1).replace("&amp;", "&"))
+    assert second.count("<td>api_key_created</td>") == 1

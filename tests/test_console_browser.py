@@ -84,6 +84,26 @@ async def screenshot(page: Page, name: str) -> None:
     await page.screenshot(path=str(OUTPUT / f"{name}.png"), full_page=True)
 
 
+async def every_control_takes_the_focus(page: Page, name: str) -> None:
+    """Tab from the top of the page: every link, button and form field gets the focus in turn."""
+    controls = await page.evaluate(
+        """() => [...document.querySelectorAll("a[href], button, input:not([type=hidden]), select")]
+                   .filter(e => !e.disabled).length"""
+    )
+    await page.evaluate("document.activeElement && document.activeElement.blur()")
+    reached = set()
+    for _ in range(controls + 1):
+        await page.keyboard.press("Tab")
+        reached.add(
+            await page.evaluate("""() => {
+            const all = [...document.querySelectorAll("a[href], button, input:not([type=hidden]), select")];
+            return all.indexOf(document.activeElement);
+        }""")
+        )
+    reached.discard(-1)
+    assert len(reached) == controls, (name, controls, sorted(reached))
+
+
 def sdk(api: Api, tmp_path: Path) -> FloatingManager:
     conf = Configuration(
         product="demo",
@@ -267,10 +287,14 @@ async def test_every_page_renders_is_keyboard_reachable_and_is_photographed(api_
     await api.post("/api/v4/add_consumption", {"product": "demo", "user": "alice", "consumptions": 4})
     page = await log_in(browser, api)
     await screenshot(page, "overview")
-    for name in ("seats", "history", "denials", "usage", "licenses", "users", "audit", "sync"):
+    for name in ("seats", "history", "denials", "usage", "licenses", "users", "audit", "sync", "password"):
         await page.goto(url(api, f"/ui/{name}"))
         await expect(page.locator("h1")).to_be_visible()
         await screenshot(page, name)
+        await every_control_takes_the_focus(page, name)
+    await page.goto(url(api, "/ui/seats/999999/end"))
+    await expect(page.get_by_role("alert")).to_contain_text("no seat 999999")
+    await screenshot(page, "error")
     # Times are shown in the browser's zone; UTC stays on hover.
     await page.goto(url(api, "/ui/seats"))
     first_time = page.locator("main time").first
