@@ -438,3 +438,16 @@ async def test_seats_and_audit_page_through_with_cursors(api_factory: Any) -> No
     assert older is not None and first.count("<td>api_key_created</td>") == 50
     _, second = await page(api, older.group(1).replace("&amp;", "&"))
     assert second.count("<td>api_key_created</td>") == 1
+
+
+async def test_unknown_console_addresses_and_static_files(api_factory: Any) -> None:
+    api: Api = await api_factory()
+    for path in ("/ui/nope", "/ui/seats/1/end/x", "/ui/static/sub/console.js", "/ui/static/nope.js"):
+        async with api.client.get(path, allow_redirects=False) as resp:
+            assert resp.status == 404 and resp.content_type == "text/html", path
+            assert "Content-Security-Policy" in resp.headers and "no such page" in await resp.text()
+    async with api.client.get("/ui/static/console.js") as resp:
+        assert resp.status == 200 and resp.headers["X-Content-Type-Options"] == "nosniff"
+        assert resp.content_type == "text/javascript" and "localise" in await resp.text()
+    async with api.client.get("/ui/static/console.css") as resp:
+        assert resp.status == 200 and resp.content_type == "text/css"

@@ -59,8 +59,8 @@ CONSOLE_PUBLIC = {
     ("GET", "/ui/login"),
     ("POST", "/ui/login"),
     ("GET", "/ui/password"),
-    ("GET", "/ui/static"),
-    ("HEAD", "/ui/static"),
+    ("GET", "/ui/static/{name}"),
+    ("GET", "/ui/{tail}"),
 }
 
 

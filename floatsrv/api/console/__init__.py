@@ -13,8 +13,8 @@ from pathlib import Path
 from aiohttp import web
 
 from floatsrv.api.console import admin, login, pages
-from floatsrv.api.console.render import TEMPLATES, environment
-from floatsrv.api.console.session import redirect
+from floatsrv.api.console.render import TEMPLATES, environment, error_page
+from floatsrv.api.console.session import current, redirect
 
 # (method, path, handler): the pages' paths are a contract (bookmarks and monitoring link to them).
 CONSOLE_ROUTES = (
@@ -65,8 +65,25 @@ def static_dir() -> Path:
     return Path(str(resources.files("floatsrv.api.console").joinpath("static")))
 
 
+# The console's only static files, and their types (nothing else under /ui/static/ is served).
+STATIC = {"console.css": "text/css", "console.js": "text/javascript"}
+
+
+async def _static(request: web.Request) -> web.StreamResponse:
+    name = request.match_info["name"]
+    if name not in STATIC:
+        return error_page(request, current(request), 404, "not_found", "no such page in the console")
+    headers = {"X-Content-Type-Options": "nosniff", "Cache-Control": "max-age=3600", "Content-Type": STATIC[name]}
+    return web.FileResponse(static_dir() / name, headers=headers)
+
+
 async def _to_console(request: web.Request) -> web.StreamResponse:
     return redirect("/ui/")
+
+
+async def _unknown(request: web.Request) -> web.StreamResponse:
+    """Any other /ui/ address: a console page saying so (not the API's JSON 404)."""
+    return error_page(request, current(request), 404, "not_found", "no such page in the console")
 
 
 def setup_console(app: web.Application) -> None:
@@ -77,4 +94,5 @@ def setup_console(app: web.Application) -> None:
     app.router.add_route("GET", "/ui", _to_console)
     for method, path, handler in CONSOLE_ROUTES:
         app.router.add_route(method, path, handler)
-    app.router.add_static("/ui/static/", static_dir(), append_version=False)
+    app.router.add_route("GET", "/ui/static/{name}", _static)
+    app.router.add_route("GET", "/ui/{tail:.+}", _unknown)  # last: only what no route above took
