@@ -151,7 +151,7 @@ async def v4_upload(request: web.Request) -> web.Response:
 async def create_request(request: web.Request) -> web.Response:
     """`POST /v1/license-files/requests` (admin): a new activation request for the vendor (offline activation,
     or a rebind after a fingerprint change). Answers the signed request as text and its fields."""
-    made, document = await _new_request(request)
+    made, document = await new_request(request)
     data = {
         "object": "activation_request",
         **made.payload(),
@@ -166,7 +166,7 @@ async def v4_generate(request: web.Request) -> web.Response:
     download and hand to the vendor. `product` and `license_key` are accepted and not needed: the vendor
     decides what the file grants."""
     await read_body(request)  # any body (LicenseSpring's UI sends {"product", "license_key"}; {} is accepted)
-    made, document = await _new_request(request)
+    made, document = await new_request(request)
     return web.Response(
         body=document,
         content_type="application/octet-stream",
@@ -174,7 +174,8 @@ async def v4_generate(request: web.Request) -> web.Response:
     )
 
 
-async def _new_request(request: web.Request) -> tuple[ActivationRequest, bytes]:
+async def new_request(request: web.Request) -> tuple[ActivationRequest, bytes]:
+    """A new activation request, recorded and audited: the v1 and v4 routes and the console's download."""
     domain = request.app[DOMAIN]
     return await activation.create_request(
         domain.store,

@@ -18,6 +18,7 @@ from floatsrv.clock import SystemClock
 from floatsrv.db.store import Store
 from floatsrv.domain import airgap, sync
 from floatsrv.domain.sync import AIRGAP, SyncFailed
+from floatsrv.entitlements.trust import load_trust_anchor
 from floatsrv.identity import fingerprint, machine_id
 from floatsrv.signing import (
     RECEIPT,
@@ -205,7 +206,7 @@ def usage_ack(receipt: Path, key_text: str | None, config_path: Path | None, dat
     """Import the vendor's signed receipt: its report's usage counts as delivered."""
     config = resolve_config(config_path, data_dir)
     try:
-        keys = airgap.receipt_keys(key_text, config.sync.vendor_public_key)
+        keys = airgap.receipt_keys(load_trust_anchor(), key_text, config.sync.vendor_public_key)
     except airgap.ReceiptRefused as exc:
         raise click.UsageError(str(exc)) from None
     try:

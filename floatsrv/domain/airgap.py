@@ -16,7 +16,7 @@ from floatsrv.domain import sync
 from floatsrv.domain.rollback import parse_holdings, reconcile
 from floatsrv.domain.sync import AIRGAP, weakest_entitlements, wire_record
 from floatsrv.domain.timemark import observe_time
-from floatsrv.entitlements.trust import load_trust_anchor
+from floatsrv.entitlements.trust import TrustAnchor
 from floatsrv.signing import RECEIPT, REPORT, SignatureError, public_key, sign, verify
 from floatsrv.times import iso
 
@@ -65,10 +65,9 @@ async def export(
     return Export(sign(REPORT, payload, key), batch.id, len(batch.records), asks_holdings)
 
 
-def receipt_keys(given: str | None, configured: str | None) -> list[Ed25519PublicKey]:
+def receipt_keys(anchor: TrustAnchor, given: str | None, configured: str | None) -> list[Ed25519PublicKey]:
     """The keys a receipt may be signed with: a vendor build's own keys (nothing the customer controls), else
     the key given, else sync.vendor_public_key. Raises ReceiptRefused when there is none or one is not allowed."""
-    anchor = load_trust_anchor()
     if anchor.vendor_build:
         if given is not None:
             raise ReceiptRefused("this vendor build verifies receipts with its own vendor keys only")

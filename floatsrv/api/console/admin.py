@@ -16,12 +16,12 @@ from floatsrv.api.console.pages import license_page, pager
 from floatsrv.api.console.params import PAGE_SIZE
 from floatsrv.api.console.render import download, html
 from floatsrv.api.console.session import Form, Session, action, page, redirect
-from floatsrv.api.licensefiles import file_view
+from floatsrv.api.licensefiles import file_view, new_request
 from floatsrv.api.sync import reopen_parked, run_upstreams, status_view
 from floatsrv.api.validation import parse
 from floatsrv.appkeys import CONFIG, DOMAIN, IDENTITY, LOGIN
 from floatsrv.auth.hashing import HashGate
-from floatsrv.domain import accounts, activation, airgap, credentials, licensing, seats
+from floatsrv.domain import accounts, airgap, credentials, licensing, seats
 from floatsrv.domain.credentials import AuditQuery
 from floatsrv.errors import InvalidRequest, LicenseFileMalformed
 from floatsrv.models import Role
@@ -89,15 +89,7 @@ async def upload_license(request: web.Request, session: Session, form: Form) -> 
 @action()
 async def activation_request(request: web.Request, session: Session, form: Form) -> web.StreamResponse:
     """Download a new offline activation request (for the vendor); recorded and audited."""
-    domain = request.app[DOMAIN]
-    made, document = await activation.create_request(
-        domain.store,
-        domain.clock,
-        domain.licensing,
-        request.app[IDENTITY],
-        actor(request),
-        request.app[CONFIG].sync.server_id,
-    )
+    made, document = await new_request(request)
     return download(document, f"{made.request_id}.req", "application/octet-stream")
 
 
@@ -235,7 +227,8 @@ async def _sync_page(request: web.Request, session: Session, status: int = 200, 
 
 def _receipts_verifiable(request: web.Request) -> bool:
     try:
-        return bool(airgap.receipt_keys(None, request.app[CONFIG].sync.vendor_public_key))
+        trust = request.app[DOMAIN].licensing.trust
+        return bool(airgap.receipt_keys(trust, None, request.app[CONFIG].sync.vendor_public_key))
     except airgap.ReceiptRefused:
         return False
 
@@ -281,7 +274,8 @@ async def sync_receipt(request: web.Request, session: Session, form: Form) -> we
     domain, config = request.app[DOMAIN], request.app[CONFIG]
     document = _upload(form, "receipt")
     try:
-        payload = airgap.verify_receipt(document, airgap.receipt_keys(None, config.sync.vendor_public_key))
+        keys = airgap.receipt_keys(domain.licensing.trust, None, config.sync.vendor_public_key)
+        payload = airgap.verify_receipt(document, keys)
     except airgap.ReceiptRefused as exc:
         return await _sync_page(request, session, 400, ok=False, message=str(exc))
     done = await airgap.acknowledge(domain.store, domain.clock, actor(request).name, payload, config.sync.server_id)
