@@ -105,6 +105,46 @@ def ensure_browser() -> None:
         subprocess.run([*sudo, apt, "-qq", *step], check=False, stdout=subprocess.DEVNULL, env=env)
 
 
+def postgresql_binaries() -> bool:
+    """Whether PostgreSQL's server binaries (initdb, pg_ctl, postgres, in one directory) are here: in
+    $FLOATSRV_PG_BIN, beside the pg_ctl on PATH, or in Debian's /usr/lib/postgresql/*/bin. The same search as
+    tests/pgserver.py's `binaries`, not imported from there: dev.py runs before any dependency is installed."""
+
+    def complete(directory: Path) -> bool:
+        return all(os.access(directory / name, os.X_OK) for name in ("initdb", "pg_ctl", "postgres"))
+
+    if override := os.environ.get("FLOATSRV_PG_BIN"):
+        return complete(Path(override))
+    pg_ctl = shutil.which("pg_ctl")
+    if pg_ctl is not None and complete(Path(pg_ctl).resolve().parent):
+        return True
+    return any(complete(found) for found in Path("/usr/lib/postgresql").glob("*/bin"))
+
+
+def ensure_postgresql() -> bool:
+    """The PostgreSQL backend's tests start a throwaway server of their own from the machine's PostgreSQL
+    server binaries (tests/pgserver.py): install Debian's `postgresql` when they are missing and this machine
+    can (root or sudo, apt-get); otherwise those tests are skipped. True when they must run, never skip: the
+    binaries are here, or this machine could install them (CI), so a failed install fails them. (The package
+    also sets up and starts a cluster of its own, on port 5432; the tests never use it.) The SQLite-only path
+    needs none of this."""
+    if postgresql_binaries():
+        return True
+    apt = shutil.which("apt-get")
+    sudo = [] if os.geteuid() == 0 else ([found] if (found := shutil.which("sudo")) else None)
+    if apt is None or sudo is None:
+        print("dev.py: no PostgreSQL server binaries here and no way to install them: the PostgreSQL tests will "
+              "be skipped", file=sys.stderr)  # fmt: skip
+        return False
+    print("dev.py: installing Debian's postgresql for the PostgreSQL backend's tests", file=sys.stderr)
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    for step in (["update"], ["install", "-y", "--no-install-recommends", "postgresql"]):
+        subprocess.run([*sudo, apt, "-qq", *step], check=False, stdout=subprocess.DEVNULL, env=env)
+    if not postgresql_binaries():
+        print("dev.py: installing postgresql failed: the PostgreSQL tests will fail", file=sys.stderr)
+    return True
+
+
 # DER prefix of an Ed25519 SubjectPublicKeyInfo (RFC 8410): what precedes the 32 key bytes in a PEM public key.
 _ED25519_SPKI = bytes.fromhex("302a300506032b6570032100")
 
@@ -296,6 +336,8 @@ def main() -> int:
         floatsrv = BIN / "floatsrv"
         os.execv(str(floatsrv), [str(floatsrv), "serve", "--config", str(ROOT / "config.example.yaml"), *extra])
     ensure_browser()
+    if ensure_postgresql():  # tests/pgfixture.py: then a PostgreSQL test fails rather than skips (unless =0 given)
+        os.environ.setdefault("FLOATSRV_REQUIRE_POSTGRESQL", "1")
     lint_paths = [p for p in ("floatsrv", "tests", "bench", "dev.py") if (ROOT / p).exists()]
     steps: list[tuple[str | Path, ...]] = [
         (PYTHON, "-m", "ruff", "check", *lint_paths),

@@ -336,7 +336,16 @@ def main() -> int:
         "--login-flood", action="store_true", help="only heartbeat latency during a flood of failed logins"
     )
     parser.add_argument("--startup", action="store_true", help="only the start-up time of admin commands")
+    parser.add_argument(
+        "--postgresql", action="store_true", help="only PostgreSQL (1 and 2 nodes) against SQLite (postgresql.py)"
+    )
     args = parser.parse_args()
+    if args.postgresql:
+        from postgresql import main as pg_main
+
+        return pg_main(
+            ["--seconds", str(3 if args.quick else args.seconds), "--rounds", str(1 if args.quick else args.rounds)]
+        )
     if args.startup:
         from startup import main as startup_main
 

@@ -23,7 +23,7 @@ from floatsrv.api.middleware import REQUEST_IDS, RequestIds, pipeline
 from floatsrv.api.routes import setup_routes
 from floatsrv.api.v4_cache import V4_CACHE, V4Cache
 from floatsrv.api.v5_reply import V5_SIGNER
-from floatsrv.appkeys import CONFIG, DOMAIN, GUARD, IDENTITY, LIVE, LOGIN
+from floatsrv.appkeys import CONFIG, DOMAIN, GUARD, IDENTITY, LIVE, LOGIN, SITE_START
 from floatsrv.auth.guard import Guard
 from floatsrv.auth.hashing import HashGate
 from floatsrv.auth.login import LoginDefense, label_key
@@ -31,12 +31,16 @@ from floatsrv.auth.throttle import LoginThrottle, ThrottleRule
 from floatsrv.auth.tokens import TokenIssuer, load_or_create_key
 from floatsrv.clock import Clock, ClockJump, SteadyClock, SystemClock
 from floatsrv.config import DEMO_PASSWORDS, Config, ConfigError, LiveConfig, bootstrap_admin
-from floatsrv.db.store import Store, StoreOptions
+from floatsrv.db.backends import make_store
+from floatsrv.db.store import StoreOptions
+from floatsrv.domain import site
 from floatsrv.domain.accounts import DeclaredUser, sync_declared_users
 from floatsrv.domain.context import Domain, UsageWindows
+from floatsrv.domain.credentials import share_keys
 from floatsrv.domain.health import remember_time, time_floor
 from floatsrv.domain.licensefiles import Licensing
 from floatsrv.domain.licensing import load
+from floatsrv.domain.login_attempts import SharedThrottle
 from floatsrv.domain.policy import Policy
 from floatsrv.domain.rollback import take_baseline
 from floatsrv.entitlements.trust import TrustAnchor, config_problems, load_trust_anchor
@@ -121,22 +125,28 @@ def create_app(
         app[V5_SIGNER] = signer
 
     async def store_context(app: web.Application) -> AsyncIterator[None]:
-        options = store_options or StoreOptions(
-            synchronous=config.storage.synchronous,
-            busy_timeout_ms=config.storage.busy_timeout_ms,
-            max_batch=config.storage.max_batch_units,
-        )
         # Keys made now beside a database that already existed: what a restore without its keys looks like.
-        if config.db_path.exists():
+        if config.storage.backend == "sqlite" and config.db_path.exists():
             new_keys.extend(str(p) for p in (config.signing_key_path, config.token_key_path) if not p.exists())
-        store = Store(config.db_path, clock, options)
+        store = make_store(config, clock, store_options)
         await store.open()
         try:
             floor = await time_floor(store)
             if floor is not None:
                 clock.floor(floor)  # never hand out a time before one this database has already seen
             if store.applied_migrations:
-                log.info("database_migrated", path=str(config.db_path), versions=store.applied_migrations)
+                log.info("database_migrated", database=store.where, versions=store.applied_migrations)
+            if store.backend == "postgresql":
+                # Before anything is written from this node's config: it must be the running site's.
+                differing = await site.join(store, config)
+                if differing:
+                    raise ConfigError(
+                        [
+                            f"this node's {', '.join(differing)} differ from those of the nodes running on this "
+                            "database: give every node the same settings (docs/high-availability.md)"
+                        ]
+                    )
+                await share_keys(store, clock, config.token_key_path, config.signing_key_path)
             # The server's identity: license files are bound to it; made at the first start, kept in data_dir.
             identity.append(load_or_create_private_key(config.signing_key_path))
             app[IDENTITY] = identity[0]
@@ -172,7 +182,8 @@ def create_app(
             tampering = await remember_time(domain)
             if tampering is not None:
                 log_tampering(tampering)
-            await take_baseline(store)  # the counters at this start: a rollback's lost usage is told from new
+            # The counters at this start: a rollback's lost usage is told from new (not on a joining node).
+            app[SITE_START] = await take_baseline(store)
             yield
             with contextlib.suppress(StorageUnavailable):
                 await remember_time(domain)
@@ -198,13 +209,15 @@ def create_app(
         issuer = TokenIssuer(load_or_create_key(key_path), clock, timedelta(hours=config.auth.token_lifetime_hours))
         app[GUARD] = Guard(domain.store, clock, issuer, key_path, config.auth.enabled, config.auth_stamp_path)
         limits = config.auth.login_throttle
-        throttle = LoginThrottle(
-            clock,
-            ThrottleRule(limits.max_failures_per_address, timedelta(seconds=limits.address_window_seconds)),
-            ThrottleRule(limits.max_failures_per_user, timedelta(seconds=limits.user_window_seconds)),
+        per_address = ThrottleRule(limits.max_failures_per_address, timedelta(seconds=limits.address_window_seconds))
+        per_user = ThrottleRule(limits.max_failures_per_user, timedelta(seconds=limits.user_window_seconds))
+        throttle = LoginThrottle(clock, per_address, per_user)
+        # Several nodes of one site count attempts together (domain.login_attempts).
+        shared = (
+            SharedThrottle(domain.store, clock, per_address, per_user) if domain.store.backend == "postgresql" else None
         )
         gate = HashGate(limits.max_concurrent_checks, limits.max_checks_per_second, max_wait=limits.queue_seconds)
-        app[LOGIN] = LoginDefense(throttle, gate, label_key(identity[0].private_bytes_raw()))
+        app[LOGIN] = LoginDefense(throttle, gate, label_key(identity[0].private_bytes_raw()), shared)
         if not config.auth.enabled:
             log.warning(
                 "auth_disabled",

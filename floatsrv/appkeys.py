@@ -18,6 +18,9 @@ from floatsrv.models import Principal, Role
 CONFIG = web.AppKey("config", Config)  # as started
 LIVE = web.AppKey("live", LiveConfig)  # as last reloaded (SIGHUP)
 DOMAIN = web.AppKey("domain", Domain)
+# Whether this start took the rollback baseline (domain.rollback.take_baseline): then, and only then, the
+# sync worker compares the vendor's holdings with this database before its first send.
+SITE_START = web.AppKey("site_start", bool)
 GUARD = web.AppKey("guard", Guard)
 LOGIN = web.AppKey("login", LoginDefense)
 # The server's Ed25519 identity key (license files are bound to it; it signs activation requests and reports).

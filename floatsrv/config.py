@@ -76,7 +76,18 @@ class ServerConfig(_Section):
         return self
 
 
+class PostgresConfig(_Section):
+    # postgresql://user@host/db (docs/high-availability.md); a password better in password_file or PGPASSWORD.
+    dsn: SecretStr
+    password_file: Path | None = None
+    # Reader connections of each node (the writer has one more of its own).
+    pool_size: Annotated[int, Field(ge=1, le=64)] = 4
+
+
 class StorageConfig(_Section):
+    # sqlite: one machine, a file in data_dir. postgresql: several nodes sharing one database (storage.postgresql).
+    backend: Literal["sqlite", "postgresql"] = "sqlite"
+    postgresql: PostgresConfig | None = None
     data_dir: Path = Path("floatsrv-data")
     # FULL survives power loss; NORMAL (WAL) may lose the last commits on power loss, never on a crash.
     synchronous: Literal["full", "normal"] = "full"
@@ -86,6 +97,13 @@ class StorageConfig(_Section):
     # Raw usage events older than this are compacted into their counters (0: keep them all). Counters, their
     # sync and event-id deduplication are unaffected.
     event_retention_days: Annotated[int, Field(ge=0, le=36_500)] = 90
+
+    @model_validator(mode="after")
+    def check_backend(self) -> Self:
+        dsn = self.postgresql.dsn.get_secret_value() if self.postgresql else ""
+        if self.backend == "postgresql" and not dsn.startswith(("postgresql://", "postgres://")):
+            raise ValueError("backend postgresql needs storage.postgresql.dsn: postgresql://user@host:port/database")
+        return self
 
 
 class LogConfig(_Section):

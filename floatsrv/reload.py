@@ -25,7 +25,7 @@ from floatsrv import jsjson
 from floatsrv.appkeys import DOMAIN, GUARD, LIVE
 from floatsrv.clock import SteadyClock
 from floatsrv.config import Config, ConfigError
-from floatsrv.domain import health
+from floatsrv.domain import health, site
 from floatsrv.domain import licensing as license_files
 from floatsrv.domain.accounts import sync_declared_users
 from floatsrv.domain.context import Domain, UsageWindows
@@ -133,6 +133,8 @@ async def reload(app: web.Application, load: Callable[[], Config], declared: Cal
         configure_logging(new.log.level, old.log.format)
     # Code reads only the LIVE_KEYS settings from here; everything else keeps the start-up values.
     live.config = new
+    if domain.store.backend == "postgresql":  # the other nodes serve this policy too (domain.site)
+        await site.publish(domain.store, new)
     log.info(
         "config_reloaded",
         **report.log_fields(catalog),

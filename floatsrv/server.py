@@ -23,6 +23,7 @@ from floatsrv.app import create_app
 from floatsrv.config import EXIT_BAD_CONFIG, Config, ConfigError
 from floatsrv.db.migrate import SchemaError
 from floatsrv.entitlements.trust import TrustAnchor, TrustAnchorError, config_problems, load_trust_anchor
+from floatsrv.errors import StorageUnavailable
 from floatsrv.log import configure_logging, drain, get_logger
 from floatsrv.preflight import tls_context, v5_signer
 
@@ -174,6 +175,12 @@ def _serve(
     except SchemaError as exc:
         log.error("database_refused", error=str(exc))
         print(f"floatsrv: {exc}", file=sys.stderr)
+        return EXIT_BAD_DATA
+    except StorageUnavailable as exc:
+        # PostgreSQL unreachable (or refusing) at start: say where (never the password) and why.
+        problem = f"cannot use the database: {exc.message}: {exc.__cause__ or ''}"
+        log.error("database_unreachable", error=problem)
+        print(f"floatsrv: {problem}", file=sys.stderr)
         return EXIT_BAD_DATA
     except (OSError, sqlite3.OperationalError) as exc:
         # The disk filled up, or went read-only, between the check above and opening the database.

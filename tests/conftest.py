@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import os
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Callable
@@ -23,6 +24,7 @@ from floatsrv.clock import ManualClock
 from floatsrv.config import Config, parse_config
 from floatsrv.entitlements.trust import TrustAnchor
 from tests.licensing import demo_licenses, sign_licenses
+from tests.pgfixture import new_database, pg_dsn, pg_server  # noqa: F401 -- fixtures, offered to every test
 from tests.upstreams import FloatsrvUpstream, RebillyUpstream
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -170,10 +172,53 @@ async def start_api(
     return Api(client, clock, config), client
 
 
+_DATABASES: dict[tuple[str, str], str] = {}  # (test, place) -> its PostgreSQL database, for this worker
+# `pytestmark = BOTH_BACKENDS`: the module's tests that start an app (api, api_factory) run on both backends.
+BOTH_BACKENDS = pytest.mark.both_backends
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "both_backends: run the test's apps on SQLite and on PostgreSQL")
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "backend" in metafunc.fixturenames and metafunc.definition.get_closest_marker("both_backends"):
+        metafunc.parametrize("backend", ["sqlite", "postgresql"], indirect=True)
+
+
 @pytest.fixture
-async def api(tmp_path: Path) -> AsyncIterator[Api]:
+def backend(request: pytest.FixtureRequest) -> str:
+    """The storage backend of `api` and `api_factory`: SQLite, unless a module or test is marked
+    `BOTH_BACKENDS` (then it runs once on each, PostgreSQL on a fresh database of tests.pgfixture)."""
+    # FLOATSRV_TEST_BACKEND=postgresql: every app of the suite on PostgreSQL (a developer's wider check).
+    name: str = getattr(request, "param", os.environ.get("FLOATSRV_TEST_BACKEND", "sqlite"))
+    return name
+
+
+def on_backend(
+    request: pytest.FixtureRequest, backend: str, mutate: Callable[[dict[str, Any]], None] | None, place: str = ""
+) -> Callable[[dict[str, Any]], None] | None:
+    """`mutate`, then pointing the config at the backend: each `place` (a test's subdir) has its own database."""
+    if backend == "sqlite":
+        return mutate
+    key = (request.node.nodeid, place)
+    dsn = _DATABASES.get(key)
+    if dsn is None:
+        dsn = _DATABASES[key] = new_database(request.getfixturevalue("pg_server"))
+
+    def change(data: dict[str, Any]) -> None:
+        if mutate is not None:
+            mutate(data)
+        data["storage"]["backend"] = "postgresql"
+        data["storage"]["postgresql"] = {"dsn": dsn}
+
+    return change
+
+
+@pytest.fixture
+async def api(tmp_path: Path, request: pytest.FixtureRequest, backend: str) -> AsyncIterator[Api]:
     """The demo config, logged in as user `demo`."""
-    instance, client = await start_api(make_config(tmp_path))
+    instance, client = await start_api(make_config(tmp_path, on_backend(request, backend, None)))
     try:
         await instance.login()
         yield instance
@@ -182,7 +227,7 @@ async def api(tmp_path: Path) -> AsyncIterator[Api]:
 
 
 @pytest.fixture
-async def api_factory(tmp_path: Path) -> AsyncIterator[Any]:
+async def api_factory(tmp_path: Path, request: pytest.FixtureRequest, backend: str) -> AsyncIterator[Any]:
     """Start apps on custom configs: `await api_factory(mutate)`; all are closed at teardown."""
     clients: list[TestClient[Any, Any]] = []
 
@@ -195,7 +240,8 @@ async def api_factory(tmp_path: Path) -> AsyncIterator[Any]:
         signed: bool = True,
         trust: TrustAnchor | None = None,
     ) -> Api:
-        config = make_config(tmp_path / subdir if subdir else tmp_path, mutate, signed=signed)
+        changed = on_backend(request, backend, mutate, subdir)
+        config = make_config(tmp_path / subdir if subdir else tmp_path, changed, signed=signed)
         instance, client = await start_api(config, clock, trust=trust)
         clients.append(client)  # closed at teardown even if login fails
         if login and config.auth.users:

@@ -8,8 +8,10 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import Api
+from tests.conftest import BOTH_BACKENDS, Api
 from tests.metering_config import metering_license
+
+pytestmark = BOTH_BACKENDS
 
 
 @pytest.fixture

@@ -82,13 +82,13 @@ def test_serve_refuses_a_database_from_a_newer_floatsrv_untouched(tmp_path: Path
 
     from floatsrv.clock import ManualClock
     from floatsrv.db.migrate import latest_version
-    from floatsrv.db.store import Store
+    from floatsrv.db.sqlite_store import SqliteStore
 
     data = tmp_path / "data"
     db = data / "floatsrv.db"
 
     async def create() -> None:  # a real floatsrv database at the latest schema ...
-        store = Store(db, ManualClock())
+        store = SqliteStore(db, ManualClock())
         await store.open()
         await store.close()
 

@@ -6,7 +6,9 @@ import asyncio
 from collections import Counter
 from typing import Any
 
-from tests.conftest import Api
+from tests.conftest import BOTH_BACKENDS, Api
+
+pytestmark = BOTH_BACKENDS
 
 
 async def test_200_concurrent_registrations_take_exactly_3_seats(api: Api) -> None:

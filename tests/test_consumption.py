@@ -7,7 +7,9 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import Api
+from tests.conftest import BOTH_BACKENDS, Api
+
+pytestmark = BOTH_BACKENDS
 
 
 async def consume(api: Api, n: Any, **extra: Any) -> tuple[int, Any]:

@@ -8,8 +8,10 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import Api
+from tests.conftest import BOTH_BACKENDS, Api
 from tests.metering_config import metering_license
+
+pytestmark = BOTH_BACKENDS
 
 JAN_10, JAN_20, JAN_25 = (datetime(2026, 1, d, 12, tzinfo=UTC) for d in (10, 20, 25))
 FEB_2 = datetime(2026, 2, 2, 12, tzinfo=UTC)

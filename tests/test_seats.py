@@ -7,7 +7,9 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from tests.conftest import Api
+from tests.conftest import BOTH_BACKENDS, Api
+
+pytestmark = BOTH_BACKENDS
 
 
 async def test_register_returns_what_the_sdk_parses(api: Api) -> None:

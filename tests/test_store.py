@@ -11,12 +11,13 @@ import pytest
 
 from floatsrv.clock import ManualClock
 from floatsrv.db.migrate import APPLICATION_ID, SchemaError, latest_version, statements
+from floatsrv.db.sqlite_store import SqliteStore
 from floatsrv.db.store import Store, StoreOptions
 from floatsrv.errors import SeatsExhausted, StorageUnavailable
 
 
 async def open_store(path: Path, **options: object) -> Store:
-    store = Store(path, ManualClock(), StoreOptions(**options))  # type: ignore[arg-type]
+    store = SqliteStore(path, ManualClock(), StoreOptions(**options))  # type: ignore[arg-type]
     await store.open()
     await store.write(lambda c: c.execute("CREATE TABLE IF NOT EXISTS scratch (k TEXT PRIMARY KEY, v BLOB)"))
     return store
@@ -102,7 +103,7 @@ async def test_foreign_database_is_refused_untouched(tmp_path: Path) -> None:
     with sqlite3.connect(path) as conn:
         conn.execute("CREATE TABLE invoices (id INTEGER)")
     before = path.read_bytes()
-    store = Store(path, ManualClock())
+    store = SqliteStore(path, ManualClock())
     with pytest.raises(SchemaError, match="not a floatsrv database"):
         await store.open()
     assert path.read_bytes() == before
@@ -112,7 +113,7 @@ async def test_corrupt_file_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "junk.db"
     path.write_bytes(b"this is not sqlite at all" * 100)
     with pytest.raises(SchemaError, match="not a usable SQLite database"):
-        await Store(path, ManualClock()).open()
+        await SqliteStore(path, ManualClock()).open()
     assert path.read_bytes() == b"this is not sqlite at all" * 100
 
 
@@ -123,7 +124,7 @@ async def test_newer_schema_is_refused(tmp_path: Path) -> None:
     with sqlite3.connect(path) as conn:
         conn.execute(f"PRAGMA user_version = {latest_version() + 1}")
     with pytest.raises(SchemaError, match="newer than this floatsrv"):
-        await Store(path, ManualClock()).open()
+        await SqliteStore(path, ManualClock()).open()
 
 
 async def test_reopening_applies_nothing_and_keeps_data(tmp_path: Path) -> None:

@@ -18,9 +18,11 @@ from structlog.testing import capture_logs
 from floatsrv.appkeys import DOMAIN, SYNC
 from floatsrv.times import iso_us
 from floatsrv.workers import loop as loop_module
-from tests.conftest import Api
+from tests.conftest import BOTH_BACKENDS, Api
 from tests.polling import wait_until
 from tests.upstreams import UPSTREAM_TOKEN, Faults
+
+pytestmark = BOTH_BACKENDS
 
 TOKEN = UPSTREAM_TOKEN
 

@@ -81,7 +81,7 @@ async def password_login(
     user = guard.user(username)
     # Unknown usernames are never kept as typed (it may be a password in the wrong field): a keyed label.
     shown = user.username if user is not None else defense.unknown_label(username)
-    attempt = defense.throttle.admit(peer, username)  # counted before the check, so bursts cannot outrun it
+    attempt = await defense.admit(peer, username)  # counted before the check, so bursts cannot outrun it
     if isinstance(attempt, int):
         log.warning("login_throttled", username=shown, peer=peer, retry_after=attempt)
         raise TooManyRequests(f"too many failed logins; try again in {attempt} seconds", retry_after=attempt)
@@ -89,7 +89,7 @@ async def password_login(
     try:
         ok = await defense.gate.run(functools.partial(_check, password, encoded), priority=attempt.clean)
     except GateBusy as exc:
-        defense.throttle.not_checked(attempt)
+        await defense.not_checked(attempt)
         log.warning("login_busy", username=shown, peer=peer, retry_after=exc.retry_after)
         wait = exc.retry_after
         raise LoginBusy(f"password checks are saturated; try again in {wait} s", retry_after=wait) from None
@@ -99,7 +99,7 @@ async def password_login(
         )
         log.warning("login_failed", username=shown, peer=peer)
         raise Unauthenticated("invalid username or password")
-    defense.throttle.succeeded(attempt)
+    await defense.succeeded(attempt)
     token, claims = guard.issuer.issue(user.username, Role(user.role), lifetime)
     await credentials_domain.record_login(domain.store, domain.clock, claims, peer)
     log.info("login_succeeded", username=user.username, role=user.role, peer=peer)

@@ -31,6 +31,7 @@ from floatsrv.auth import apikeys
 from floatsrv.auth.tokens import TokenClaims, TokenIssuer, read_key
 from floatsrv.clock import Clock
 from floatsrv.db import accounts as db
+from floatsrv.db import shared_keys
 from floatsrv.db.accounts import ApiKeyRow, UserRow
 from floatsrv.db.store import Store
 from floatsrv.errors import InvalidToken, Unauthenticated
@@ -122,6 +123,8 @@ class Guard:
         if version != self._snapshot.version:
             snapshot = self._store.peek(lambda conn: load_snapshot(conn, to_us(self._clock.now())))
             if generation != self._snapshot.key_generation:
+                if self._store.backend == "postgresql":  # another node may have rotated it (db.shared_keys)
+                    self._store.peek(lambda conn: shared_keys.refresh(conn, shared_keys.TOKEN, self._key_path))
                 self.issuer.key = read_key(self._key_path)
                 self._verified.clear()
             self._snapshot = snapshot

@@ -7,9 +7,18 @@ from __future__ import annotations
 import hashlib
 import hmac
 from dataclasses import dataclass
+from typing import Protocol
 
 from floatsrv.auth.hashing import HashGate
-from floatsrv.auth.throttle import LoginThrottle
+from floatsrv.auth.throttle import Attempt, LoginThrottle
+
+
+class Shared(Protocol):
+    """A throttle the nodes of a site share (domain.login_attempts.SharedThrottle)."""
+
+    async def admit(self, address: str, username: str) -> Attempt | int: ...
+    async def succeeded(self, attempt: Attempt) -> None: ...
+    async def not_checked(self, attempt: Attempt) -> None: ...
 
 
 @dataclass(slots=True)
@@ -17,6 +26,23 @@ class LoginDefense:
     throttle: LoginThrottle
     gate: HashGate
     label_key: bytes  # HMAC key for unknown usernames (derived from the server's identity key)
+    shared: Shared | None = None  # on PostgreSQL: the site's throttle, used instead of `throttle`
+
+    async def admit(self, address: str, username: str) -> Attempt | int:
+        """Count an attempt before its check (auth.throttle): the Attempt, or whole seconds to wait."""
+        return await self.shared.admit(address, username) if self.shared else self.throttle.admit(address, username)
+
+    async def succeeded(self, attempt: Attempt) -> None:
+        if self.shared:
+            await self.shared.succeeded(attempt)
+        else:
+            self.throttle.succeeded(attempt)
+
+    async def not_checked(self, attempt: Attempt) -> None:
+        if self.shared:
+            await self.shared.not_checked(attempt)
+        else:
+            self.throttle.not_checked(attempt)
 
     def unknown_label(self, username: str) -> str:
         """A stable, unreadable name for a username that does not exist: repeated attempts correlate."""

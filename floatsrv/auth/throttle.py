@@ -12,7 +12,8 @@ per username; beyond the limits the answer is 429 with Retry-After, without a ch
   for a username; the per-address limit and the hashing rate bound what that is worth.
 
 State is in memory and per process: a restart forgets it, which is acceptable for slowing down guessing.
-(Keygen allows about 5 password logins per minute per address.)
+(Keygen allows about 5 password logins per minute per address.) On PostgreSQL the nodes share it instead
+(domain.login_attempts), judged by the same `wait_for`.
 """
 
 from __future__ import annotations
@@ -51,12 +52,6 @@ class _Tracker:
             del self.seen[key]
         return times
 
-    def wait(self, key: str, now: float) -> float:
-        times = self.recent(key, now)
-        if len(times) < self.rule.failures:
-            return 0.0
-        return times[-self.rule.failures] + self.rule.window.total_seconds() - now
-
     def add(self, key: str, now: float) -> None:
         if len(self.seen) >= _MAX_KEYS:
             horizon = now - self.rule.window.total_seconds()
@@ -73,6 +68,24 @@ class _Tracker:
 
     def clear(self, key: str) -> None:
         self.seen.pop(key, None)
+
+
+def _wait(rule: ThrottleRule, times: list[float] | deque[float], now: float) -> float:
+    """Seconds until the oldest of the last `failures` recent attempts leaves the window (0: none to wait)."""
+    if len(times) < rule.failures:
+        return 0.0
+    return times[-rule.failures] + rule.window.total_seconds() - now
+
+
+def wait_for(
+    per_address: ThrottleRule, per_user: ThrottleRule, address_times: list[float], user_times: list[float], now: float
+) -> float:
+    """The throttle's judgement of one attempt, from the recent attempt times (oldest first) of its address and
+    the user's recent failures: seconds to wait, 0 to admit it (see the module docstring)."""
+    wait = _wait(per_address, address_times, now)
+    if address_times:  # only an address with failures of its own meets the per-user limit
+        wait = max(wait, _wait(per_user, user_times, now))
+    return wait
 
 
 class Attempt(NamedTuple):
@@ -93,10 +106,11 @@ class LoginThrottle:
     def admit(self, address: str, username: str) -> Attempt | int:
         """Count an attempt before its check: the Attempt, or whole seconds to wait (nothing counted)."""
         now = self._clock.now().timestamp()
-        clean = not self._address.recent(address, now)
-        wait = self._address.wait(address, now)
-        if not clean:
-            wait = max(wait, self._user.wait(username, now))
+        address_times = self._address.recent(address, now)
+        clean = not address_times
+        wait = wait_for(
+            self._address.rule, self._user.rule, list(address_times), list(self._user.recent(username, now)), now
+        )
         if wait > 0:
             return max(1, math.ceil(wait))
         self._address.add(address, now)

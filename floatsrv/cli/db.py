@@ -10,7 +10,7 @@ from pathlib import Path
 import click
 
 from floatsrv import __version__, datalock
-from floatsrv.cli.tools import data_options, resolve_config
+from floatsrv.cli.tools import data_options, pg_password, resolve_config
 from floatsrv.config import Config
 from floatsrv.db import archive
 from floatsrv.domain import health
@@ -93,15 +93,71 @@ def db_check(as_json: bool, config_path: Path | None, data_dir: Path | None) -> 
     import asyncio
 
     config = resolve_config(config_path, data_dir)
-    if not config.db_path.exists():
-        click.echo(f"floatsrv: no database at {config.db_path}", err=True)
-        sys.exit(1)
-    version, problems = asyncio.run(health.check_database(config.db_path, config.storage.busy_timeout_ms))
+    postgresql = config.storage.postgresql if config.storage.backend == "postgresql" else None
+    if postgresql is not None:
+        from floatsrv.db import pg_migrate
+        from floatsrv.db.pgconn import redact
+
+        where = redact(postgresql.dsn.get_secret_value())
+        version, problems = pg_migrate.check(postgresql.dsn.get_secret_value(), pg_password(config))
+    else:
+        where = str(config.db_path)
+        if not config.db_path.exists():
+            click.echo(f"floatsrv: no database at {config.db_path}", err=True)
+            sys.exit(1)
+        version, problems = asyncio.run(health.check_database(config.db_path, config.storage.busy_timeout_ms))
     if as_json:
-        click.echo(json.dumps({"path": str(config.db_path), "schema_version": version, "problems": problems}, indent=2))
+        click.echo(json.dumps({"path": where, "schema_version": version, "problems": problems}, indent=2))
     elif problems:
         for problem in problems:
             click.echo(f"floatsrv: {problem}", err=True)
     else:
-        click.echo(f"{config.db_path}: ok (schema {version})")
+        click.echo(f"{where}: ok (schema {version})")
     sys.exit(1 if problems else 0)
+
+
+@db_group.command("migrate")
+@click.option("--to", "target", required=True, metavar="DSN", help="postgresql://user@host:port/database (empty).")
+@data_options
+def db_migrate(target: str, config_path: Path | None, data_dir: Path | None) -> None:
+    """Copy a stopped server's SQLite database and keys into an empty PostgreSQL database, and verify it.
+
+    Everything is copied (licenses and license files, seats, counters, usage events, the sync outbox, users,
+    tokens, audit) and then counted and summed on both sides; the keys become the site's shared keys. The
+    password: in the DSN, or from storage.postgresql.password_file, PGPASSWORD or ~/.pgpass. Refused while a
+    server runs on the data directory. Then set `storage.backend: postgresql` (docs/high-availability.md)."""
+    import time
+
+    from floatsrv.db import pg_copy
+    from floatsrv.db.pgconn import redact
+
+    config = resolve_config(config_path, data_dir)
+    if not target.startswith(("postgresql://", "postgres://")):
+        click.echo("floatsrv: --to must be a URL: postgresql://user@host:port/database", err=True)
+        sys.exit(2)
+    if not config.db_path.exists():
+        click.echo(f"floatsrv: no database at {config.db_path}", err=True)
+        sys.exit(1)
+    try:
+        lock = datalock.hold(config.storage.data_dir)
+    except (datalock.DataDirLocked, OSError) as exc:
+        click.echo(f"floatsrv: cannot copy: {exc} (stop the server first)", err=True)
+        sys.exit(1)
+    try:
+        report = pg_copy.copy(
+            config.db_path,
+            target,
+            pg_password(config),
+            config.token_key_path,
+            config.signing_key_path,
+            time.time_ns() // 1000,
+        )
+    except pg_copy.CopyError as exc:
+        click.echo(f"floatsrv: copy refused: {exc}", err=True)
+        sys.exit(1)
+    finally:
+        datalock.release(lock)
+    rows = sum(report.tables.values())
+    click.echo(f"copied {rows} rows of {len(report.tables)} tables from {config.db_path} to {redact(target)}; verified")
+    for name, total in sorted(report.totals.items()):
+        click.echo(f"  {name}: {total} (equal on both)")

@@ -21,6 +21,7 @@ import click
 from floatsrv.auth.guard import touch_stamp
 from floatsrv.clock import SystemClock
 from floatsrv.config import Config, ConfigError, load_config, parse_config
+from floatsrv.db.backends import make_store, password_of
 from floatsrv.db.migrate import SchemaError
 from floatsrv.db.store import Store, StoreOptions
 from floatsrv.domain.accounts import Actor
@@ -57,6 +58,17 @@ def resolve_config(config_path: Path | None, data_dir: Path | None) -> Config:
     return config.with_overrides(data_dir=data_dir)
 
 
+def pg_password(config: Config) -> str | None:
+    """The PostgreSQL password from storage.postgresql.password_file (None: asyncpg looks for one); a file
+    that cannot be read is a config error (exit 2), as at the server's start."""
+    try:
+        return password_of(config)
+    except ConfigError as exc:
+        for line in exc.lines:
+            click.echo(f"floatsrv: config error: {line}", err=True)
+        sys.exit(2)
+
+
 def cli_actor() -> Actor:
     try:
         who = getpass.getuser()
@@ -67,13 +79,14 @@ def cli_actor() -> Actor:
 
 def run_with_store(config: Config, work: Callable[[Store], Awaitable[T]], *, create: bool = False) -> T:
     """Open the server's store, run `work`, close it. Domain errors print one line and exit 1."""
-    if not create and not config.db_path.exists():
+    if config.storage.backend == "sqlite" and not create and not config.db_path.exists():
         click.echo(f"floatsrv: no database at {config.db_path} (start the server once, or check --data-dir)", err=True)
         sys.exit(1)
     warn_if_not_owner(config.storage.data_dir)
+    pg_password(config)  # a bad password_file: one clear line, before anything opens
 
     async def main() -> T:
-        store = Store(config.db_path, SystemClock(), StoreOptions(busy_timeout_ms=config.storage.busy_timeout_ms))
+        store = make_store(config, SystemClock(), StoreOptions(busy_timeout_ms=config.storage.busy_timeout_ms))
         await store.open()
         try:
             return await work(store)

@@ -149,11 +149,13 @@ def revoke_token(conn: sqlite3.Connection, jti: str, now: int, by: str) -> bool:
 
 def revoke_user_tokens(conn: sqlite3.Connection, username: str, now: int, by: str, keep: str | None = None) -> int:
     """Revoke every live token of a user (but `keep`, a token id, if given); returns how many."""
-    return conn.execute(
+    sql = (
         "UPDATE issued_tokens SET revoked_at = ?, revoked_by = ? WHERE username = ? AND revoked_at IS NULL"
-        " AND expires_at > ? AND jti IS NOT ?",
-        (now, by, username, now, keep),
-    ).rowcount
+        " AND expires_at > ?"
+    )
+    if keep is None:
+        return conn.execute(sql, (now, by, username, now)).rowcount
+    return conn.execute(sql + " AND jti <> ?", (now, by, username, now, keep)).rowcount
 
 
 def delete_expired_tokens(conn: sqlite3.Connection, before: int) -> int:

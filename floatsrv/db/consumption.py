@@ -42,7 +42,8 @@ def totals(conn: sqlite3.Connection, license_id: int, keys: list[tuple[str, int]
     """Totals of several counters of one license, (feature, period_start) -> thousandths, in one query."""
     if not keys:
         return {}
-    marks = ", ".join("(?, ?)" for _ in keys)
+    # The cast: PostgreSQL would take an untyped VALUES parameter for text (SQLite reads it as an integer).
+    marks = ", ".join("(?, CAST(? AS BIGINT))" for _ in keys)
     rows = conn.execute(
         f"SELECT feature, period_start, total_milli FROM consumption_counters WHERE license_id = ?"
         f" AND (feature, period_start) IN (VALUES {marks})",

@@ -26,7 +26,7 @@ _COLUMNS = "id, at, license_id, feature, kind, user, host, address, login, reaso
 
 def record(conn: sqlite3.Connection, row: DenialRow) -> None:
     conn.execute(
-        f"INSERT INTO denials ({_COLUMNS}) VALUES (NULL, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        f"INSERT INTO denials ({_COLUMNS.removeprefix('id, ')}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         row[1:],
     )
 

@@ -14,7 +14,8 @@ def seat_intervals(
     ends when it was ended, or when it expires (a held one that has not yet expired counts until `now`)."""
     rows = conn.execute(
         """
-        SELECT registered_at, CASE WHEN ended_at IS NOT NULL THEN ended_at ELSE MIN(expires_at, ?4) END AS stop
+        SELECT registered_at, CASE WHEN ended_at IS NOT NULL THEN ended_at
+                                    WHEN expires_at < ?4 THEN expires_at ELSE ?4 END AS stop
           FROM seats
          WHERE license_id = ?1 AND feature = ?2 AND registered_at < ?3
            AND (ended_at IS NULL OR ended_at > ?5)

@@ -117,15 +117,18 @@ def seats_over_limit(conn: sqlite3.Connection, now: int) -> list[tuple[int, str,
     limit was lowered: held seats stay until they end)."""
     rows = conn.execute(
         """
-        SELECT s.license_id, s.feature, COUNT(*) AS held,
-               CASE WHEN s.feature = '' THEN l.floating_users ELSE COALESCE(f.floating_users, 0) END AS seat_limit
-        FROM seats AS s
-        JOIN licenses AS l ON l.id = s.license_id
-        LEFT JOIN license_features AS f ON f.license_id = s.license_id AND f.code = s.feature
-        WHERE s.ended_at IS NULL AND s.expires_at > ?
-        GROUP BY s.license_id, s.feature
-        HAVING held > seat_limit
-        ORDER BY s.license_id, s.feature
+        SELECT license_id, feature, held, seat_limit FROM (
+            SELECT s.license_id, s.feature, COUNT(*) AS held,
+                   MAX(CASE WHEN s.feature = '' THEN l.floating_users ELSE COALESCE(f.floating_users, 0) END)
+                       AS seat_limit
+            FROM seats AS s
+            JOIN licenses AS l ON l.id = s.license_id
+            LEFT JOIN license_features AS f ON f.license_id = s.license_id AND f.code = s.feature
+            WHERE s.ended_at IS NULL AND s.expires_at > ?
+            GROUP BY s.license_id, s.feature
+        ) AS counted
+        WHERE held > seat_limit
+        ORDER BY license_id, feature
         """,
         (now,),
     )

@@ -46,4 +46,6 @@ class WriterConnection(sqlite3.Connection):
 
 def memo_of(conn: sqlite3.Connection) -> Memo | None:
     """The connection's memo; None on any other connection (readers, the admin CLI's)."""
-    return conn.memo if type(conn) is WriterConnection else None
+    if type(conn) is WriterConnection:
+        return conn.memo
+    return getattr(conn, "memo", None)  # db.pg_store.PgWriterConnection has one too

@@ -58,6 +58,13 @@ def statements(sql: str) -> list[str]:
     return out
 
 
+def too_new(current: int, newest: int) -> SchemaError:
+    return SchemaError(
+        f"the database has schema version {current}, newer than this floatsrv understands ({newest}); "
+        "run a newer floatsrv or restore a backup"
+    )
+
+
 def check_identity(conn: sqlite3.Connection, path: str) -> None:
     """Refuse files that are not ours. Reads only; must run before anything writes to the file."""
     try:
@@ -82,10 +89,7 @@ def migrate(conn: sqlite3.Connection, applied_at_us: int, upto: int | None = Non
     current = conn.execute("PRAGMA user_version").fetchone()[0]
     newest = migrations[-1].version
     if current > newest:
-        raise SchemaError(
-            f"the database has schema version {current}, newer than this floatsrv understands ({newest}); "
-            "run a newer floatsrv or restore a backup"
-        )
+        raise too_new(current, newest)
     applied = []
     for migration in migrations:
         if migration.version <= current or (upto is not None and migration.version > upto):

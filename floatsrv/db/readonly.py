@@ -3,7 +3,6 @@ usage events) and whole-database checks."""
 
 from __future__ import annotations
 
-import json
 import sqlite3
 from dataclasses import dataclass
 from typing import NamedTuple
@@ -24,17 +23,21 @@ class CounterRow:
 def counters(conn: sqlite3.Connection, license_id: int | None, limit: int) -> list[CounterRow]:
     """Consumption counters, newest period first, with what each sync channel has confirmed of them."""
     where, args = ("WHERE c.license_id = ?", [license_id]) if license_id is not None else ("", [])
-    rows = conn.execute(
-        "SELECT c.license_id, c.feature, c.period_start, c.period_end, c.total_milli, c.revision, c.updated_at,"
-        " (SELECT json_group_object(d.channel, d.revision) FROM sync_delivered d WHERE d.license_id = c.license_id"
-        "  AND d.feature = c.feature AND d.period_start = c.period_start)"
-        f" FROM consumption_counters c {where}"
-        " ORDER BY c.period_start DESC, c.license_id, c.feature LIMIT ?",
+    chosen = (
+        "SELECT c.license_id, c.feature, c.period_start, c.period_end, c.total_milli, c.revision, c.updated_at"
+        f" FROM consumption_counters c {where} ORDER BY c.period_start DESC, c.license_id, c.feature LIMIT ?"
+    )
+    rows = conn.execute(chosen, (*args, limit)).fetchall()
+    delivered: dict[tuple[int, str, int], dict[str, int]] = {}
+    for lid, feature, start, channel, revision in conn.execute(
+        "SELECT d.license_id, d.feature, d.period_start, d.channel, d.revision"
+        f" FROM sync_delivered d JOIN ({chosen}) k USING (license_id, feature, period_start)",
         (*args, limit),
-    ).fetchall()
+    ):
+        delivered.setdefault((lid, feature, start), {})[channel] = revision
     return [
-        CounterRow(lid, feature, start, end, total, revision, updated, json.loads(delivered) if delivered else {})
-        for lid, feature, start, end, total, revision, updated, delivered in rows
+        CounterRow(lid, feature, start, end, total, revision, updated, delivered.get((lid, feature, start), {}))
+        for lid, feature, start, end, total, revision, updated in rows
     ]
 
 
@@ -78,6 +81,11 @@ def integrity_problems(conn: sqlite3.Connection) -> list[str]:
     problems += [f"foreign key: {row[0]} row {row[1]} -> {row[2]}" for row in conn.execute("PRAGMA foreign_key_check")]
     if problems:
         return problems  # the invariants below are meaningless on a damaged file
+    return counter_problems(conn)
+
+
+def counter_problems(conn: sqlite3.Connection) -> list[str]:
+    """Every counter equals its compacted part plus its kept events (both backends)."""
     mismatched = conn.execute(
         "SELECT c.license_id, c.feature, c.period_start, c.total_milli, c.compacted_milli + COALESCE(e.total, 0)"
         " FROM consumption_counters c LEFT JOIN (SELECT license_id, feature, period_start,"
@@ -85,8 +93,7 @@ def integrity_problems(conn: sqlite3.Connection) -> list[str]:
         " USING (license_id, feature, period_start)"
         " WHERE c.total_milli <> c.compacted_milli + COALESCE(e.total, 0)"
     ).fetchall()
-    problems += [
+    return [
         f"counter (license {lid}, feature {feature!r}, period {start}) is {total}, its events sum to {events}"
         for lid, feature, start, total, events in mismatched
     ]
-    return problems

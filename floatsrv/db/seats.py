@@ -76,7 +76,7 @@ def end_expired(conn: sqlite3.Connection, now: int, license_id: int | None = Non
         ended += conn.execute(
             f"""
             UPDATE seats AS f SET
-                ended_at = MIN(f.expires_at, l.expires_at),
+                ended_at = CASE WHEN f.expires_at <= l.expires_at THEN f.expires_at ELSE l.expires_at END,
                 end_reason = CASE WHEN f.expires_at <= l.expires_at THEN {_expiry_reason("f")}
                                   ELSE {_expiry_reason("l")} END
             FROM seats AS l

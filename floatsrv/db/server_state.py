@@ -25,6 +25,7 @@ def raise_to(conn: sqlite3.Connection, key: str, value: int) -> None:
     """Store `value` unless a larger one is stored already."""
     conn.execute(
         "INSERT INTO server_state (key, value) VALUES (?, ?)"
-        " ON CONFLICT (key) DO UPDATE SET value = MAX(value, excluded.value)",
+        " ON CONFLICT (key) DO UPDATE SET value = CASE WHEN excluded.value > server_state.value"
+        " THEN excluded.value ELSE server_state.value END",
         (key, value),
     )

@@ -286,8 +286,8 @@ def set_baseline(conn: sqlite3.Connection, license_id: int, feature: str, period
                  total_milli: int) -> None:  # fmt: skip
     conn.execute(
         "INSERT INTO counter_baselines (license_id, feature, period_start, revision, total_milli)"
-        " VALUES (?, ?, ?, ?, ?) ON CONFLICT DO UPDATE SET revision = excluded.revision,"
-        " total_milli = excluded.total_milli",
+        " VALUES (?, ?, ?, ?, ?) ON CONFLICT (license_id, feature, period_start)"
+        " DO UPDATE SET revision = excluded.revision, total_milli = excluded.total_milli",
         (license_id, feature, period_start, revision, total_milli),
     )
 

@@ -13,10 +13,10 @@ from datetime import datetime
 from pathlib import Path
 
 from floatsrv.auth import apikeys
-from floatsrv.auth.tokens import TokenClaims, write_new_key
+from floatsrv.auth.tokens import TokenClaims, load_or_create_key, write_new_key
 from floatsrv.clock import Clock
 from floatsrv.db import accounts as db
-from floatsrv.db import audit
+from floatsrv.db import audit, shared_keys
 
 # Row types re-exported for the API layer.
 from floatsrv.db.accounts import ApiKeyRow as ApiKeyRow
@@ -26,6 +26,7 @@ from floatsrv.db.store import Store
 from floatsrv.domain.accounts import Actor
 from floatsrv.errors import ApiKeyExists, ApiKeyNotFound, TokenNotFound, UserNotFound
 from floatsrv.models import Role
+from floatsrv.signing import load_or_create_private_key
 from floatsrv.times import to_us
 
 SECOND_US = 1_000_000
@@ -108,11 +109,25 @@ async def rotate_signing_key(store: Store, clock: Clock, actor: Actor, key_path:
     write_new_key(key_path)  # first the file, atomically; the version bump below makes servers reload it
 
     def unit(conn: sqlite3.Connection) -> int:
+        if store.backend == "postgresql":  # every node signs with the new key (db.shared_keys)
+            shared_keys.publish(conn, shared_keys.TOKEN, key_path, to_us(clock.now()))
         generation = db.bump_key_generation(conn)
         actor.audit(conn, to_us(clock.now()), "signing_key_rotated", detail={"key_generation": generation})
         return generation
 
     return await store.write(unit)
+
+
+async def share_keys(store: Store, clock: Clock, token_key: Path, identity_key: Path) -> None:
+    """On PostgreSQL, before the keys are read: this node's key files become the site's shared ones (the
+    database's win; the first node's become them). See db.shared_keys."""
+
+    def unit(conn: sqlite3.Connection) -> None:
+        now = to_us(clock.now())
+        shared_keys.adopt(conn, shared_keys.TOKEN, token_key, load_or_create_key, now)
+        shared_keys.adopt(conn, shared_keys.IDENTITY, identity_key, load_or_create_private_key, now)
+
+    await store.write(unit)
 
 
 @dataclass(frozen=True, slots=True)

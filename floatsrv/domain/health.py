@@ -74,10 +74,6 @@ async def time_floor(store: Store) -> datetime | None:
     return from_us(value) if value is not None else None
 
 
-def _schema_version(conn: sqlite3.Connection) -> int:
-    return int(conn.execute("PRAGMA user_version").fetchone()[0])
-
-
 async def readiness(domain: Domain) -> tuple[bool, dict[str, Any]]:
     """(ready, checks): ready when the database takes writes and its schema is the one this build expects."""
     store = domain.store
@@ -97,7 +93,7 @@ async def readiness(domain: Domain) -> tuple[bool, dict[str, Any]]:
             "since": _iso_epoch(stats.last_failure),
             "message": "recent writes failed; only the small readiness probe got through",
         }
-    version = store.peek(_schema_version)
+    version = store.schema_version()
     expected = migrate.latest_version()
     migrations: dict[str, Any] = {"status": "ok", "version": version, "expected": expected}
     if version != expected:

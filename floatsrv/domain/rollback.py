@@ -135,18 +135,24 @@ async def reconcile(
 BASELINE_OF_RESTORE = "baseline_of_restore"  # server_state: the RESTORED time whose first start took the baseline
 
 
-async def take_baseline(store: Store) -> None:
+async def take_baseline(store: Store) -> bool:
     """At start-up: every counter as it stands, for telling a rollback's lost usage from what is new since.
+    True when this start is the database's (one SQLite server, or the first node of a PostgreSQL site): only
+    then is it compared with the vendor's holdings. A node joining running nodes starts no new baseline (the
+    others' deliveries since would look like a rollback's lost usage).
 
     After `floatsrv db restore`, the baseline of the first start (the restored state) is kept through later
     starts until a vendor has stated its holdings: usage counted between them is new, not what the vendor had."""
 
-    def unit(conn: sqlite3.Connection) -> None:
+    def unit(conn: sqlite3.Connection) -> bool:
+        if not store.alone(conn):
+            return False
         restored = server_state.get(conn, RESTORED) or 0
         if restored and server_state.get(conn, BASELINE_OF_RESTORE) == restored:
-            return  # a restore not yet checked with the vendor: keep its baseline
+            return True  # a restore not yet checked with the vendor: keep its baseline
         db.take_baseline(conn)
         if restored:
             server_state.put(conn, BASELINE_OF_RESTORE, restored)
+        return True
 
-    await store.write(unit)
+    return await store.write(unit)

@@ -127,8 +127,9 @@ async def claim(
     lease_seconds: float,
     holder_is_dead: Callable[[str], bool] = lambda _: False,
 ) -> bool:
-    """Take the channel's sending lease. A lease held by a process known to be dead is taken over at once
-    (a crashed server must not hold up sync until its lease runs out)."""
+    """Take the channel's sending lease. A lease held by a process known to be dead (by `holder_is_dead`, or
+    by the store: on PostgreSQL a node whose connections are gone) is taken over at once (a crashed server
+    must not hold up sync until its lease runs out)."""
 
     def unit(conn: sqlite3.Connection) -> bool:
         now = to_us(clock.now())
@@ -136,7 +137,7 @@ async def claim(
         if db.acquire_lease(conn, channel, owner, now, until):
             return True
         holder = db.lease_owner(conn, channel)
-        if holder is not None and holder_is_dead(holder):
+        if holder is not None and (holder_is_dead(holder) or store.node_gone(conn, holder.rpartition(":")[0])):
             db.release_lease(conn, channel, holder)
             return db.acquire_lease(conn, channel, owner, now, until)
         return False

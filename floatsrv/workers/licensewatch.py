@@ -13,9 +13,11 @@ from datetime import datetime
 
 from aiohttp import web
 
-from floatsrv.appkeys import DOMAIN
-from floatsrv.domain import health, licensing
+from floatsrv.appkeys import DOMAIN, LIVE
+from floatsrv.domain import health, licensing, site
+from floatsrv.domain.context import Domain
 from floatsrv.domain.license import License
+from floatsrv.domain.policy import Policy
 from floatsrv.licenselog import log_license_warnings
 from floatsrv.log import get_logger
 from floatsrv.times import iso, iso_us, to_us
@@ -45,9 +47,12 @@ class LicenseWatch:
         # (license id, validity end) of licenses whose expiry was logged (lifetime: the process).
         self.licenses_logged: set[tuple[int, datetime]] = set()
         self.started = False
+        self.site_seen = -1  # the site generation last followed (PostgreSQL; domain.site)
 
     async def step(self) -> None:
         domain = self.app[DOMAIN]
+        if domain.store.backend == "postgresql":
+            await self._follow_site(domain)
         report = await licensing.refresh_if_changed(domain)
         if report is not None:
             log.info("license_files_applied", source="admin_cli", **report.log_fields(domain.catalog))
@@ -70,6 +75,22 @@ class LicenseWatch:
                 self.files_logged.add((event, row.file_id))
                 fields = {field: iso_us(at), "licenses": row.license_ids, "message": message}
                 log.warning(event, file_id=row.file_id, **fields)
+
+    async def _follow_site(self, domain: Domain) -> None:
+        """Another node reloaded: serve the site's policy, and say where this node's own file differs."""
+        self.site_seen, policy, settings = await site.follow(domain.store, self.site_seen)
+        if policy is not None and policy != domain.policy.config:
+            domain.apply_policy(Policy(policy))
+            log.info("site_policy_applied", message="another node reloaded the usage policy; this node serves it")
+        if settings is not None:
+            differing = sorted(k for k, v in site.digests(self.app[LIVE].config).items() if settings.get(k) != v)
+            if differing:
+                log.warning(
+                    "node_config_differs_from_site",
+                    sections=differing,
+                    message="another node reloaded with other settings: bring this node's file in line (and "
+                    "reload it) before it next restarts, or it will refuse to start",
+                )
 
     def _note_expired(self, licenses: Iterable[License], now: datetime, *, log_now: bool) -> None:
         for license in licenses:

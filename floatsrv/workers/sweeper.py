@@ -2,13 +2,15 @@
 seat stops counting the moment it expires; the sweep only writes the history row's end. It also forgets
 bearer tokens that expired more than 30 days ago, compacts raw usage events past their retention, forgets
 report history (ended seats, denials, daily totals) past `reports.retention_days`, and writes down the
-server's time (the floor of its clock after a restart)."""
+server's time (the floor of its clock after a restart). On PostgreSQL one node at a time sweeps (the store's
+"sweeper" duty); every node writes down its time."""
 
 from __future__ import annotations
 
 from aiohttp import web
 
 from floatsrv.appkeys import CONFIG, DOMAIN, LIVE
+from floatsrv.domain.context import Domain
 from floatsrv.domain.credentials import prune_expired_tokens
 from floatsrv.domain.health import remember_time
 from floatsrv.domain.reports import prune_history
@@ -23,6 +25,10 @@ log = get_logger("floatsrv.workers")
 
 async def sweep_once(app: web.Application) -> int:
     domain = app[DOMAIN]
+    if not await domain.store.duty("sweeper"):
+        # Another node of this PostgreSQL database sweeps; this one only writes down its own time.
+        await _remember_time(domain)
+        return 0
     ended = await sweep_expired(domain)
     if ended:
         log.info("seats_expired", count=ended)
@@ -37,10 +43,14 @@ async def sweep_once(app: web.Application) -> int:
     forgotten = await prune_history(domain, app[LIVE].config.reports.retention_days)
     if forgotten:
         log.info("report_history_pruned", rows=forgotten)
+    await _remember_time(domain)
+    return ended
+
+
+async def _remember_time(domain: Domain) -> None:
     tampering = await remember_time(domain)
     if tampering is not None:
         log_tampering(tampering)
-    return ended
 
 
 sweeper_context = periodic_context("seat_sweep", sweep_once, lambda app: app[CONFIG].seats.sweep_interval_seconds)

@@ -19,7 +19,7 @@ from datetime import timedelta
 import aiohttp
 from aiohttp import web
 
-from floatsrv.appkeys import CONFIG, DOMAIN, SYNC
+from floatsrv.appkeys import CONFIG, DOMAIN, SITE_START, SYNC
 from floatsrv.clock import Clock, wall_now
 from floatsrv.config import SyncConfig, UpstreamConfig
 from floatsrv.db.store import Store
@@ -90,6 +90,13 @@ class SyncWorker:
             self._pass.add_done_callback(lambda task: task.cancelled() or task.exception())
         # shield: a caller that stops waiting (a request timing out) does not stop the pass for the others.
         return await asyncio.shield(self._pass)
+
+    async def periodic(self) -> list[PassReport]:
+        """The interval's pass, on the node holding the "sync" duty (on PostgreSQL, one node at a time; the
+        channel leases keep an on-demand pass on another node from sending beside it)."""
+        if not await self.store.duty("sync"):
+            return []
+        return await self.run()
 
     async def stop(self) -> None:
         """Cancel the pass under way, if any, and wait until it has stopped (shutdown)."""
@@ -229,14 +236,22 @@ async def sync_context(app: web.Application) -> AsyncIterator[None]:
     server_id = await sync.server_id(domain.store, config.server_id)
     async with aiohttp.ClientSession() as session:
         tolerance = timedelta(hours=app[CONFIG].licensing.clock_tolerance_hours)
-        worker = SyncWorker(domain.store, domain.clock, config, session, server_id, clock_tolerance=tolerance)
+        worker = SyncWorker(
+            domain.store,
+            domain.clock,
+            config,
+            session,
+            server_id,
+            clock_tolerance=tolerance,
+            check_holdings=app.get(SITE_START, True),
+        )
         app[SYNC] = worker
         task = None
         if worker.channels:
             task = asyncio.create_task(
                 run_periodic(
                     "sync",
-                    worker.run,
+                    worker.periodic,
                     config.interval_seconds,
                     backoff_max=config.backoff_max_seconds,
                     wake=worker.wake,
@@ -249,5 +264,5 @@ async def sync_context(app: web.Application) -> AsyncIterator[None]:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
             await worker.stop()
-            if config.shutdown_timeout_seconds > 0:
+            if config.shutdown_timeout_seconds > 0 and await domain.store.duty("sync"):
                 await worker.flush(config.shutdown_timeout_seconds)
