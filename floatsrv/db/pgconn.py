@@ -215,6 +215,7 @@ class PgConnection:
         self._loop = asyncio.new_event_loop()
         self._statements: dict[str, _Statement] = {}
         self._identities: frozenset[str] | None = None  # read once the schema exists (after migrations)
+        self._pending: list[str] = []  # deferred savepoint statements (`_DEFERRED`), sent with the next one
         try:
             self._conn: asyncpg.Connection = self._run(
                 asyncpg.connect(
@@ -272,9 +273,18 @@ class PgConnection:
 
     def execute(self, sql: str, params: Sequence[Any] | None = None) -> PgCursor:
         args = tuple(params or ())
-        if not args and _is_control(sql):
-            self._run(self._conn.execute(sql))  # BEGIN, COMMIT, SAVEPOINT...: not prepared
+        if not args and sql in _DEFERRED:
+            # The store's per-unit savepoint bookkeeping: sent with whatever comes next, in the same round
+            # trip ("RELEASE unit; SAVEPOINT unit" between two units), not in one of its own.
+            self._pending.append(sql)
             return PgCursor([], -1)
+        if not args and _is_control(sql):
+            self._run(self._conn.execute("; ".join([*self._pending, sql])))  # BEGIN, COMMIT...: not prepared
+            self._pending.clear()
+            return PgCursor([], -1)
+        if self._pending:
+            script, self._pending = "; ".join(self._pending), []
+            self._run(self._conn.execute(script))
         statement = self._statement(sql)
         values = [_coerce(value, kind) for value, kind in zip(args, statement.types, strict=True)]
         records = self._run(statement.prepared.fetch(*values))
@@ -307,6 +317,7 @@ class PgConnection:
         self._loop.close()
 
 
+_DEFERRED = frozenset({"SAVEPOINT unit", "RELEASE unit"})  # db.store's savepoint per unit
 _CONTROL = ("BEGIN", "COMMIT", "ROLLBACK", "SAVEPOINT", "RELEASE", "START", "END", "SET", "LISTEN", "NOTIFY")
 
 
