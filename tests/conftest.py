@@ -11,7 +11,7 @@ import base64
 import os
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +24,8 @@ from floatsrv.clock import ManualClock
 from floatsrv.config import Config, parse_config
 from floatsrv.entitlements.trust import TrustAnchor
 from tests.licensing import demo_licenses, sign_licenses
-from tests.pgfixture import new_database, pg_dsn, pg_server  # noqa: F401 -- fixtures, offered to every test
+from tests.pgfixture import database_name, pg_dsn, pg_server  # noqa: F401 -- fixtures, offered to every test
+from tests.pgserver import PgServer
 from tests.upstreams import FloatsrvUpstream, RebillyUpstream
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -172,7 +173,8 @@ async def start_api(
     return Api(client, clock, config), client
 
 
-_DATABASES: dict[tuple[str, str], str] = {}  # (test, place) -> its PostgreSQL database, for this worker
+# (test, place) -> its PostgreSQL server, database name and DSN, for this worker; dropped after the test
+_DATABASES: dict[tuple[str, str], tuple[PgServer, str, str]] = {}
 # `pytestmark = BOTH_BACKENDS`: the module's tests that start an app (api, api_factory) run on both backends.
 BOTH_BACKENDS = pytest.mark.both_backends
 
@@ -187,12 +189,16 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 
 
 @pytest.fixture
-def backend(request: pytest.FixtureRequest) -> str:
+def backend(request: pytest.FixtureRequest) -> Iterator[str]:
     """The storage backend of `api` and `api_factory`: SQLite, unless a module or test is marked
-    `BOTH_BACKENDS` (then it runs once on each, PostgreSQL on a fresh database of tests.pgfixture)."""
+    `BOTH_BACKENDS` (then it runs once on each, PostgreSQL on a fresh database of tests.pgfixture, dropped
+    after the test: `api` and `api_factory` depend on this fixture, so their apps are closed by then)."""
     # FLOATSRV_TEST_BACKEND=postgresql: every app of the suite on PostgreSQL (a developer's wider check).
     name: str = getattr(request, "param", os.environ.get("FLOATSRV_TEST_BACKEND", "sqlite"))
-    return name
+    yield name
+    for key in [key for key in _DATABASES if key[0] == request.node.nodeid]:
+        server, database, _ = _DATABASES.pop(key)
+        server.drop_database(database)
 
 
 def on_backend(
@@ -202,9 +208,11 @@ def on_backend(
     if backend == "sqlite":
         return mutate
     key = (request.node.nodeid, place)
-    dsn = _DATABASES.get(key)
-    if dsn is None:
-        dsn = _DATABASES[key] = new_database(request.getfixturevalue("pg_server"))
+    if key not in _DATABASES:
+        server: PgServer = request.getfixturevalue("pg_server")
+        database = database_name()
+        _DATABASES[key] = (server, database, server.create_database(database))
+    dsn = _DATABASES[key][2]
 
     def change(data: dict[str, Any]) -> None:
         if mutate is not None:
