@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import signal
+import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,6 +19,7 @@ import aiohttp
 import pytest
 import yaml
 
+from floatsrv.db.pgconn import PgConnection  # not on the test's loop: it drives its own (to_thread)
 from tests.conftest import example_dict
 from tests.licensing import sign_licenses, signed_file
 from tests.metering_config import metering_license
@@ -63,6 +65,20 @@ def nodes(tmp_path: Path, pg_dsn: str) -> Iterator[list[ServerProcess]]:
         for node in started:
             if node.proc is not None:
                 node.stop()
+
+
+def duty_holder(dsn: str, duty: int) -> str | None:
+    """The application_name (node) of the session holding a duty's advisory lock (db.pg_store.DUTIES), if any."""
+    conn = PgConnection(dsn)
+    try:
+        row = conn.execute(
+            "SELECT a.application_name FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid"
+            " WHERE l.locktype = 'advisory' AND l.objid = ? AND l.granted",
+            (duty,),
+        ).fetchone()
+        return None if row is None else str(row[0])
+    finally:
+        conn.close()
 
 
 def bearer(token: str) -> dict[str, str]:
@@ -260,3 +276,34 @@ async def test_a_revocation_and_a_license_import_on_one_node_reach_the_other(nod
             return (await post(session, nodes[1].url + "/api/v4/register", attempt, fresh))[0] == 200
 
         await wait_until(served, 5)
+
+
+SWEEPER_DUTY = 3  # db.pg_store.DUTIES["sweeper"]: expired seats, old tokens, event compaction, history pruning
+SWEEP_SECONDS = 1.0
+
+
+def sweep_often(data: dict[str, Any]) -> None:
+    data["seats"]["sweep_interval_seconds"] = SWEEP_SECONDS
+
+
+async def test_one_node_sweeps_and_the_other_takes_over_within_an_interval_when_it_dies(
+    tmp_path: Path, pg_dsn: str
+) -> None:
+    first, second = make_nodes(tmp_path, pg_dsn, sweep_often)
+    try:
+        await asyncio.to_thread(first.start)
+        await wait_until(lambda: asyncio.to_thread(lambda: duty_holder(pg_dsn, SWEEPER_DUTY) is not None), 10)
+        holder = await asyncio.to_thread(duty_holder, pg_dsn, SWEEPER_DUTY)  # the first node's: it was alone
+        await asyncio.to_thread(second.start)
+        for _ in range(3):  # several of the second node's sweep intervals: it does not take the duty over
+            await asyncio.sleep(SWEEP_SECONDS)
+            assert await asyncio.to_thread(duty_holder, pg_dsn, SWEEPER_DUTY) == holder
+        await asyncio.to_thread(first.kill)  # no shutdown: PostgreSQL ends its session, and the lock with it
+        killed = time.monotonic()
+        await wait_until(lambda: asyncio.to_thread(lambda: duty_holder(pg_dsn, SWEEPER_DUTY) not in (None, holder)), 10)
+        # The survivor took the duty at its next sweep (slack for a loaded machine's scheduling).
+        assert time.monotonic() - killed < SWEEP_SECONDS + 2.0
+    finally:
+        for node in (first, second):
+            if node.proc is not None:
+                node.stop()

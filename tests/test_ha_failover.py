@@ -20,7 +20,7 @@ from floatsrv.db.pgconn import PgConnection  # not on the test's loop: it drives
 from floatsrv.times import iso_us
 from tests.polling import wait_until
 from tests.tcpproxy import TcpProxy
-from tests.test_ha import make_nodes
+from tests.test_ha import duty_holder, make_nodes
 from tests.test_sync import TOKEN, with_sync
 from tests.upstreams import FloatsrvUpstream
 
@@ -30,17 +30,7 @@ SYNC_DUTY = 4  # db.pg_store.DUTIES["sync"]
 
 
 def sync_holder(dsn: str) -> str | None:
-    """The application_name (node) of the session holding the sync duty's advisory lock, if any."""
-    conn = PgConnection(dsn)
-    try:
-        row = conn.execute(
-            "SELECT a.application_name FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid"
-            " WHERE l.locktype = 'advisory' AND l.objid = ? AND l.granted",
-            (SYNC_DUTY,),
-        ).fetchone()
-        return None if row is None else str(row[0])
-    finally:
-        conn.close()
+    return duty_holder(dsn, SYNC_DUTY)
 
 
 def local_totals(dsn: str) -> dict[tuple[int, str, str | None], Decimal]:
