@@ -69,20 +69,26 @@ class _Pool:
         self._peek = _Slot("floatsrv-pgpeek")
 
     def _run(self, slot: _Slot, unit: Callable[[Any], T]) -> T:
-        if slot.conn is None:
-            slot.conn = PgConnection(self._dsn, password=self._password, application_name=self._node)
-        conn = slot.conn
-        try:
-            conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")  # one snapshot for the function
+        # A connection kept from earlier may have died since (a database restart or failover ends them all):
+        # a read changes nothing, so it is tried once more on a new one, and the client never sees the old
+        # connection's death. A fault on a new connection is the database's answer now: it is raised.
+        while True:
+            fresh = slot.conn is None
+            if slot.conn is None:
+                slot.conn = PgConnection(self._dsn, password=self._password, application_name=self._node)
+            conn = slot.conn
             try:
-                return unit(conn)
-            finally:
-                if conn.in_transaction:
-                    conn.execute("COMMIT")
-        except PgFault:
-            slot.conn = None  # reconnect next time
-            conn.close()
-            raise
+                conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")  # one snapshot for the function
+                try:
+                    return unit(conn)
+                finally:
+                    if conn.in_transaction:
+                        conn.execute("COMMIT")
+            except PgFault:
+                slot.conn = None  # reconnect next time
+                conn.close()
+                if fresh:
+                    raise
 
     async def read(self, unit: Callable[[Any], T]) -> T:
         slot = await self._free.get()
@@ -190,15 +196,7 @@ class PgStore(Store):
     def _run_batch(self, batch: Batch) -> tuple[Outcomes, BaseException | None]:
         """One transaction for the batch, under the nodes' write lock (runs on the writer's thread)."""
         try:
-            conn = self._connect()
-            conn.execute("BEGIN")
-            conn.execute("SELECT pg_advisory_xact_lock(?, ?)", (APP_LOCK, WRITE_LOCK))
-            generation = int(
-                conn.execute(
-                    "UPDATE floatsrv_meta SET value = CAST(CAST(value AS BIGINT) + 1 AS TEXT)"
-                    " WHERE key = 'write_generation' RETURNING value"
-                ).fetchone()[0]  # type: ignore[index]
-            )
+            conn, generation = self._begin()
         except sqlite3.Error as exc:
             self._drop(exc)
             return [], exc
@@ -217,6 +215,26 @@ class PgStore(Store):
         self._generation = -1
         self._drop(fault)
         return outcomes, fault
+
+    def _begin(self) -> tuple[PgWriterConnection, int]:
+        """Open the batch's transaction under the write lock; its write generation. Nothing of the batch has
+        been sent yet, so when a connection kept from an earlier batch turns out dead (a database restart or
+        failover ends them all), this is tried once more on a new one instead of failing the batch."""
+        while True:
+            fresh = self._conn is None
+            conn = self._connect()
+            try:
+                conn.execute("BEGIN")
+                conn.execute("SELECT pg_advisory_xact_lock(?, ?)", (APP_LOCK, WRITE_LOCK))
+                row = conn.execute(
+                    "UPDATE floatsrv_meta SET value = CAST(CAST(value AS BIGINT) + 1 AS TEXT)"
+                    " WHERE key = 'write_generation' RETURNING value"
+                ).fetchone()
+                return conn, int(row[0])  # type: ignore[index]
+            except PgFault:
+                if fresh:
+                    raise
+                self._forget_connection()
 
     def _drop(self, fault: BaseException) -> None:
         """After a failed batch: roll back, or forget a connection that is gone (the next batch reconnects)."""
