@@ -24,6 +24,7 @@ import pytest
 import yaml
 
 from floatsrv import __version__
+from floatsrv.auth.passwords import hash_password
 from floatsrv.cli import main as cli_main
 from floatsrv.config import EXIT_BAD_CONFIG, parse_config
 from floatsrv.container import serve_command
@@ -213,6 +214,22 @@ def test_the_image_never_serves_published_passwords_on_the_network(tmp_path: Pat
     assert isinstance(demo, list) and serve_params(demo)["host"] == "127.0.0.1"
     assert demo[demo.index("--config") + 1] == "/usr/share/floatsrv/demo/config.yaml"
     assert isinstance(serve_command({"FLOATSRV_CONFIG": missing, "FLOATSRV_DEMO": "yes"}), str)
+    # A mounted copy of the example config (published passwords) is refused too, in one line; with the demo
+    # users' passwords replaced by hashes it is served on all interfaces.
+    copied = tmp_path / "mounted.yaml"
+    data = yaml.safe_load((ROOT / "config.example.yaml").read_text())
+    data["license_files"] = [str(ROOT / "licenses")]
+    copied.write_text(yaml.safe_dump(data))
+    result = floatsrv_cli("container-start", env={**env, "FLOATSRV_CONFIG": str(copied)}, cwd=tmp_path)
+    assert result.returncode == 2, result.stderr
+    [line] = result.stderr.strip().splitlines()
+    assert "'demo', 'admin'" in line and "published demo password" in line and "hash-password" in line, line
+    for user in data["auth"]["users"]:
+        user["password_hash"] = hash_password(f"not-published-{user['username']}")
+        del user["password"]
+    copied.write_text(yaml.safe_dump(data))
+    served = serve_command({"FLOATSRV_CONFIG": str(copied)})
+    assert isinstance(served, list) and serve_params(served)["host"] == "0.0.0.0", served
 
 
 def healthcheck_command() -> list[str]:
