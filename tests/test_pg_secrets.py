@@ -6,8 +6,10 @@ where it would appear.
 
 from __future__ import annotations
 
+import base64
 from pathlib import Path
 
+from floatsrv.db.pgconn import PgConnection
 from tests.conftest import example_dict
 from tests.procs import ServerProcess
 
@@ -58,3 +60,28 @@ def test_the_password_file_is_used_and_a_missing_one_is_a_clear_error(tmp_path: 
     server.start()
     server.stop()
     assert SECRET not in server.log_path.read_text()
+
+
+def test_a_password_typed_as_a_username_is_not_kept_in_the_shared_throttle(tmp_path: Path, pg_dsn: str) -> None:
+    """On PostgreSQL the nodes count login attempts in the database (its WAL and backups): what was typed into
+    the username field is kept there only as a keyed digest, which still counts repeated attempts together."""
+    typed = "Hunter2-typed-into-the-username-field"
+    data = example_dict()
+    data["storage"]["backend"] = "postgresql"
+    data["storage"]["postgresql"] = {"dsn": pg_dsn}
+    server = ServerProcess(tmp_path, data)
+    server.start()
+    try:
+        for username in (typed, typed, "admin"):
+            basic = base64.b64encode(f"{username}:wrong-password".encode()).decode()
+            assert server.request("GET", "/auth", headers={"Authorization": f"Basic {basic}"})[0] == 401
+    finally:
+        server.stop()
+    conn = PgConnection(pg_dsn)
+    try:
+        rows = conn.execute("SELECT username FROM login_attempts").fetchall()
+    finally:
+        conn.close()
+    names = [row[0] for row in rows]
+    assert len(names) == 3 and len(set(names)) == 2, names  # the two attempts of one name still correlate
+    assert not [name for name in names if typed in name or "admin" in name], names

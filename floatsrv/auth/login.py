@@ -29,8 +29,13 @@ class LoginDefense:
     shared: Shared | None = None  # on PostgreSQL: the site's throttle, used instead of `throttle`
 
     async def admit(self, address: str, username: str) -> Attempt | int:
-        """Count an attempt before its check (auth.throttle): the Attempt, or whole seconds to wait."""
-        return await self.shared.admit(address, username) if self.shared else self.throttle.admit(address, username)
+        """Count an attempt before its check (auth.throttle): the Attempt, or whole seconds to wait.
+
+        The site's shared throttle writes attempts to the database (and so to its WAL and backups): there the
+        username is a keyed digest, never what was typed (a password typed into the username field, say)."""
+        if self.shared:
+            return await self.shared.admit(address, self._digest(username))
+        return self.throttle.admit(address, username)
 
     async def succeeded(self, attempt: Attempt) -> None:
         if self.shared:
@@ -46,8 +51,10 @@ class LoginDefense:
 
     def unknown_label(self, username: str) -> str:
         """A stable, unreadable name for a username that does not exist: repeated attempts correlate."""
-        digest = hmac.new(self.label_key, username.encode("utf-8", "surrogatepass"), hashlib.sha256).hexdigest()
-        return f"unknown:{digest[:16]}"
+        return f"unknown:{self._digest(username)[:16]}"
+
+    def _digest(self, username: str) -> str:
+        return hmac.new(self.label_key, username.encode("utf-8", "surrogatepass"), hashlib.sha256).hexdigest()
 
 
 def label_key(identity_secret: bytes) -> bytes:
