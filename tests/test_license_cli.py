@@ -5,7 +5,10 @@ Every refusal is one line naming its code and exits non-zero; nothing is importe
 from __future__ import annotations
 
 import json
+import sqlite3
 import subprocess
+import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -171,3 +174,28 @@ def test_check_config_checks_the_license_files_it_names(tmp_path: Path) -> None:
     assert checked.returncode != 0, checked.stdout
     assert "junk.lic: license_file_malformed" in checked.stderr + checked.stdout
     assert "later.lic: license_file_not_yet_valid" in checked.stderr + checked.stdout
+
+
+def test_list_and_status_judge_files_by_the_servers_trusted_time(tmp_path: Path, data: Path) -> None:
+    """After the system clock was set back, the admin commands show a file in the state the server gives it
+    (judged at the later of the clock and the persisted time mark), not the state the raw clock suggests; and
+    the plain list shows each file's signing key (kid)."""
+    expires = (datetime.now(UTC) + timedelta(days=2)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    assert issue(tmp_path, "soon.lic", "--unbound", "--file-id", "soon-1", "--expires", expires).returncode == 0
+    assert admin(data, "license", "import", str(tmp_path / "soon.lic")).returncode == 0
+    assert [row["state"] for row in listed(data)] == ["in_force"]
+    # The server saw three days later than now (its mark), and then the clock was set back to now.
+    with sqlite3.connect(data / "floatsrv.db") as conn:
+        conn.execute(
+            "INSERT INTO server_state (key, value) VALUES ('time_mark', ?)"
+            " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            (int((time.time() + 3 * 86_400) * 1_000_000),),
+        )
+    [row] = listed(data)
+    assert row["state"] == "expired", row
+    status = admin(data, "status", "--json")
+    assert status.returncode == 0, status.stderr
+    assert [(f["file_id"], f["state"]) for f in json.loads(status.stdout)["license_files"]] == [("soon-1", "expired")]
+    table = admin(data, "license", "list")
+    header, line = table.stdout.splitlines()[:2]
+    assert header.split()[:3] == ["FILE_ID", "STATE", "KID"] and row["kid"] in line, table.stdout

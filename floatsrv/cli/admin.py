@@ -20,6 +20,7 @@ from floatsrv.domain.catalog import load_catalog
 from floatsrv.domain.context import Domain
 from floatsrv.domain.licensefiles import file_state
 from floatsrv.domain.sync import AIRGAP, channel_report, status
+from floatsrv.domain.timemark import judged_now
 from floatsrv.domain.views import license_view, seat_view
 from floatsrv.quantity import milli_to_str
 from floatsrv.times import iso_us
@@ -44,6 +45,7 @@ def status_command(as_json: bool, config_path: Path | None, data_dir: Path | Non
         states = await queries.license_states(domain)
         channels = [u.name for u in config.sync.upstreams] + [AIRGAP]
         now = domain.clock.now()
+        judged = await judged_now(store, now)  # license files are in force or not by the server's trusted time
         kinds: dict[str, list[int]] = {"signed": [], "demo": [], "unsigned": []}
         for state in states:
             kinds[state.license.source.entitlements].append(state.license.id)
@@ -54,7 +56,7 @@ def status_command(as_json: bool, config_path: Path | None, data_dir: Path | Non
             "licenses": len(states),
             "entitlements": kinds,
             "license_files": [
-                {"file_id": row.file_id, "state": file_state(row, now), "expires_at": iso_us(row.expires_at)}
+                {"file_id": row.file_id, "state": file_state(row, judged), "expires_at": iso_us(row.expires_at)}
                 for row in files
             ],
             "seats_in_use": sum(s.seats_in_use for s in states),

@@ -20,6 +20,8 @@ from floatsrv.domain import activation, licensing
 from floatsrv.domain.catalog import load_catalog
 from floatsrv.domain.context import Domain
 from floatsrv.domain.licensefiles import Licensing, file_state
+from floatsrv.domain.licensing import FileRow
+from floatsrv.domain.timemark import judged_now
 from floatsrv.entitlements import issue as vendor
 from floatsrv.entitlements.fileformat import check_signature, dearmour, kid_of, parse_envelope
 from floatsrv.entitlements.request import read_request
@@ -116,8 +118,11 @@ def license_request(out_path: Path, force: bool, config_path: Path | None, data_
 def license_list(include_ended: bool, as_json: bool, config_path: Path | None, data_dir: Path | None) -> None:
     """License files in force (file id, key, series and sequence, binding, dates, licenses)."""
     config = resolve_config(config_path, data_dir)
-    rows = run_with_store(config, lambda store: licensing.files(store, include_ended))
-    now = CLOCK.now()
+
+    async def work(store: Store) -> tuple[list[FileRow], datetime]:
+        return await licensing.files(store, include_ended), await judged_now(store, CLOCK.now())
+
+    rows, now = run_with_store(config, work)
     emit(
         [
             {
@@ -137,7 +142,8 @@ def license_list(include_ended: bool, as_json: bool, config_path: Path | None, d
             }
             for row in rows
         ],
-        ["file_id", "state", "series", "sequence", "binding", "issued_at", "expires_at", "refresh_by", "licenses"],
+        ["file_id", "state", "kid", "series", "sequence", "binding"]
+        + ["issued_at", "expires_at", "refresh_by", "licenses"],
         as_json,
     )
 

@@ -74,3 +74,11 @@ async def observe_time(store: Store, text: object) -> None:
     except ValueError:
         return
     await store.write(lambda conn: TimeMark().raise_to(conn, at))
+
+
+async def judged_now(store: Store, now: datetime) -> datetime:
+    """The time licenses are judged at, for a tool outside the server (admin commands): the later of `now`
+    and the persisted mark, so a clock set back shows files in the state the server gives them."""
+    mark = TimeMark()
+    await store.read(mark.load)
+    return mark.later(now)
