@@ -4,7 +4,8 @@
     ├── retryable                 timeouts, dropped connections, 408/425/429/5xx: try again later
     └── permanent                 any other refusal: park the batch and tell the admin
 
-`floatsrv`: one POST per batch of cumulative totals with revisions, `Idempotency-Key: <batch id>`.
+`floatsrv`: one POST per batch of cumulative totals with revisions, `Idempotency-Key: <batch id>`, saying the
+version of the format it follows (`format_version`, docs/sync.md).
 `rebilly-usages`: one POST /usages per counter delta, with a deterministic id; 409 (that id exists) means
 the usage is already there. A record counts as delivered only on a 2xx (or that 409).
 """
@@ -29,6 +30,11 @@ from floatsrv.errors import InvalidRequest
 from floatsrv.times import from_us, iso
 
 RETRYABLE_STATUS = frozenset({408, 425, 429}) | frozenset(range(500, 600))
+
+# The `floatsrv` format's version, in every batch (docs/sync.md): 1 = records and `entitlements` (no field),
+# 2 = also `clock_tampered` / `usage_rollback` in the batch and `holdings` in the reply and at GET holdings.
+# An upstream that offers none of version 2's additions still takes version-2 batches.
+FORMAT_VERSION = 2
 
 
 class UpstreamError(Exception):
@@ -106,6 +112,7 @@ def _failure(name: str, status: int, text: str, confirmed: list[BatchRecord], re
 class FloatsrvUpstream(_Http):
     async def send(self, batch: Batch, server_id: str, flags: dict[str, bool]) -> SendResult:
         body: dict[str, object] = {
+            "format_version": FORMAT_VERSION,
             "server_id": server_id,
             "sent_at": iso(self.clock.now()),
             "entitlements": weakest_entitlements(batch.records),

@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from structlog.testing import capture_logs
 
 from floatsrv.entitlements.fileformat import armour, dearmour, kid_of, parse_envelope, sign
 from floatsrv.entitlements.trust import TrustAnchor, TrustedKey
@@ -362,7 +363,10 @@ async def test_unsigned_inline_licenses_are_flagged_everywhere(api_factory: Any,
             "upstreams": [{"name": "vendor", "url": url, "token": "upstream-token"}],
         }
 
-    api = await api_factory(with_upstream, signed=False)
+    with capture_logs() as logs:
+        api = await api_factory(with_upstream, signed=False)
+    [started] = [entry for entry in logs if entry["event"] == "unsigned_licenses_in_use"]
+    assert started["licenses"] == [1001] and started["log_level"] == "warning" and "!!!" in started["message"]
     assert (await api.license())["entitlements"] == "unsigned"
     status, ready = await api.get("/readyz")
     assert status == 200 and ready["checks"]["entitlements"] == {
@@ -380,6 +384,45 @@ async def test_unsigned_inline_licenses_are_flagged_everywhere(api_factory: Any,
     assert (await api.post("/api/v4/add_feature_consumption", consume, token=token))[0] == 200
     assert (await api.post("/v1/sync/run", {}, token=token))[0] == 200
     assert upstream.entitlements == ["unsigned"]
+    # `floatsrv status` beside the server: the terms line counts it, and a warning names it.
+    shown = await api.cli("status")
+    assert shown.returncode == 0, shown.stderr
+    assert "terms:     0 vendor-signed, 0 demo-signed, 1 unsigned (inline YAML)" in shown.stdout, shown.stdout
+    assert "licenses [1001] are not signed by the vendor" in shown.stdout, shown.stdout
+    # The air-gapped usage report says it too.
+    report = api.config.storage.data_dir.parent / "usage.fsr"
+    exported = await api.cli("usage", "export", "--out", str(report))
+    assert exported.returncode == 0 and "wrote 1 records" in exported.stdout, (exported.stdout, exported.stderr)
+    payload = json.loads(report.read_bytes().split(b"\n")[1])
+    assert payload["entitlements"] == "unsigned", payload
+    assert [record["entitlements"] for record in payload["records"]] == ["unsigned"], payload
+
+
+async def test_a_config_without_license_files_reads_licenses_beside_it(tmp_path: Any) -> None:
+    """`license_files:` left out: the `licenses/` directory beside the config file (not the working directory,
+    which here is the checkout with the demo file in its own licenses/)."""
+    import yaml
+
+    from floatsrv.config import load_config
+    from tests.conftest import example_dict, start_api
+
+    etc = tmp_path / "etc"
+    (etc / "licenses").mkdir(parents=True)
+    (etc / "licenses" / "site.lic").write_text(signed_file(OTHER, series="site", file_id="site-1"))
+    data = example_dict()
+    del data["licenses"]
+    assert "license_files" not in data
+    data["storage"]["data_dir"] = str(tmp_path / "data")
+    (etc / "floatsrv.yaml").write_text(yaml.safe_dump(data))
+    config = load_config(etc / "floatsrv.yaml")
+    assert config.license_files == [etc / "licenses"]
+    api, client = await start_api(config)
+    try:
+        await api.login()
+        assert (await api.license(2002))["license_file"] == "site-1"
+        assert (await api.get("/v1/licenses/1001"))[0] == 404  # nothing from ./licenses/demo.lic
+    finally:
+        await client.close()
 
 
 async def test_demo_signed_licenses_are_flagged_as_demo(api: Api, floatsrv_upstream: Any) -> None:

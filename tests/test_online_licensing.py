@@ -1,14 +1,17 @@
 """Online activation and refresh (issue 16) against a local vendor upstream: activation at start-up, a refresh
 that raises seats live while seats are held, the upstream down for longer than the refresh interval (the file in
-force stays), and a `refresh_by` passing with the upstream down (warnings first, then the licenses stop)."""
+force stays, also when the periodic refresher itself meets the outage), and a `refresh_by` passing with the
+upstream down (warnings first, then the licenses stop)."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from structlog.testing import capture_logs
 
 from floatsrv.clock import ManualClock
 from floatsrv.upstream import UpstreamError
@@ -39,14 +42,14 @@ async def vendor(clock: ManualClock) -> AsyncIterator[tuple[VendorLicensing, str
         yield licensing, url
 
 
-def online(url: str) -> Any:
+def online(url: str, refresh_interval: float = 3600) -> Any:
     def mutate(data: dict[str, Any]) -> None:
         data["sync"] = {
             "interval_seconds": 3600,
             "shutdown_timeout_seconds": 0,
             "upstreams": [{"name": "vendor", "url": url, "token": UPSTREAM_TOKEN, "timeout_seconds": 2}],
         }
-        data["licensing"] = {"upstream": "vendor", "refresh_interval_seconds": 3600}
+        data["licensing"] = {"upstream": "vendor", "refresh_interval_seconds": refresh_interval}
 
     return mutate
 
@@ -115,3 +118,38 @@ async def test_activate_refresh_outage_and_refresh_by(api_factory: Any, vendor: 
     licensing.grant(server_key, cad(3), refresh_by=REFRESH_BY + timedelta(days=30))
     assert await fetcher.refresh() == "imported"
     assert (await register(api, "dan"))[0] == 200
+
+
+async def test_the_refresher_keeps_the_file_through_an_outage_longer_than_its_interval(
+    api_factory: Any, vendor: tuple[VendorLicensing, str]
+) -> None:
+    """No direct refresh() here: the periodic refresher itself (interval 10 s, the least allowed) meets the
+    upstream down for longer than its interval; the file in force stays, and the failures are logged."""
+    licensing, url = vendor
+    with capture_logs() as logs:
+        api: Api = await api_factory(online(url, refresh_interval=10), clock=ManualClock(T0))
+
+        async def serves_cad() -> bool:
+            status, _ = await api.get("/api/v4/license?product=cad")
+            return status == 200
+
+        await wait_until(serves_cad, 10)  # the refresher's first step activated this server
+        assert (await register(api, "ann"))[0] == 200
+        [before] = [f for f in (await api.get("/v1/license-files"))[1]["data"]["data"] if f["series"] == "online"]
+        licensing.upstream.faults.down = True
+        loop = asyncio.get_running_loop()
+        down_since = loop.time()
+
+        async def refused_twice() -> bool:  # the step after the interval, then the retry after its backoff
+            return licensing.refusals >= 2
+
+        await wait_until(refused_twice, 40)
+        assert loop.time() - down_since > 10, "the outage outlasted the refresh interval"
+        # Still served: the held seat's heartbeat, a new seat, and the same file in force.
+        assert (await register(api, "ann"))[0] == 200 and (await register(api, "bob"))[0] == 200
+        [after] = [f for f in (await api.get("/v1/license-files"))[1]["data"]["data"] if f["series"] == "online"]
+        assert (after["file_id"], after["state"]) == (before["file_id"], "in_force"), (before, after)
+        assert (await files_check(api))["status"] == "ok"  # refresh_by is 10 days away: nothing to warn about
+    failed = [e for e in logs if e["event"] == "license_refresh_failed"]
+    assert failed and "503" in failed[0]["error"] and failed[0]["log_level"] == "warning", failed
+    assert licensing.activations == 1  # an outage is not a reason to activate again

@@ -2,11 +2,13 @@
 seen; a system clock set back past `licensing.clock_tolerance_hours` is clock tampering (log, /readyz, metric,
 the vendor's next batch); a small step back is not; a file dated a little ahead is accepted without moving any
 seat's expiry, and one dated far ahead is refused. In-process servers on one data directory, restarted with
-their clock source moved."""
+their clock source moved; an air-gapped usage report made after tampering carries `clock_tampered: true`."""
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from structlog.testing import capture_logs
@@ -112,3 +114,33 @@ async def test_the_vendor_is_told_of_a_tampered_clock(api_factory: Any, floatsrv
     await api.login("admin", "admin-password")
     assert (await api.post("/v1/sync/run", {}))[0] == 200
     assert upstream.flags[-1] == {"clock_tampered": True}, upstream.flags
+
+
+async def test_an_air_gapped_usage_report_says_the_clock_was_tampered_with(api_factory: Any, tmp_path: Path) -> None:
+    """`floatsrv usage export` runs on the system clock (the real one here): a server that saw a time 3 days
+    ahead of it (its mark) has had its clock set back, and the report it writes says so."""
+    consume = {"product": "demo", "user": "ann", "feature": "render", "consumptions": 1}
+
+    def unexpiring(data: dict[str, Any]) -> None:
+        data["licenses"][0]["validity_period"] = None
+
+    async def export(name: str) -> dict[str, Any]:
+        report = tmp_path / f"{name}.fsr"
+        made = await api.cli("usage", "export", "--out", str(report))
+        assert made.returncode == 0 and "wrote 1 records" in made.stdout, (made.stdout, made.stderr)
+        payload: dict[str, Any] = json.loads(report.read_bytes().split(b"\n")[1])
+        return payload
+
+    now = datetime.now(UTC)
+    api: Api = await api_factory(unexpiring, clock=ManualClock(now), subdir="site")
+    assert (await api.post("/api/v4/add_feature_consumption", consume))[0] == 200
+    honest = await export("honest")
+    assert "clock_tampered" not in honest and honest["records"], honest  # an honest clock: no flag
+    await api.client.close()
+    # The server runs 3 days ahead of the system clock (the mark moves there); the system clock, read by the
+    # export, is then 3 days behind the latest time this server has seen.
+    api = await api_factory(unexpiring, clock=ManualClock(now + timedelta(days=3)), subdir="site")
+    assert (await api.post("/api/v4/add_feature_consumption", consume))[0] == 200
+    await api.client.close()
+    tampered = await export("tampered")
+    assert tampered["clock_tampered"] is True and tampered["records"], tampered

@@ -114,11 +114,17 @@ SCHEMA = json.loads((Path(__file__).resolve().parent.parent / "docs" / "sync-bat
 class FloatsrvUpstream(_Upstream):
     """POST /ingest with floatsrv's sync format (checked against docs/sync-batch.schema.json). Keeps, per
     counter, the highest revision seen, and answers what it holds of the batch's counters (`holdings`); GET
-    /holdings?server_id= answers all of a server's (docs/sync.md)."""
+    /holdings?server_id= answers all of a server's (docs/sync.md). `offers_holdings=False`: an upstream made
+    for version 1 of the format, which answers no `holdings` and 404 at GET /holdings."""
 
-    def __init__(self, token: str = UPSTREAM_TOKEN, faults: Faults | None = None) -> None:
+    def __init__(
+        self, token: str = UPSTREAM_TOKEN, faults: Faults | None = None, *, offers_holdings: bool = True
+    ) -> None:
         super().__init__(faults)
         self.token = token
+        self.offers_holdings = offers_holdings
+        self.holdings_asked = 0  # GET /holdings requests, answered or not
+        self.format_versions: list[int | None] = []  # each stored batch's format_version (None: absent)
         self.counters: dict[tuple[Any, ...], tuple[int, Decimal]] = {}
         self.periods: dict[tuple[Any, ...], str | None] = {}  # each counter's period_end
         self.batches: set[str] = set()
@@ -140,10 +146,13 @@ class FloatsrvUpstream(_Upstream):
         ]  # fmt: skip
 
     async def get_holdings(self, request: web.Request) -> web.StreamResponse:
+        self.holdings_asked += 1
         if request.headers.get("Authorization") != f"Bearer {self.token}":
             return web.json_response({"error": "unauthorized"}, status=401)
         if self.faults.down:
             return web.json_response({"error": "down"}, status=503)
+        if not self.offers_holdings:
+            return web.json_response({"error": "not found"}, status=404)
         return web.json_response({"holdings": self.holdings(request.query.get("server_id", ""))})
 
     async def ingest(self, request: web.Request) -> web.StreamResponse:
@@ -155,6 +164,7 @@ class FloatsrvUpstream(_Upstream):
 
         def store() -> web.Response:
             self.batches.add(key)
+            self.format_versions.append(body.get("format_version"))
             self.entitlements.append(body.get("entitlements"))
             self.flags.append({name: body[name] for name in ("clock_tampered", "usage_rollback") if name in body})
             keys = []
@@ -168,6 +178,8 @@ class FloatsrvUpstream(_Upstream):
                 if old is None or record["revision"] > old[0]:
                     self.counters[counter] = (record["revision"], quantity)
                     self.periods[counter] = record["period_end"]
+            if not self.offers_holdings:
+                return web.json_response({"accepted": len(body["records"])})
             held = self.holdings(body["server_id"], keys)
             return web.json_response({"accepted": len(body["records"]), "holdings": held})
 
@@ -198,6 +210,7 @@ class VendorLicensing:
         self.bindings: dict[str, dict[str, Any]] = {}
         self.sequence = 0
         self.activations = 0
+        self.refusals = 0  # requests answered 503 while the upstream was down
         upstream.app.router.add_post("/activate", self.activate)
         upstream.app.router.add_get("/license-file", self.license_file)
 
@@ -224,6 +237,7 @@ class VendorLicensing:
 
     def _refused(self) -> web.Response | None:
         if self.upstream.faults.down:
+            self.refusals += 1
             return web.json_response({"error": "down"}, status=503)
         return None
 

@@ -2,7 +2,9 @@
 the license generation the CLI bumped), and says once, loudly, when a file in force expires. Expired
 licenses stop being served the moment they expire (their validity is capped by the file); this only logs.
 At start-up and after each change it also logs what /readyz warns about the licenses (expired ones, seats
-held above a lowered limit), and a license whose validity_period passes while serving gets one line."""
+held above a lowered limit), and a license whose validity_period passes while serving gets one line. A file
+whose `refresh_by` or `expires_at` comes within the 7-day warning window while serving gets one line each
+(`license_files_need_attention`), not one per tick."""
 
 from __future__ import annotations
 
@@ -16,7 +18,9 @@ from aiohttp import web
 from floatsrv.appkeys import DOMAIN, LIVE
 from floatsrv.domain import health, licensing, site
 from floatsrv.domain.context import Domain
+from floatsrv.domain.health import EXPIRY_WARNING, file_messages, to_us_delta
 from floatsrv.domain.license import License
+from floatsrv.domain.licensing import FileRow
 from floatsrv.domain.policy import Policy
 from floatsrv.licenselog import log_license_warnings
 from floatsrv.log import get_logger
@@ -38,6 +42,10 @@ _FILE_DEADLINES = (
      "the licenses of this file are no longer served; import the vendor's renewed file"),
 )  # fmt: skip
 
+# A file's deadlines warned about once when they come within EXPIRY_WARNING while serving: (its column, the
+# `files_logged` key's event).
+_FILE_WARNINGS = (("refresh_by", "refresh_soon"), ("expires_at", "expiring_soon"))
+
 
 class LicenseWatch:
     def __init__(self, app: web.Application) -> None:
@@ -48,6 +56,7 @@ class LicenseWatch:
         self.licenses_logged: set[tuple[int, datetime]] = set()
         self.started = False
         self.site_seen = -1  # the site generation last followed (PostgreSQL; domain.site)
+        self.steps = 0  # steps finished: something to wait for (tests)
 
     async def step(self) -> None:
         domain = self.app[DOMAIN]
@@ -63,6 +72,8 @@ class LicenseWatch:
             files = await health.license_files_report(domain)
             if files.get("message"):  # refresh_by near or past, a changed fingerprint
                 log.warning("license_files_need_attention", message=files["message"])
+            # That line named the files whose refresh_by is near: no second line for them below.
+            self.files_logged.update(("refresh_soon", entry["file_id"]) for entry in files.get("refresh_soon", ()))
             self._note_expired(domain.catalog.licenses(), domain.clock.now(), log_now=False)
         else:  # in between, only what expires while serving (a catalog scan; no database read)
             self._note_expired(domain.catalog.licenses(), domain.clock.now(), log_now=True)
@@ -75,6 +86,27 @@ class LicenseWatch:
                 self.files_logged.add((event, row.file_id))
                 fields = {field: iso_us(at), "licenses": row.license_ids, "message": message}
                 log.warning(event, file_id=row.file_id, **fields)
+            self._note_window(row, now)
+        self.steps += 1
+
+    def _note_window(self, row: FileRow, now: int) -> None:
+        """One line when the file's refresh_by or expires_at comes within EXPIRY_WARNING (once per file and
+        deadline for the process's lifetime; a newer file has another file id, and so its own line)."""
+        for column, kind in _FILE_WARNINGS:
+            at = getattr(row, column)
+            within = at is not None and now < at <= now + to_us_delta(EXPIRY_WARNING)
+            if not within or (kind, row.file_id) in self.files_logged:
+                continue
+            self.files_logged.add((kind, row.file_id))
+            if kind == "refresh_soon":
+                [message] = file_messages([], [{"file_id": row.file_id}], [])
+            else:
+                message = (
+                    f"license file {row.file_id} expires within {EXPIRY_WARNING.days} days: its licenses then stop "
+                    "being served; import the vendor's renewed file"
+                )
+            fields = {column: iso_us(at), "licenses": row.license_ids, "message": message}
+            log.warning("license_files_need_attention", file_id=row.file_id, **fields)
 
     async def _follow_site(self, domain: Domain) -> None:
         """Another node reloaded: serve the site's policy, and say where this node's own file differs."""
@@ -107,9 +139,12 @@ class LicenseWatch:
                 )
 
 
+WATCH = web.AppKey("license_watch", LicenseWatch)
+
+
 async def license_watch_context(app: web.Application) -> AsyncIterator[None]:
     """cleanup_ctx entry: the watch loop between start-up and shutdown."""
-    watch = LicenseWatch(app)
+    watch = app[WATCH] = LicenseWatch(app)
     task = asyncio.create_task(run_periodic("license_watch", watch.step, WATCH_INTERVAL_SECONDS), name="license-watch")
     yield
     task.cancel()
