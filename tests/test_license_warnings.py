@@ -187,5 +187,8 @@ async def test_a_start_inside_the_window_says_it_in_the_start_up_line_only(api_f
     start_up = [e for e in logs if e["event"] == "license_files_need_attention" and "file_id" not in e]
     [line] = start_up
     assert "['trial-1'] must be refreshed" in line["message"], line
-    [expiry] = attention(logs)  # the start-up line does not name expiry: one line of its own, refresh_by none
-    assert expiry["expires_at"] == "2026-03-22T12:00:00.000Z" and "refresh_by" not in expiry, expiry
+    assert "['trial-1'] expire within 7 days" in line["message"], line
+    assert attention(logs) == []  # both deadlines were named in the start-up line: no line of their own
+    ready = await api.client.get("/readyz")  # /readyz (and so `floatsrv status`) says the same
+    files = (await ready.json())["checks"]["license_files"]
+    assert files["status"] == "warning" and files["message"] == line["message"], files

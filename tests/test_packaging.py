@@ -179,7 +179,21 @@ def dockerfile_instructions() -> list[tuple[str, str]]:
     return pairs
 
 
-def test_dockerfile_runs_serve_as_non_root_with_a_volume() -> None:
+def mounted_config(tmp_path: Path, *, published: bool) -> Path:
+    """The example config as an admin mounts it: as shipped (published demo passwords), or with each demo
+    user's password replaced by a hash of a password of their own."""
+    data = yaml.safe_load((ROOT / "config.example.yaml").read_text())
+    data["license_files"] = [str(ROOT / "licenses")]
+    if not published:
+        for user in data["auth"]["users"]:
+            user["password_hash"] = hash_password(f"not-published-{user['username']}")
+            del user["password"]
+    path = tmp_path / ("published.yaml" if published else "mounted.yaml")
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def test_dockerfile_runs_serve_as_non_root_with_a_volume(tmp_path: Path) -> None:
     instructions = dockerfile_instructions()
     runtime = instructions[max(i for i, (ins, _) in enumerate(instructions) if ins == "FROM") :]
     last = {ins: rest for ins, rest in runtime}
@@ -189,7 +203,7 @@ def test_dockerfile_runs_serve_as_non_root_with_a_volume() -> None:
     assert json.loads(last["CMD"]) == ["floatsrv", "container-start"]
     assert "FLOATSRV_CONFIG=/etc/floatsrv/config.yaml" in last["ENV"]
     # What container-start runs with a config mounted at $FLOATSRV_CONFIG.
-    mounted = ROOT / "config.example.yaml"
+    mounted = mounted_config(tmp_path, published=False)
     command = serve_command({"FLOATSRV_CONFIG": str(mounted)})
     assert isinstance(command, list) and command[0] == "serve"
     assert serve_params(command) == {
@@ -216,18 +230,12 @@ def test_the_image_never_serves_published_passwords_on_the_network(tmp_path: Pat
     assert isinstance(serve_command({"FLOATSRV_CONFIG": missing, "FLOATSRV_DEMO": "yes"}), str)
     # A mounted copy of the example config (published passwords) is refused too, in one line; with the demo
     # users' passwords replaced by hashes it is served on all interfaces.
-    copied = tmp_path / "mounted.yaml"
-    data = yaml.safe_load((ROOT / "config.example.yaml").read_text())
-    data["license_files"] = [str(ROOT / "licenses")]
-    copied.write_text(yaml.safe_dump(data))
+    copied = mounted_config(tmp_path, published=True)
     result = floatsrv_cli("container-start", env={**env, "FLOATSRV_CONFIG": str(copied)}, cwd=tmp_path)
     assert result.returncode == 2, result.stderr
     [line] = result.stderr.strip().splitlines()
     assert "'demo', 'admin'" in line and "published demo password" in line and "hash-password" in line, line
-    for user in data["auth"]["users"]:
-        user["password_hash"] = hash_password(f"not-published-{user['username']}")
-        del user["password"]
-    copied.write_text(yaml.safe_dump(data))
+    copied = mounted_config(tmp_path, published=False)
     served = serve_command({"FLOATSRV_CONFIG": str(copied)})
     assert isinstance(served, list) and serve_params(served)["host"] == "0.0.0.0", served
 
@@ -325,8 +333,10 @@ def test_docker_image_builds_and_serves() -> None:
     assert build.returncode == 0, build.stdout[-3000:] + build.stderr[-3000:]
     # The customer's config, mounted: the image has none of its own (and never serves the demo on the network).
     mounted = Path(tempfile.mkdtemp(prefix="floatsrv-image-"))
-    config = (ROOT / "config.example.yaml").read_text().replace("  host: 127.0.0.1 ", "  host: 0.0.0.0   ")
-    (mounted / "config.yaml").write_text(config)
+    # (Its users with passwords of their own: the image refuses published demo passwords on the network.)
+    config = yaml.safe_load(mounted_config(mounted, published=False).read_text())
+    config["license_files"] = ["licenses"]
+    (mounted / "config.yaml").write_text(yaml.safe_dump(config))
     shutil.copytree(ROOT / "licenses", mounted / "licenses")
     for path in [mounted, *mounted.rglob("*")]:
         path.chmod(0o755 if path.is_dir() else 0o644)

@@ -207,8 +207,24 @@ async def license_files_report(domain: Domain) -> dict[str, Any]:
     if expired or soon or problems or overdue or refresh_soon or rebind:
         report.update(status="warning", expired=expired, expiring_soon=soon, not_served=problems)
         report.update(refresh_overdue=overdue, refresh_soon=refresh_soon, fingerprint_changed=rebind)
-        report["message"] = "; ".join(file_messages(overdue, refresh_soon, rebind))
+        lines = expiry_messages(expired, soon, problems) + file_messages(overdue, refresh_soon, rebind)
+        report["message"] = "; ".join(lines)
     return report
+
+
+def expiry_messages(expired: list[str], soon: list[dict[str, Any]], not_served: list[Any]) -> list[str]:
+    """What an admin should read about files that expired, expire soon or no longer verify."""
+    lines = []
+    if expired:
+        lines.append(f"license files {expired} have expired: their licenses are not served")
+    if soon:
+        lines.append(
+            f"license files {[entry['file_id'] for entry in soon]} expire within {EXPIRY_WARNING.days} days: "
+            "import the vendor's renewed file before then"
+        )
+    if not_served:
+        lines.append(f"{len(not_served)} stored license file(s) no longer verify: their licenses are not served")
+    return lines
 
 
 def file_messages(overdue: list[str], soon: list[dict[str, Any]], rebind: list[str]) -> list[str]:

@@ -72,8 +72,9 @@ class LicenseWatch:
             files = await health.license_files_report(domain)
             if files.get("message"):  # refresh_by near or past, a changed fingerprint
                 log.warning("license_files_need_attention", message=files["message"])
-            # That line named the files whose refresh_by is near: no second line for them below.
+            # That line named the files whose refresh_by or expiry is near: no second line for them below.
             self.files_logged.update(("refresh_soon", entry["file_id"]) for entry in files.get("refresh_soon", ()))
+            self.files_logged.update(("expiring_soon", entry["file_id"]) for entry in files.get("expiring_soon", ()))
             self._note_expired(domain.catalog.licenses(), domain.clock.now(), log_now=False)
         else:  # in between, only what expires while serving (a catalog scan; no database read)
             self._note_expired(domain.catalog.licenses(), domain.clock.now(), log_now=True)
