@@ -118,6 +118,18 @@ SCENARIOS: list[dict[str, Any]] = [
         "body": '{"product":"bench","feature":"meter","quantity":"2"}',
     },
     {"name": "license list", "path": "/api/v4/license?product=bench", "body": "", "method": "GET"},
+    # A new seat judged by the policy at every other request (a heartbeat never is): each of 16 connections,
+    # one per wrk thread so its requests go strictly in turn, registers its own user and gives the seat back.
+    # Only in the policy pairs (small against policy), where what judging a new seat costs shows.
+    {
+        "name": "register a new seat, unregister it",
+        "path": "/api/v4/register",
+        "alternate": "/api/v4/unregister",
+        "body": '{"product":"bench","user":"c%t"}',
+        "threads": 16,
+        "connections": 16,
+        "policy_only": True,
+    },
 ]
 
 
@@ -158,13 +170,15 @@ def wrk(
         "MODULO": str(scenario.get("modulo", 0)),
         "METHOD": scenario.get("method", "POST"),
     }
+    if scenario.get("alternate"):
+        env["ALTERNATE"] = scenario["alternate"]
     if token:
         env["TOKEN"] = token
     command = [
         *pin("1"),
         "wrk",
-        "-t1",
-        f"-c{connections}",
+        f"-t{scenario.get('threads', 1)}",
+        f"-c{scenario.get('connections', connections)}",
         f"-d{seconds}s",
         "-s",
         str(LUA),
@@ -417,7 +431,7 @@ def main() -> int:
             # of the servers rotates from round to round, because the later runs of a series measure a few
             # percent slower whatever the server (we saw 8% between two identical back-to-back runs).
             order = phases[number % len(phases) :] + phases[: number % len(phases)]
-            for scenario in SCENARIOS:
+            for scenario in (s for s in SCENARIOS if not s.get("policy_only")):
                 for phase in order:
                     if (phase == "naive" and not scenario.get("target")) or (
                         phase == "floor" and not scenario.get("floor")
@@ -432,7 +446,7 @@ def main() -> int:
         # alternates (a difference of a few percent would drown in the drift between rounds otherwise).
         print(f"bench: policy in force, {2 * rounds} pairs", flush=True)
         for number in range(2 * rounds):
-            for scenario in (s for s in SCENARIOS if s.get("target")):
+            for scenario in (s for s in SCENARIOS if s.get("target") or s.get("policy_only")):
                 pair = ("small", "policy") if number % 2 == 0 else ("policy", "small")
                 got = {phase: measure(servers[phase], scenario, seconds, tokens[phase]) for phase in pair}
                 runs["policy"].setdefault(scenario["name"], []).append(

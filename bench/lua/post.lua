@@ -1,4 +1,6 @@
--- POST a JSON body; BODY may contain %d (a per-request counter) and %t (the thread number).
+-- POST a JSON body; BODY may contain %d (a per-request counter) and %t (the thread number). With ALTERNATE,
+-- every second request of a thread goes to that path instead (register, then unregister: run one connection
+-- per thread so a thread's requests go strictly in turn).
 local counter = 0
 local thread_id = 0
 local threads = {}
@@ -23,7 +25,9 @@ request = function()
   local headers = {}
   headers["Content-Type"] = "application/json"
   if os.getenv("TOKEN") then headers["Authorization"] = "Bearer " .. os.getenv("TOKEN") end
-  return wrk.format(os.getenv("METHOD") or "POST", nil, headers, body)
+  local path = nil
+  if os.getenv("ALTERNATE") and counter % 2 == 0 then path = os.getenv("ALTERNATE") end
+  return wrk.format(os.getenv("METHOD") or "POST", path, headers, body)
 end
 
 done = function(summary, latency, requests)
