@@ -18,6 +18,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from floatsrv import jsjson
 from floatsrv.api.console import setup_console
+from floatsrv.api.meta import OPENAPI, OpenApiDocuments
 from floatsrv.api.metrics import METRICS, Metrics
 from floatsrv.api.middleware import REQUEST_IDS, RequestIds, pipeline
 from floatsrv.api.routes import setup_routes
@@ -120,6 +121,7 @@ def create_app(
     app[METRICS] = Metrics()
     app[V4_CACHE] = V4Cache()
     app[REQUEST_IDS] = RequestIds()
+    app[OPENAPI] = OpenApiDocuments()
     signer = v5_signer(config)  # ConfigError naming the chain rule broken, before anything starts
     if signer is not None:
         app[V5_SIGNER] = signer

@@ -1,4 +1,4 @@
-"""Service endpoints: the home page, login (`GET /auth`) and health."""
+"""Service endpoints: the home page, login (`GET /auth`), the OpenAPI documents and health."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from datetime import timedelta
 from importlib import resources
 from typing import Any
 
+import orjson
 import yaml
 from aiohttp import web
 
@@ -106,21 +107,38 @@ async def password_login(
     return token, claims, user.must_change_password
 
 
-@functools.cache
 def openapi_document(name: str) -> dict[str, Any]:
-    """An OpenAPI document kept in the repo (floatsrv/api/openapi/<name>.yaml), loaded once."""
+    """An OpenAPI document kept in the repo (floatsrv/api/openapi/<name>.yaml), read now (the application
+    serves it from its `OpenApiDocuments`)."""
     text = resources.files("floatsrv.api").joinpath("openapi", f"{name}.yaml").read_text(encoding="utf-8")
     document: dict[str, Any] = yaml.safe_load(text)
     document["info"]["x-floatsrv-version"] = __version__
     return document
 
 
+class OpenApiDocuments:
+    """The OpenAPI documents served, each read and rendered to JSON once, at its first request. Owner: the
+    application (`OPENAPI`); lifetime: the application's (the documents are package data)."""
+
+    def __init__(self) -> None:
+        self._bodies: dict[str, bytes] = {}
+
+    def body(self, name: str) -> bytes:
+        found = self._bodies.get(name)
+        if found is None:
+            found = self._bodies[name] = orjson.dumps(openapi_document(name))
+        return found
+
+
+OPENAPI = web.AppKey("openapi", OpenApiDocuments)
+
+
 async def openapi_v1(request: web.Request) -> web.Response:
-    return json_response(openapi_document("v1"))
+    return json_response(request.app[OPENAPI].body("v1"))
 
 
 async def openapi_v4(request: web.Request) -> web.Response:
-    return json_response(openapi_document("v4"))
+    return json_response(request.app[OPENAPI].body("v4"))
 
 
 async def health(request: web.Request) -> web.Response:

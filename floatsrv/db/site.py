@@ -1,8 +1,9 @@
 """What every node of a PostgreSQL site agrees on, kept in `floatsrv_meta` (PostgreSQL only; db.pg_migrate).
 
 - `site_settings`: a digest per shared section of the configuration (domain.site says which), as the node
-  that started the site, or last reloaded, had them;
-- `site_policy`: that node's usage policy (JSON), which every node then serves;
+  that started the site, or last reloaded, had them (a JSON object of hex strings);
+- `site_policy`: that node's usage policy, which every node then serves, as domain.site encodes it (JSON
+  with a format version, `domain.site.POLICY_FORMAT`; this module only moves the text);
 - `site_generation`: moved by every change of the two, so nodes notice it with one small read.
 """
 
@@ -38,7 +39,8 @@ def generation(conn: sqlite3.Connection) -> int:
 
 
 def publish(conn: sqlite3.Connection, digests: dict[str, str], policy_json: str) -> int:
-    """Make these the site's settings and policy; returns the new generation."""
+    """Make these the site's settings and policy (`policy_json` as domain.site encodes it); returns the new
+    generation."""
     _put(conn, "site_settings", json.dumps(digests, sort_keys=True))
     _put(conn, "site_policy", policy_json)
     moved = generation(conn) + 1

@@ -11,6 +11,9 @@ kept in the database (db.site):
 - on every node (`follow`, polled): when the site's settings moved, the node serves the site's policy at
   once and says which of its own sections differ from the site's (their file must be brought in line
   before the node next restarts, or it will refuse to start).
+
+The policy is stored in a versioned format (`POLICY_FORMAT`, `encode_policy`, `decode_policy`); the digests
+are plain JSON (an object of hex strings).
 """
 
 from __future__ import annotations
@@ -56,8 +59,39 @@ def digests(config: Config) -> dict[str, str]:
     return found
 
 
+# How the site's policy is stored (floatsrv_meta.site_policy). Format 1: `{"format": 1, "policy": {...}}`, the
+# policy under the names the config's `policy:` section gives it (aliases: `for`, not `for_`), read as that
+# section is. Format 0 (floatsrv 0.7.0): `PolicyConfig.model_dump_json()` alone, without a version. A change that
+# a node reading the current format could misread moves POLICY_FORMAT and adds a reader below; every format
+# ever written stays readable (tests/test_stored_formats.py replays each).
+POLICY_FORMAT = 1
+
+
+def encode_policy(policy: PolicyConfig) -> str:
+    """The stored form of the site's policy, format POLICY_FORMAT."""
+    stored = {"format": POLICY_FORMAT, "policy": policy.model_dump(mode="json", by_alias=True)}
+    return json.dumps(stored, sort_keys=True, separators=(",", ":"))
+
+
+def decode_policy(text: str) -> PolicyConfig:
+    """The site's policy from its stored form, of any format ever written. Raises ValueError for a format this
+    floatsrv does not know (a node of a newer floatsrv published it)."""
+    data = json.loads(text)
+    if not isinstance(data, dict):
+        raise ValueError("the site's stored policy is not a JSON object")
+    version = data.get("format", 0)  # format 0 has no "format" key (a policy never has one: extra="forbid")
+    if version == 0:
+        return PolicyConfig.model_validate_json(text)
+    if version == 1:
+        return PolicyConfig.model_validate(data["policy"])
+    raise ValueError(
+        f"the site's policy is stored in format {version!r}, which this floatsrv (formats up to {POLICY_FORMAT}) "
+        "cannot read: a node running a newer floatsrv published it; upgrade this node"
+    )
+
+
 def _policy_json(config: Config) -> str:
-    return config.policy.model_dump_json()
+    return encode_policy(config.policy)
 
 
 async def join(store: Store, config: Config) -> list[str]:
@@ -93,4 +127,4 @@ async def follow(store: Store, seen: int) -> tuple[int, PolicyConfig | None, dic
         return now, db.policy(conn), db.settings(conn)
 
     now, policy, settings = await store.read(unit)
-    return now, (PolicyConfig.model_validate_json(policy) if policy else None), settings
+    return now, (decode_policy(policy) if policy else None), settings
