@@ -53,6 +53,7 @@ from floatsrv.policyconfig import license_problems as policy_problems
 from floatsrv.preflight import subscription_problems, v5_signer
 from floatsrv.reload import reload_on_sighup
 from floatsrv.signing import load_or_create_private_key, public_key_text
+from floatsrv.workers.authfollow import auth_follow_context
 from floatsrv.workers.licensefetch import license_fetch_context
 from floatsrv.workers.licensewatch import license_watch_context
 from floatsrv.workers.sweeper import sweeper_context
@@ -241,6 +242,7 @@ def create_app(
 
     app.cleanup_ctx.append(store_context)
     app.cleanup_ctx.append(auth_context)
+    app.cleanup_ctx.append(auth_follow_context)
     app.cleanup_ctx.append(sweeper_context)
     app.cleanup_ctx.append(license_watch_context)
     app.cleanup_ctx.append(sync_context)

@@ -2,7 +2,8 @@
 
 Each new client connection goes to the next backend in turn; a backend that refuses the connection (a dead
 node) is skipped for the next one. Bytes are copied both ways unchanged; a connection ends when either side
-closes. It runs on the test's event loop.
+closes. `freeze()` stops the bytes without closing anything (a network partition: a peer that neither answers
+nor hangs up) until `thaw()`. It runs on the test's event loop.
 """
 
 from __future__ import annotations
@@ -19,6 +20,14 @@ class TcpProxy:
         self._server: asyncio.Server | None = None
         self.port = 0
         self.connections: dict[int, int] = dict.fromkeys(backends, 0)  # backend port -> connections given
+        self._flowing = asyncio.Event()
+        self._flowing.set()
+
+    def freeze(self) -> None:
+        self._flowing.clear()
+
+    def thaw(self) -> None:
+        self._flowing.set()
 
     async def start(self) -> None:
         self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
@@ -50,6 +59,7 @@ class TcpProxy:
         async def pipe(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
             with contextlib.suppress(OSError):
                 while data := await source.read(65536):
+                    await self._flowing.wait()
                     sink.write(data)
                     await sink.drain()
             with contextlib.suppress(OSError):

@@ -1,19 +1,21 @@
 """The database goes away under a running node (what a PostgreSQL failover looks like from a node: every
 connection ends, new ones are refused for a while) and comes back: clients get the documented
 `503 storage_unavailable` in each API's envelope, promptly, never a 5xx of another kind or a hang; the node
-reconnects by itself and what was committed before is still there (docs/high-availability.md)."""
+reconnects by itself and what was committed before is still there (docs/high-availability.md). And a
+database that stops answering without hanging up (a partition) never stalls the node's event loop."""
 
 from __future__ import annotations
 
 import asyncio
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
 
 from floatsrv.db.pgconn import PgConnection  # not on the test's loop: it drives its own (to_thread)
 from tests.pgserver import PgServer
+from tests.tcpproxy import TcpProxy
 from tests.test_ha import login, post, start_nodes
 
 
@@ -85,3 +87,33 @@ async def test_a_database_restart_or_outage_answers_503_at_most_and_the_node_com
     finally:
         await asyncio.to_thread(admit, pg_server, database, True)
         node.stop()
+
+
+async def test_a_database_that_stops_answering_never_stalls_the_event_loop(tmp_path: Path, pg_dsn: str) -> None:
+    """Credentials are followed off the event loop: an authenticated request made while the database is
+    silent waits on its own (in a reader thread), and the node goes on answering what needs no database."""
+    parts = urlsplit(pg_dsn)
+    proxy = TcpProxy([parts.port or 5432])
+    await proxy.start()
+    behind = urlunsplit(parts._replace(netloc=f"{parts.username}@127.0.0.1:{proxy.port}"))
+    # (Off the loop: the proxy runs on it, and the node connects through the proxy.)
+    [node] = await asyncio.to_thread(start_nodes, tmp_path, behind, None, 1)
+    try:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as session:
+            token = await login(session, node)
+            proxy.freeze()
+            await asyncio.sleep(1.5)  # past the once-a-second re-read of the credential state
+            waiting = asyncio.create_task(
+                session.get(node.url + "/api/v4/license?product=demo", headers={"Authorization": f"Bearer {token}"})
+            )
+            await asyncio.sleep(0.5)
+            async with session.get(node.url + "/healthz", timeout=aiohttp.ClientTimeout(total=3)) as resp:
+                assert resp.status == 200  # the loop is free: only the request that reads the database waits
+            assert not waiting.done()
+            proxy.thaw()
+            async with await waiting as resp:
+                assert resp.status == 200, await resp.text()
+    finally:
+        proxy.thaw()
+        await asyncio.to_thread(node.stop)
+        await proxy.close()

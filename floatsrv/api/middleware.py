@@ -147,6 +147,9 @@ async def pipeline(request: web.Request, handler: Handler) -> web.StreamResponse
             key = (route.method, route_name)
             required = app[ROUTE_ROLES].get(key)
             if required is not None:
+                guard = app[GUARD]
+                if (unseen := guard.unseen(request.headers.get("Authorization", ""))) is not None:
+                    await guard.learn(unseen)  # PostgreSQL: a token's first lookup here, off the event loop
                 principal = _authorize(request, key, required)
                 request[PRINCIPAL] = principal
                 user = principal.username

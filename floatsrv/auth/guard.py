@@ -5,6 +5,9 @@ the database's auth version moves. Reading that version costs a read transaction
 something may have changed: this process's admin endpoints say so (`note_change`), another process (the
 admin CLI) replaces the stamp file `auth.stamp` after committing (a `stat` notices it), and as a safety
 net the version is read at least once a second anyway. Changes therefore apply on the very next request.
+On PostgreSQL, where other nodes change credentials too, that once-a-second read is made off the event loop
+by `follow` (workers.authfollow), which also loads a change; and a token's first lookup on this node is
+awaited off the loop (`unseen`, `learn`): a database that stops answering then never stalls the loop.
 
 The `stat` is made once per event-loop iteration, not once per request: every request authenticated in an
 iteration had its headers read by that iteration's (or an earlier) `select`, so a stat made at the first
@@ -38,7 +41,7 @@ from floatsrv.errors import InvalidToken, Unauthenticated
 from floatsrv.models import Principal, Role
 from floatsrv.times import to_us
 
-_RECHECK_SECONDS = 1.0
+RECHECK_SECONDS = 1.0
 
 
 def touch_stamp(path: Path) -> None:
@@ -101,6 +104,7 @@ class Guard:
         self._stamp = _stamp_of(stamp_path)
         self._checked = time.monotonic()
         self._dirty = False
+        self.followed = False  # `follow` runs (PostgreSQL): `current` no longer re-reads once a second itself
         self._stamp_fresh = False  # the stamp was stat'ed in the current event-loop iteration
         self._iteration_now: float | None = None  # the clock as a timestamp, read once per iteration
         self._snapshot = store.peek(lambda conn: load_snapshot(conn, to_us(clock.now())))
@@ -116,7 +120,7 @@ class Guard:
         """The credential state, re-read when it may have changed (see the module docstring)."""
         stamp = self._stamp if self._stamp_fresh else self._read_stamp()
         now = time.monotonic()
-        if stamp == self._stamp and not self._dirty and now - self._checked < _RECHECK_SECONDS:
+        if stamp == self._stamp and not self._dirty and (self.followed or now - self._checked < RECHECK_SECONDS):
             return self._snapshot
         self._stamp, self._dirty, self._checked = stamp, False, now
         version, generation = self._store.peek(db.auth_version)
@@ -125,11 +129,58 @@ class Guard:
             if generation != self._snapshot.key_generation:
                 if self._store.backend == "postgresql":  # another node may have rotated it (db.shared_keys)
                     self._store.peek(lambda conn: shared_keys.refresh(conn, shared_keys.TOKEN, self._key_path))
-                self.issuer.key = read_key(self._key_path)
-                self._verified.clear()
+                self._install_key()
+            self._install(snapshot)
+        return self._snapshot
+
+    async def follow(self) -> None:
+        """One step of following other nodes' credential changes off the event loop (PostgreSQL): the
+        once-a-second re-read of `current` then never makes a request wait on the database, nor does an
+        unreachable database stall the loop. A change is loaded here too and takes effect at once."""
+        self.followed = True
+        version, generation = await self._store.read(db.auth_version)
+        if version == self._snapshot.version:
+            return
+        snapshot = await self._store.read(lambda conn: load_snapshot(conn, to_us(self._clock.now())))
+        if generation != self._snapshot.key_generation:
+            await self._store.read(lambda conn: shared_keys.refresh(conn, shared_keys.TOKEN, self._key_path))
+            self._install_key()
+        self._install(snapshot)
+
+    def unseen(self, header: str) -> str | None:
+        """While `follow` runs (PostgreSQL): the bearer token of this header if this node has not looked it up
+        yet (its first request here); the caller then awaits `learn` so that lookup is not made on the loop."""
+        if not self.followed:
+            return None
+        scheme, _, credential = header.partition(" ")
+        credential = credential.strip()
+        if scheme.lower() != "bearer" or credential in self._principals or credential in self._verified:
+            return None
+        return credential if credential.isascii() and apikeys.split(credential) is None else None
+
+    async def learn(self, token: str) -> None:
+        """Look a token up off the event loop; `authenticate` then finds it verified. A token that does not
+        verify or was not issued here is left for `authenticate` to refuse with its reason."""
+        try:
+            claims = self.issuer.decode(token)
+        except InvalidToken:
+            return
+        if await self._store.read(lambda conn: db.get_token(conn, claims.token_id)) is not None:
+            self._remember(token, claims)
+
+    def _remember(self, token: str, claims: TokenClaims) -> None:
+        if len(self._verified) >= _CACHE_LIMIT:
+            self._verified.clear()
+        self._verified[token] = claims
+
+    def _install_key(self) -> None:
+        self.issuer.key = read_key(self._key_path)
+        self._verified.clear()
+
+    def _install(self, snapshot: Snapshot) -> None:
+        if snapshot.version >= self._snapshot.version:  # a slower read never takes back a newer state
             self._snapshot = snapshot
             self._principals.clear()
-        return self._snapshot
 
     def _read_stamp(self) -> tuple[int, int]:
         self._iteration_now = None
@@ -191,9 +242,7 @@ class Guard:
             claims = self.issuer.decode(token)
             if self._store.peek(lambda conn: db.get_token(conn, claims.token_id)) is None:
                 raise InvalidToken("this token was not issued by this server", reason="unknown")
-            if len(self._verified) >= _CACHE_LIMIT:
-                self._verified.clear()
-            self._verified[token] = claims
+            self._remember(token, claims)
         self.issuer.check_time(claims, self._now())
         if claims.token_id in snapshot.revoked:
             raise InvalidToken("this token has been revoked; log in again", reason="revoked")
