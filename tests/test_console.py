@@ -10,7 +10,9 @@ import io
 import re
 import ssl
 import urllib.parse
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
+from html import unescape
+from html.parser import HTMLParser
 from http.cookies import SimpleCookie
 from pathlib import Path
 from typing import Any
@@ -20,11 +22,16 @@ import structlog
 from aiohttp import FormData
 
 from floatsrv.api.console import CONSOLE_ROUTES, NAVIGATION, static_dir
+from floatsrv.clock import ManualClock
 from floatsrv.domain import queries
+from floatsrv.entitlements import issue as vendor
 from tests.conftest import Api, example_dict
 from tests.console import console_login, csrf_token, page, post_form
+from tests.licensing import LONG_AGO, demo_key, next_sequence, signed_file
 from tests.procs import ServerProcess
 from tests.test_cli_contract import self_signed
+from tests.test_disk_full import events, fill, tmpfs
+from tests.upstreams import UPSTREAM_TOKEN, FloatsrvUpstream
 
 PAGES = [path for path, _, _ in NAVIGATION]
 
@@ -119,15 +126,91 @@ async def test_every_page_renders_for_an_admin_with_the_security_headers(api_fac
     )
 
 
+TEMPLATE_DIR = static_dir().parent / "templates"
+EXTERNAL = re.compile(r"""(?:https?:)?//[A-Za-z0-9.-]+|(?:src|href|action)\s*=\s*["'](?!/|#|\?)[a-z]+:""", re.I)
+
+
+def page_templates() -> dict[str, tuple[re.Pattern[str], int]]:
+    """Every template the console renders as a page (one that extends base.html): its title block as a pattern
+    (an expression in it matches any text) and how many literal characters the block has (more: more specific)."""
+    found = {}
+    for path in sorted(TEMPLATE_DIR.iterdir()):
+        source = path.read_text()
+        if not re.match(r"""{%-?\s*extends\s+["']base\.html["']""", source):
+            continue
+        block = re.search(r"{% block title %}(.*?){% endblock %}", source, re.S)
+        assert block is not None, f"{path.name} has no title block: this test cannot tell its pages"
+        parts = re.split(r"{{.*?}}", block.group(1))
+        found[path.name] = (re.compile(".+".join(re.escape(part) for part in parts)), sum(map(len, parts)))
+    return found
+
+
+def template_of(text: str, templates: dict[str, tuple[re.Pattern[str], int]]) -> str:
+    """The template that rendered a console page, told by its <title>: the most specific title block matching."""
+    title = re.search(r"<title>(.*?) · floatsrv</title>", text, re.S)
+    assert title is not None, text[:300]
+    shown = unescape(title.group(1))
+    matches = sorted(
+        ((literal, name) for name, (pattern, literal) in templates.items() if pattern.fullmatch(shown)), reverse=True
+    )
+    assert matches, f"no template has the title {shown!r}"
+    assert len(matches) == 1 or matches[0][0] > matches[1][0], f"the title {shown!r} fits {matches}: ambiguous"
+    return matches[0][1]
+
+
+CAD = [{"id": 2001, "product": "cad", "floating_users": 2}]
+
+
 async def test_no_page_script_or_stylesheet_references_another_host(api_factory: Any) -> None:
+    """Every template the console renders (each one under templates/, reached for real), and the static files."""
     api: Api = await api_factory()
     await api.register("alice")
+    [seat] = await api.seats()
+    templates = page_templates()
+    rendered: dict[str, list[str]] = {}
+    texts: dict[str, str] = {}
+
+    async def seen(method: str, path: str, expected: int, data: Any = None) -> str:
+        async with api.client.request(method, path, data=data, allow_redirects=False) as resp:
+            text = await resp.text()
+            assert resp.status == expected, (method, path, resp.status, text)
+            assert "default-src 'none'" in resp.headers["Content-Security-Policy"], (method, path)
+        name = template_of(text, templates)
+        rendered.setdefault(name, []).append(f"{method} {path}")
+        texts[f"{method} {path} ({name})"] = text
+        return text
+
+    await seen("GET", "/ui/login", 200)
     await console_login(api)
-    texts = {path: (await page(api, path))[1] for path in [*PAGES, "/ui/login", "/ui/password", "/ui/seats?state=all"]}
+    for path in [*PAGES, "/ui/seats?state=all", "/ui/password", f"/ui/seats/{seat['id']}/end"]:
+        await seen("GET", path, 200)
+    await seen("GET", "/ui/nope", 404)
+    await seen("GET", "/ui/history?license_id=99999", 400)
+    token = await csrf_token(api)
+    await seen("POST", f"/ui/seats/{seat['id']}/end", 403, {"csrf_token": "0" * 64})
+    await seen("POST", "/ui/api-keys", 200, {"csrf_token": token, "name": "monitoring", "role": "viewer"})
+    await seen("POST", "/ui/users", 200, {"csrf_token": token, "username": "carol", "role": "viewer"})
+    upload = FormData({"csrf_token": token})
+    upload.add_field("license_file", signed_file(CAD, series="cad").encode(), filename="cad.lic")
+    imported = await seen("POST", "/ui/licenses/upload", 200, upload)
+    assert "2001" in imported
+    mismatch = {"current_password": "admin-password", "new_password": "a-new-pass-123", "confirm_password": "other"}
+    await seen("POST", "/ui/password", 400, {"csrf_token": token, **mismatch})
+    await seen("POST", "/ui/sync/run", 200, {"csrf_token": token})
+    assert (await post_form(api, f"/ui/seats/{seat['id']}/end", {"csrf_token": token}))[0] == 303
+    ended = await seen("GET", f"/ui/seats/{seat['id']}/end", 200)  # an ended seat: no form, a way back
+    assert "Back to seats" in ended and 'method="post" action="/ui/seats/' not in ended
+
+    missing = sorted(set(templates) - set(rendered))
+    assert not missing, f"templates this test never renders (reach them above): {missing}"
+    uses = "".join((TEMPLATE_DIR / name).read_text() for name in templates)
+    for partial in sorted({path.name for path in TEMPLATE_DIR.iterdir()} - set(templates)):  # base.html, macros.html
+        used = re.search(rf"""{{%\s*(?:extends|import|include|from)\s+["']{re.escape(partial)}["']""", uses)
+        assert used, f"{partial} is neither a page nor used by one: reach it from this test"
+
     texts.update({f.name: f.read_text() for f in static_dir().iterdir()})
-    external = re.compile(r"""(?:https?:)?//[A-Za-z0-9.-]+|(?:src|href|action)\s*=\s*["'](?!/|#|\?)[a-z]+:""", re.I)
     for name, text in texts.items():
-        found = [m.group(0) for m in external.finditer(text) if m.group(0) != "//"]
+        found = [m.group(0) for m in EXTERNAL.finditer(text) if m.group(0) != "//"]
         assert not found, (name, found)
         for url in re.findall(r"""(?:src|href|action)\s*=\s*["']([^"']*)""", text):
             assert url.startswith(("/", "#", "?")) or not url, (name, url)
@@ -451,3 +534,328 @@ async def test_unknown_console_addresses_and_static_files(api_factory: Any) -> N
         assert resp.content_type == "text/javascript" and "localise" in await resp.text()
     async with api.client.get("/ui/static/console.css") as resp:
         assert resp.status == 200 and resp.content_type == "text/css"
+
+
+Tag = tuple[str, dict[str, str | None]]  # an element's name and attributes
+CellParts = tuple[list[str], list[Tag]]  # a table cell's pieces of text, and the elements inside it
+
+
+class _Tables(HTMLParser):
+    """The tables of a page: per table its rows, per row its cells."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.tables: list[list[list[CellParts]]] = []
+        self._cell: CellParts | None = None
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag == "table":
+            self.tables.append([])
+        elif tag == "tr" and self.tables:
+            self.tables[-1].append([])
+        elif tag in ("td", "th") and self.tables and self.tables[-1]:
+            self._cell = ([], [])
+            self.tables[-1][-1].append(self._cell)
+        elif self._cell is not None:
+            self._cell[1].append((tag, dict(attrs)))
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in ("td", "th"):
+            self._cell = None
+
+    def handle_data(self, data: str) -> None:
+        if self._cell is not None:
+            self._cell[0].append(data)
+
+
+class Cell:
+    """A table cell: its text (whitespace folded, its pieces between elements joined by a space) and the elements
+    in it."""
+
+    def __init__(self, parts: CellParts = ([], [])) -> None:
+        self.text = " ".join(" ".join(parts[0]).split())
+        self.tags = parts[1]
+
+    def attrs(self, tag: str, **having: str) -> list[dict[str, str | None]]:
+        """The attributes of each `tag` in the cell that has the attributes `having`."""
+        return [a for t, a in self.tags if t == tag and all(a.get(k) == v for k, v in having.items())]
+
+    def times(self) -> list[str | None]:
+        return [a["datetime"] for a in self.attrs("time")]
+
+
+def table(text: str, column: str) -> list[dict[str, Cell]]:
+    """The rows of the page's table that has `column`, by column name. A row short of cells (the first cells
+    span several rows) is filled in on the left with empty cells."""
+    parser = _Tables()
+    parser.feed(text)
+    for rows in parser.tables:
+        header = [Cell(cell).text for cell in rows[0]]
+        if column in header:
+            out = []
+            for row in rows[1:]:
+                cells = [Cell()] * (len(header) - len(row)) + [Cell(cell) for cell in row]
+                out.append(dict(zip(header, cells, strict=True)))
+            return out
+    raise AssertionError(f"no table with a {column!r} column")
+
+
+def overview_row(text: str, license_id: int, what: str) -> dict[str, Cell]:
+    """The overview's row of a license's seats ("seats") or of a feature ("feature export")."""
+    current, found = None, []
+    for row in table(text, "Reserved"):
+        number = re.match(r"\d+", row["License"].text)
+        current = int(number.group(0)) if number else current
+        if current == license_id and row["Seats or feature"].text == what:
+            found.append(row)
+    assert len(found) == 1, (license_id, what, len(found))
+    return found[0]
+
+
+# Where each health check's warning is fixed: the console page, or /readyz for what is fixed on the host.
+FIXED_AT = {
+    "clock": "/readyz",
+    "database": "/readyz",
+    "migrations": "/readyz",
+    "config": "/ui/licenses",
+    "entitlements": "/ui/licenses",
+    "license files": "/ui/licenses",
+    "licenses": "/ui/licenses",
+    "usage rollback": "/ui/sync",
+}
+
+
+def warnings(overview: str) -> dict[str, tuple[str, str, str | None]]:
+    """The overview's health warnings: check -> (status, message, the link's address)."""
+    section = re.search(r'<ul class="warnings">(.*?)</ul>', overview, re.S)
+    if section is None:
+        return {}
+    items = re.findall(r"<li[^>]*>.*?</li>", section.group(1), re.S)
+    found = {}
+    for item in items:
+        parts = re.fullmatch(
+            r'<li class="(\w+)"><strong>([^<]+)</strong>: (.*?)(?: <a href="([^"]*)">[^<]+</a>)?</li>', item, re.S
+        )
+        assert parts is not None, item
+        status, check, message, link = parts.groups()
+        found[check] = (status, unescape(message), link)
+    return found
+
+
+async def linked_to_their_fix(api: Api, overview: str, *expected: str) -> dict[str, tuple[str, str, str | None]]:
+    """Assert the overview warns of each `expected` check, that every warning links to where it is fixed, and
+    that the link leads there (/readyz: the same check, in detail)."""
+    found = warnings(overview)
+    assert set(expected) <= set(found), found
+    for check, (status, message, link) in found.items():
+        assert link == FIXED_AT[check], (check, link)
+        if link == "/readyz":
+            async with api.client.get(link) as resp:
+                detail = (await resp.json())["checks"][check.replace(" ", "_")]
+            assert (detail["status"], detail.get("message") or detail.get("reason")) == (status, message), detail
+        else:
+            assert (await page(api, link))[0] == 200, link
+    return found
+
+
+START = datetime(2026, 1, 15, 12, 0, tzinfo=UTC)  # ManualClock's default start
+
+
+def _reserving(data: dict[str, Any]) -> None:
+    data["policy"] = {
+        "groups": {"design": {"users": ["alice", "bob"]}},
+        "rules": [
+            {"license": 1001, "reserve": [{"count": 2, "for": "design"}]},
+            {"license": 1001, "feature": "export", "reserve": [{"count": 1, "for": "user:x"}]},
+        ],
+    }
+
+
+async def test_the_overview_shows_reservations_and_the_deadlines_of_a_license_file(api_factory: Any) -> None:
+    api: Api = await api_factory(_reserving)
+    assert (await api.register("carol"))[0] == 200  # not design: the two reserved seats stay free
+    await api.login("admin", "admin-password")
+    expires, refresh = START + timedelta(days=90), START + timedelta(days=5)
+    payload = vendor.payload_bytes(
+        vendor.validated(CAD),
+        binding={"unbound": True},
+        issued_at=START - timedelta(hours=1),
+        not_before=LONG_AGO,
+        expires_at=expires,
+        refresh_by=refresh,
+        series="cad",
+        sequence=next_sequence(),
+        file_id="cad-1",
+    )
+    status, body = await api.post("/v1/license-files", {"license_file": vendor.issue(payload, demo_key())})
+    assert status == 201, body
+    await console_login(api)
+    status, overview = await page(api, "/ui/")
+    assert status == 200, overview
+
+    seats = overview_row(overview, 1001, "seats")
+    assert [seats[c].text for c in ("In use", "Reserved", "Limit")] == ["1 seat", "2 seats", "3 seats"]
+    bar = seats["Use"]
+    assert bar.attrs("svg")[0]["aria-label"] == "1 of 3 seats in use, 2 reserved"
+    assert [(a["x"], a["width"]) for a in bar.attrs("rect", **{"class": "used"})] == [("0", "33")]
+    assert [(a["x"], a["width"]) for a in bar.attrs("rect", **{"class": "reserved"})] == [("33", "67")]
+    export = overview_row(overview, 1001, "feature export")
+    assert [export[c].text for c in ("In use", "Reserved", "Limit")] == ["0 seats", "1 seat", "2 seats"]
+    assert [(a["x"], a["width"]) for a in export["Use"].attrs("rect", **{"class": "reserved"})] == [("0", "50")]
+    cad = overview_row(overview, 2001, "seats")
+    assert [cad[c].text for c in ("Reserved", "Limit")] == ["0 seats", "2 seats"]  # no rule: nothing reserved
+    assert not cad["Use"].attrs("rect", **{"class": "reserved"})
+    deadlines = cad["Expires / refresh by"]
+    # The license is valid while its file is in force (until the earlier of the two), then both deadlines.
+    assert deadlines.text == (
+        "2026-01-20 12:00:00 UTC its license file expires 2026-04-15 12:00:00 UTC refresh by 2026-01-20 12:00:00 UTC"
+    )
+    assert deadlines.times() == ["2026-01-20T12:00:00Z", "2026-04-15T12:00:00Z", "2026-01-20T12:00:00Z"]
+    assert seats["Expires / refresh by"].times() == []  # the demo file has neither
+
+    found = await linked_to_their_fix(api, overview, "license files", "entitlements")
+    assert "['cad-1'] must be refreshed within 7 days" in found["license files"][1], found
+
+
+def _synced(url: str) -> Any:
+    def mutate(data: dict[str, Any]) -> None:
+        data["sync"] = {
+            "interval_seconds": 3600,  # only the passes the test asks for
+            "shutdown_timeout_seconds": 0,
+            "upstreams": [{"name": "vendor", "url": url, "token": UPSTREAM_TOKEN, "timeout_seconds": 2}],
+        }
+
+    return mutate
+
+
+async def _consume(api: Api, user: str, units: int) -> None:
+    body = {"product": "demo", "user": user, "feature": "render", "consumptions": units}
+    status, answer = await api.post("/api/v4/add_feature_consumption", body)
+    assert status == 200, answer
+
+
+async def _sync_now(api: Api) -> str:
+    """The console's "Sync now", as an admin's browser posts it: the sync page's message."""
+    status, text, _ = await post_form(api, "/ui/sync/run", {"csrf_token": await csrf_token(api, "/ui/sync")})
+    assert status == 200, text
+    message = re.search(r'<p class="(?:notice|error)" role="status">([^<]*)</p>', text)
+    assert message is not None, text
+    return unescape(message.group(1))
+
+
+async def test_the_overview_shows_what_each_sync_channel_owes_and_its_last_error(
+    api_factory: Any, floatsrv_upstream: tuple[FloatsrvUpstream, str]
+) -> None:
+    upstream, url = floatsrv_upstream
+    api: Api = await api_factory(_synced(url))
+    await console_login(api)
+    await _consume(api, "ann", 3)
+    _, overview = await page(api, "/ui/")
+    [vendor_row] = [row for row in table(overview, "Pending records") if row["Channel"].text == "vendor"]
+    assert (vendor_row["Pending records"].text, vendor_row["Last success"].text) == ("1", "never")
+    assert vendor_row["Last error"].text == "none"
+    assert (await _sync_now(api)).startswith("Sync finished (vendor: 1 records")
+
+    api.clock.advance(timedelta(hours=1))
+    upstream.faults.down = True  # the vendor answers 503 from now on
+    await _consume(api, "ann", 2)
+    body = {"product": "demo", "user": "bob", "consumptions": 5}  # the license's own counter: two owed now
+    assert (await api.post("/api/v4/add_consumption", body))[0] == 200
+    assert (await _sync_now(api)).startswith("Sync did not finish: vendor:")
+    await api.login("admin", "admin-password")
+    _, body = await api.get("/v1/sync")
+    [channel] = body["data"]["channels"]
+    assert channel["last_error"] and "503" in channel["last_error"], channel
+
+    _, overview = await page(api, "/ui/")
+    rows = {row["Channel"].text: row for row in table(overview, "Pending records")}
+    assert set(rows) == {"vendor", "airgap"}, set(rows)
+    vendor_row = rows["vendor"]
+    assert vendor_row["Pending records"].text == str(channel["pending_records"]) == "2"
+    assert vendor_row["Parked batches"].text == "0"
+    assert vendor_row["Last success"].text == "2026-01-15 12:00:00 UTC"
+    assert vendor_row["Last success"].times() == ["2026-01-15T12:00:00Z"]
+    assert vendor_row["Last error"].text == f"2026-01-15 13:00:00 UTC : {channel['last_error']}"
+    assert vendor_row["Last error"].times() == ["2026-01-15T13:00:00Z"]
+    assert rows["airgap"]["Last error"].text == "none"
+
+    upstream.faults.off()  # the vendor is back: the next sync clears what was owed, the error stays history
+    api.clock.advance(timedelta(minutes=5))
+    assert (await _sync_now(api)).startswith("Sync finished")
+    _, overview = await page(api, "/ui/")
+    [vendor_row] = [row for row in table(overview, "Pending records") if row["Channel"].text == "vendor"]
+    assert (vendor_row["Pending records"].text, vendor_row["Last success"].times()) == ("0", ["2026-01-15T13:05:00Z"])
+    assert vendor_row["Last error"].times() == ["2026-01-15T13:00:00Z"]  # older than the success: history
+
+
+T0 = datetime(2026, 3, 10, 12, 0, tzinfo=UTC)
+
+
+async def test_a_tampered_clock_on_the_overview_links_to_its_details(api_factory: Any) -> None:
+    api: Api = await api_factory(clock=ManualClock(T0 + timedelta(days=2)), subdir="site")
+    await console_login(api)
+    _, overview = await page(api, "/ui/")
+    assert "clock" not in warnings(overview)
+    await api.client.close()
+    api = await api_factory(clock=ManualClock(T0 - timedelta(days=1)), subdir="site")  # the clock set 3 days back
+    await console_login(api)
+    _, overview = await page(api, "/ui/")
+    found = await linked_to_their_fix(api, overview, "clock", "entitlements")
+    status, message, _ = found["clock"]
+    assert status == "warning" and message.startswith("the system clock reads 2026-03-09T12:00:00"), message
+
+
+async def test_a_rolled_back_database_on_the_overview_links_to_sync(
+    api_factory: Any, floatsrv_upstream: tuple[FloatsrvUpstream, str], tmp_path: Path
+) -> None:
+    _, url = floatsrv_upstream
+    api: Api = await api_factory(_synced(url), subdir="site")
+    await console_login(api)
+    await _consume(api, "ann", 3)
+    assert (await _sync_now(api)).startswith("Sync finished")
+    archive = tmp_path / "backup.tar"
+    made = await api.cli("db", "backup", "--out", str(archive))
+    assert made.returncode == 0, made.stderr
+    await _consume(api, "ann", 4)  # delivered, then lost with the restore
+    assert (await _sync_now(api)).startswith("Sync finished")
+    _, overview = await page(api, "/ui/")
+    assert "usage rollback" not in warnings(overview)
+    await api.client.close()
+    restored = await api.cli("db", "restore", str(archive))
+    assert restored.returncode == 0, restored.stderr
+    api = await api_factory(_synced(url), clock=api.clock, subdir="site")
+    await console_login(api)
+    assert (await _sync_now(api)).startswith("Sync finished")  # the vendor's holdings show what was lost
+    _, overview = await page(api, "/ui/")
+    found = await linked_to_their_fix(api, overview, "usage rollback")
+    assert found["usage rollback"][0] == "warning" and "rolled back" in found["usage rollback"][1], found
+
+
+@pytest.mark.slow
+async def test_a_storage_fault_on_the_overview_links_to_its_details(api_factory: Any, tmp_path: Path) -> None:
+    with tmpfs(tmp_path / "disk", "6m") as disk:
+
+        def on_disk(data: dict[str, Any]) -> None:
+            data["storage"]["data_dir"] = str(disk / "data")
+            data["licenses"][0]["features"][1].update(allow_unlimited_consumptions=True)
+
+        api: Api = await api_factory(on_disk)
+        await console_login(api)
+        _, overview = await page(api, "/ui/")
+        assert "database" not in warnings(overview)
+        filler = fill(disk, leave=48 * 1024)
+        codes: set[str] = set()
+        for batch in range(20):  # large batches need far more pages than are left
+            status, body = await api.post("/v1/usage/events", events(f"b{batch}", 100))
+            codes = {item["error"]["code"] for item in body["data"]["data"] if item["object"] == "error"}
+            if "storage_full" in codes:
+                break
+        assert codes == {"storage_full"}, codes
+        status, overview = await page(api, "/ui/")
+        assert status == 200, overview  # the console reads while writes fail
+        found = await linked_to_their_fix(api, overview, "database")
+        assert found["database"][0] == "failing", found
+        filler.unlink()
+        assert (await api.register("after"))[0] == 200  # a real write commits: the warning goes
+        _, overview = await page(api, "/ui/")
+        assert "database" not in warnings(overview)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import signal
 from datetime import timedelta
 from pathlib import Path
@@ -16,7 +17,8 @@ import yaml
 from licensespring.api.error import ClientError
 from licensespring.floating_server import FloatingAPIClient
 
-from tests.conftest import Api, example_dict, floatsrv_cli
+from floatsrv.config import parse_config
+from tests.conftest import ROOT, Api, example_dict, floatsrv_cli, start_api
 from tests.licensing import sign_licenses
 from tests.polling import wait_for
 from tests.procs import ServerProcess
@@ -318,3 +320,78 @@ def test_group_names_are_checked_whole(tmp_path: Path) -> None:
     policy = {"groups": {"user:bob x": {"users": ["bob"]}}, "rules": []}
     result = floatsrv_cli("check-config", "--config", str(_config_with(tmp_path, policy)))
     assert result.returncode != 0 and "policy.groups" in result.stdout + result.stderr, result.stdout
+
+
+def _issue_block() -> str:
+    """The `policy:` block of issue 20 (the contract's shape), as docs/policy.md holds it verbatim."""
+    found = re.search(r"\n## Policy\n\n```yaml\n(policy:\n.*?)```\n", (ROOT / "docs" / "policy.md").read_text(), re.S)
+    assert found is not None, "docs/policy.md must open its Policy section with the issue's policy: block"
+    return found.group(1)
+
+
+async def test_the_issues_policy_block_verbatim_is_accepted_and_in_force(tmp_path: Path) -> None:
+    block = _issue_block()
+    # The contract's shape, so an edit of the documented block that drops a keyword fails here.
+    policy = yaml.safe_load(block)["policy"]
+    assert policy["groups"] == {
+        "design": {"users": ["alice", "bob"], "hosts": ["cad-*"], "addresses": ["10.1.0.0/16"], "logins": ["cad-app"]},
+        "interns": {"users": ["intern1", "intern2"]},
+    }
+    assert policy["rules"] == [
+        {
+            "license": 1001,
+            "feature": "export",
+            "reserve": [{"count": 1, "for": "design"}],
+            "max": [{"count": 1, "for": "interns"}],
+            "include": ["design", "user:carol"],
+            "exclude": ["user:mallory", "host:kiosk-*"],
+            "timeout_minutes": 10,
+            "max_borrow_hours": 24,
+        }
+    ]
+    data = example_dict()
+    del data["policy"]  # the example's empty policy: the block below is the config's only one
+    data["storage"]["data_dir"] = str(tmp_path / "data")
+    sign_licenses(data, tmp_path)
+    text = yaml.safe_dump(data) + block  # the block's text itself, comments and flow style as written
+    path = tmp_path / "floatsrv.yaml"
+    path.write_text(text)
+    result = floatsrv_cli("check-config", "--config", str(path))
+    assert result.returncode == 0, result.stdout + result.stderr
+
+    api, client = await start_api(parse_config(text, tmp_path))
+    try:
+        await api.login()
+
+        async def export(user: str, **extra: Any) -> tuple[int, Any]:
+            body = {"product": "demo", "feature": "export", "user": user, **extra}
+            return await api.post("/api/v4/featureRegister", body)
+
+        for user in ("carol", "mallory", "dave"):
+            assert (await api.register(user))[0] == 200  # the license's own seats have no rule
+        assert refused(await export("mallory"), "excluded")
+        assert refused(await export("dave"), "not_included")
+        too_long = {"borrow_until": "2026-01-16T12:30:00Z"}  # 24.5 h ahead of the clock; the license allows 72
+        status, body = await export("carol", **too_long)
+        assert (status, body["code"]) == (400, "borrow_until_not_valid") and "24 hours" in body["message"], body
+        status, body = await export("carol")
+        assert (status, body["code"], body["floating_timeout"]) == (200, "export", 10), body
+        status, body = await api.register("carol")  # a heartbeat: the license object carries the rule's timeout
+        license = json.loads(body["license_json"])
+        assert {f["code"]: f["floating_timeout"] for f in license["product_features"]}["export"] == 10
+        assert (body["floating_timeout"], license["floating_timeout"]) == (30, 30)  # the license's own stays
+        for user in ("mallory", "dave"):
+            assert (await api.post("/api/v4/unregister", {"product": "demo", "user": user}))[0] == 200
+        for user in ("intern1", "alice"):
+            assert (await api.register(user))[0] == 200
+        assert refused(await export("alice", os_hostname="kiosk-3"), "excluded")  # exclude beats include
+        # One of the two export seats is free, and it is design's: an intern is refused for that first.
+        assert refused(await export("intern1"), "seats_reserved_for_others")
+        assert (await export("alice"))[0] == 200  # design takes its reserved seat
+        held = [(s["user"], s["feature"]) for s in await api.seats()]
+        assert sorted(user for user, feature in held if feature == "export") == ["alice", "carol"]
+        # The rule's idle timeout: the export seats end after 10 minutes, the license seats (30) stay.
+        api.clock.advance(timedelta(minutes=10, seconds=1))
+        assert {s["feature"] for s in await api.seats()} == {None}
+    finally:
+        await client.close()

@@ -292,3 +292,57 @@ async def test_odd_cursors_and_far_dates_are_refused_not_failed(api: Api) -> Non
         for path in ("/v1/reports/concurrency", "/v1/reports/consumption"):
             status, body = await api.get(path, params=params)
             assert status == 400, (path, params, body)
+
+
+def _reserving(design: int, export: int) -> Any:
+    """A policy keeping `design` license seats for the design group and `export` export seats for user:x."""
+
+    def mutate(data: dict[str, Any]) -> None:
+        data["policy"] = {
+            "groups": {"design": {"users": ["alice", "bob"]}},
+            "rules": [
+                {"license": 1001, "reserve": [{"count": design, "for": "design"}]},
+                {"license": 1001, "feature": "export", "reserve": [{"count": export, "for": "user:x"}]},
+            ],
+        }
+
+    return mutate
+
+
+async def test_concurrency_buckets_carry_the_reservations_and_limits_in_force_today(api_factory: Any) -> None:
+    api: Api = await api_factory(_reserving(2, 1), subdir="site")
+    assert (await api.register("carol"))[0] == 200
+    status, body = await api.register("dave")  # one seat free, and two kept for design
+    assert status == 400 and body["message"].startswith("seats_reserved_for_others"), body
+    export = {"product": "demo", "user": "carol", "feature": "export"}
+    assert (await api.post("/api/v4/featureRegister", export))[0] == 200
+    api.clock.advance(2 * HOUR)
+    window = {"license_id": "1001", "since": iso(START - HOUR), "until": iso(START + 2 * HOUR)}  # an hour before any
+
+    async def buckets(**params: str) -> list[tuple[int, int, int, int]]:
+        status, body = await api.get("/v1/reports/concurrency", params={**window, **params})
+        assert status == 200, body
+        json_rows = body["data"]["buckets"]
+        status, text = await api.get("/v1/reports/concurrency", params={**window, **params, "format": "csv"})
+        assert status == 200, text
+        assert list(csv.DictReader(io.StringIO(text))) == [{k: str(v) for k, v in b.items()} for b in json_rows]
+        return [(b["peak"], b["limit"], b["reserved"], b["denials"]) for b in json_rows]
+
+    # (peak, limit, reserved, denials) per hour: 11:00 (before any seat), 12:00 and 13:00 (carol's seats
+    # expire at 12:30 without a heartbeat).
+    assert await buckets() == [(0, 3, 2, 0), (1, 3, 2, 1), (0, 3, 2, 0)]
+    assert await buckets(feature="export") == [(0, 2, 1, 0), (1, 2, 1, 0), (0, 2, 1, 0)]
+    status, text = await api.get("/v1/reports/concurrency", params={**window, "format": "csv"})
+    assert [(r["limit"], r["reserved"]) for r in csv.DictReader(io.StringIO(text))] == [("3", "2")] * 3
+
+    # Today's values, in every bucket, past ones too: a seat add-on on export, and a policy changed at a restart.
+    await api.login("admin", "admin-password")
+    status, body = await api.post(
+        "/v1/addons", {"name": "More seats", "feature": "export", "consumption_model": "seats", "included_units": 2}
+    )
+    assert status == 200, body
+    assert (await api.post("/v1/licenses/1001/addons", {"addon_id": body["data"]["id"]}))[0] == 200
+    await api.client.close()
+    api = await api_factory(_reserving(1, 2), clock=api.clock, subdir="site")
+    assert await buckets() == [(0, 3, 1, 0), (1, 3, 1, 1), (0, 3, 1, 0)]
+    assert await buckets(feature="export") == [(0, 4, 2, 0), (1, 4, 2, 0), (0, 4, 2, 0)]
