@@ -716,6 +716,13 @@ async def test_the_overview_shows_reservations_and_the_deadlines_of_a_license_fi
     found = await linked_to_their_fix(api, overview, "license files", "entitlements")
     assert "['cad-1'] must be refreshed within 7 days" in found["license files"][1], found
 
+    # A reserved seat taken by its group is in use, no longer "reserved, idle": one of design's two is left.
+    assert (await api.register("alice"))[0] == 200
+    seats = overview_row((await page(api, "/ui/"))[1], 1001, "seats")
+    assert [seats[c].text for c in ("In use", "Reserved", "Limit")] == ["2 seats", "1 seat", "3 seats"]
+    assert seats["Use"].attrs("svg")[0]["aria-label"] == "2 of 3 seats in use, 1 reserved"
+    assert [(a["x"], a["width"]) for a in seats["Use"].attrs("rect", **{"class": "reserved"})] == [("67", "33")]
+
 
 def _synced(url: str) -> Any:
     def mutate(data: dict[str, Any]) -> None:

@@ -134,15 +134,16 @@ class SeatRule:
     def reserved(self) -> int:
         return sum(quota.seats for quota in self.reserve)
 
+    def idle(self, holders: Sequence[Who]) -> int:
+        """Reserved seats not in use: each reservation less the seats its group holds now ("reserved, idle")."""
+        return sum(_unheld(quota, holders) for quota in self.reserve)
+
     def refusal(self, who: Who, holders: Sequence[Who], limit: int, in_use: int) -> Refusal | None:
         """Why `who` may not take a new seat (None: the policy allows it; the caller still checks the limit)."""
         for matcher in self.exclude:
             if matcher.matches(who):
                 return Refusal(EXCLUDED, f"{EXCLUDED}: {matcher.label} may not use these seats")
-        kept = 0
-        for quota in self.reserve:
-            if not quota.who.matches(who):
-                kept += max(0, quota.seats - sum(1 for holder in holders if quota.who.matches(holder)))
+        kept = sum(_unheld(quota, holders) for quota in self.reserve if not quota.who.matches(who))
         if 0 < limit - in_use <= kept:  # (a full license is refused as such by the caller, after max and include)
             return Refusal(
                 RESERVED,
@@ -158,6 +159,10 @@ class SeatRule:
         if self.include is not None and not any(matcher.matches(who) for matcher in self.include):
             return Refusal(NOT_INCLUDED, f"{NOT_INCLUDED}: these seats are only for {_labels(self.include)}")
         return None
+
+
+def _unheld(quota: Quota, holders: Sequence[Who]) -> int:
+    return max(0, quota.seats - sum(1 for holder in holders if quota.who.matches(holder)))
 
 
 def _labels(matchers: Sequence[Matcher]) -> str:

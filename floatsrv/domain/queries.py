@@ -12,6 +12,7 @@ from floatsrv.db.readonly import CounterRow, EventRow
 from floatsrv.db.seats import SeatRow
 from floatsrv.domain.context import Domain
 from floatsrv.domain.license import License
+from floatsrv.domain.policy import Who
 from floatsrv.domain.state import LicenseState, read_state
 from floatsrv.errors import SeatNotFound
 from floatsrv.times import to_us
@@ -121,3 +122,20 @@ async def usage_events(
 async def counters(domain: Domain, license_id: int | None = None, limit: int = 100) -> list[CounterRow]:
     """Consumption counters, newest period first, with what each sync channel has confirmed."""
     return await domain.store.read(lambda conn: db_readonly.counters(conn, license_id, limit))
+
+
+async def idle_reserved(domain: Domain, seats: list[tuple[int, str]]) -> dict[tuple[int, str], int]:
+    """Per (license, feature; '' for the license's seats): the seats the policy reserves that nobody of their
+    group holds now, read in one snapshot (only where a rule reserves any)."""
+    wanted = [(key, rule) for key in seats if (rule := domain.policy.rule(*key)) is not None and rule.reserve]
+    if not wanted:
+        return dict.fromkeys(seats, 0)
+    now = to_us(domain.clock.now())
+
+    def read(conn: sqlite3.Connection) -> dict[tuple[int, str], int]:
+        found = dict.fromkeys(seats, 0)
+        for key, rule in wanted:
+            found[key] = rule.idle([Who.of(*row) for row in db_seats.holders(conn, *key, now)])
+        return found
+
+    return await domain.store.read(read)

@@ -56,11 +56,14 @@ async def license_page(request: web.Request, domain: Domain) -> tuple[list[dict[
     shown = everything[offset : offset + PAGE_SIZE]
     files = {row.file_id: row for row in await licensing.files(domain.store)}
     views = []
-    for state in await queries.states_of(domain, shown):
+    states = await queries.states_of(domain, shown)
+    keys = [(s.license.id, code) for s in states for code in ("", *(f.code for f in s.license.spec.features))]
+    idle = await queries.idle_reserved(domain, keys)  # "reserved, idle until used": what the bars show
+    for state in states:
         view = license_view(state)
-        view["reserved"] = domain.policy.reserved(view["id"], "")
+        view["reserved"] = idle[(view["id"], "")]
         for feature in view["features"]:
-            feature["reserved"] = domain.policy.reserved(view["id"], feature["code"])
+            feature["reserved"] = idle.get((view["id"], feature["code"]), 0)
         file = files.get(view["license_file"] or "")
         view["refresh_by"] = iso_us(file.refresh_by) if file else None
         view["file_expires_at"] = iso_us(file.expires_at) if file else None
