@@ -827,6 +827,7 @@ async def test_a_rolled_back_database_on_the_overview_links_to_sync(
     assert (await _sync_now(api)).startswith("Sync finished")
     _, overview = await page(api, "/ui/")
     assert "usage rollback" not in warnings(overview)
+    assert "Usage rollback found" not in (await page(api, "/ui/sync"))[1]
     await api.client.close()
     restored = await api.cli("db", "restore", str(archive))
     assert restored.returncode == 0, restored.stderr
@@ -836,6 +837,8 @@ async def test_a_rolled_back_database_on_the_overview_links_to_sync(
     _, overview = await page(api, "/ui/")
     found = await linked_to_their_fix(api, overview, "usage rollback")
     assert found["usage rollback"][0] == "warning" and "rolled back" in found["usage rollback"][1], found
+    _, sync = await page(api, "/ui/sync")  # where the link leads says what happened
+    assert "Usage rollback found" in sync and "this database was rolled back" in sync, sync
 
 
 @pytest.mark.slow

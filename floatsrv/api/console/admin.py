@@ -21,7 +21,7 @@ from floatsrv.api.sync import reopen_parked, run_upstreams, status_view
 from floatsrv.api.validation import parse
 from floatsrv.appkeys import CONFIG, DOMAIN, IDENTITY, LOGIN
 from floatsrv.auth.hashing import HashGate
-from floatsrv.domain import accounts, airgap, credentials, licensing, seats
+from floatsrv.domain import accounts, airgap, credentials, health, licensing, seats
 from floatsrv.domain.credentials import AuditQuery
 from floatsrv.errors import InvalidRequest, LicenseFileMalformed
 from floatsrv.models import Role
@@ -220,6 +220,7 @@ async def _sync_page(request: web.Request, session: Session, status: int = 200, 
         "sync.html",
         status=status,
         sync=await status_view(request),
+        rollback=await health.rollback_report(request.app[DOMAIN]),  # what the overview's warning links here for
         receipt_key=_receipts_verifiable(request),
         result=result or None,
     )
