@@ -1,24 +1,39 @@
 """Hostile numbers and ids, everywhere: a JSON number no decimal context can hold, a huge exponent in every
 numeric body field, an integer past SQLite's 64 bits in every integer query parameter, and a NUL in a
-username. Each gets a 4xx in the surface's error shape (400 naming the field where the field is reached),
-never a 5xx. The sweep walks both OpenAPI documents, so a field added later is covered too."""
+username. Each gets a 4xx in the surface's error shape, never a 5xx, and a 400 always names the field: `param`
+on /v1, the message on /api/v4 and /api/v5. The sweep walks all three OpenAPI documents (v1, v4, v5; /api/v5
+is switched on for it), so a field added later is covered too."""
 
 from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from floatsrv.api.meta import openapi_document
 from tests.conftest import Api
+from tests.test_v5_api import chain, enable
+
+__all__ = ["chain"]  # the fixture: a certificate chain for /api/v5's signed replies
+DOCUMENTS = ("v1", "v4", "v5")
 
 # Raw JSON number literals: each one broke the server once (decimal.InvalidOperation, decimal.Overflow).
 HUGE_NUMBERS = ["1e1000000000000000000", "1e999999999", "-1e999999999", "1e-999999999", "9223372036854775808"]
 TOO_BIG_INT = "9223372036854775808"  # 2**63: past what SQLite can bind
 # Plausible values for required fields, so a request reaches the field under test.
-FILL = {"product": "demo", "user": "u1", "feature": "render", "license_id": 1001, "event_id": "e-1", "name": "n"}
+FILL = {
+    "product": "demo",
+    "user": "u1",
+    "username": "u1",
+    "hardware_id": "u1",
+    "feature": "render",
+    "license_id": 1001,
+    "event_id": "e-1",
+    "name": "n",
+}
 
 
 def _resolve(document: dict[str, Any], schema: dict[str, Any]) -> dict[str, Any]:
@@ -42,6 +57,8 @@ def _numeric(document: dict[str, Any], schema: dict[str, Any]) -> bool:
 def _filler(document: dict[str, Any], name: str, schema: dict[str, Any]) -> Any:
     if name in FILL:
         return FILL[name]
+    if _numeric(document, schema):
+        return 1
     schema = _resolve(document, schema)
     if "enum" in schema:
         return schema["enum"][0]
@@ -53,7 +70,7 @@ def _filler(document: dict[str, Any], name: str, schema: dict[str, Any]) -> Any:
 def body_cases() -> list[tuple[str, str, str, str]]:
     """(method, path, field, raw body) for every numeric property of every JSON request body."""
     cases = []
-    for name in ("v1", "v4"):
+    for name in DOCUMENTS:
         document = openapi_document(name)
         for path, item in document["paths"].items():
             for method, operation in item.items():
@@ -71,23 +88,32 @@ def body_cases() -> list[tuple[str, str, str, str]]:
                     for field, prop in props.items():
                         if not _numeric(document, prop):
                             continue
-                        filled = {key: _filler(document, key, props[key]) for key in required if key != field}
+                        # Every other field a request needs (required, or one of FILL: LicenseSpring's
+                        # documents leave `user` optional where `hardware_id` may stand in for it), valid.
+                        wanted = [key for key in props if key != field and (key in required or key in FILL)]
+                        filled = {key: _filler(document, key, props[key]) for key in wanted}
                         text = json.dumps(filled)[:-1] + (", " if filled else "") + f'"{field}": HOSTILE}}'
                         cases.append((method.upper(), path, field, text))
     return cases
 
 
-def query_cases() -> list[tuple[str, str]]:
-    """(path, parameter) for every integer query parameter."""
+def query_cases() -> list[tuple[str, str, dict[str, str]]]:
+    """(path, parameter, the other query parameters a request needs) for every integer query parameter."""
     cases = []
-    for name in ("v1", "v4"):
+    for name in DOCUMENTS:
         document = openapi_document(name)
         for path, item in document["paths"].items():
             get = item.get("get")
-            for param in (get or {}).get("parameters", []):
-                param = _resolve(document, param)
-                if param.get("in") == "query" and _numeric(document, param.get("schema", {})):
-                    cases.append((path, param["name"]))
+            params = [_resolve(document, param) for param in (get or {}).get("parameters", [])]
+            query = [param for param in params if param.get("in") == "query"]
+            for param in query:
+                if _numeric(document, param.get("schema", {})):
+                    others = {
+                        other["name"]: str(FILL[other["name"]])
+                        for other in query
+                        if other["name"] != param["name"] and other["name"] in FILL
+                    }
+                    cases.append((path, param["name"], others))
     return cases
 
 
@@ -95,16 +121,27 @@ def concrete(path: str) -> str:
     return re.sub(r"\{(\w+)\}", lambda m: {"license_id": "1001", "username": "demo"}.get(m[1], "x"), path)
 
 
-def check_error(path: str, status: int, body: Any) -> None:
+def check_error(path: str, status: int, body: Any, field: str | None = None) -> None:
+    """A 4xx in the surface's error shape; with `field`, a 400 that names it (`param` on /v1, the message on
+    /api/v4 and /api/v5)."""
     assert 400 <= status < 500, (path, status, body)
     if path.startswith("/v1/"):
         assert body["success"] is False and body["error"]["code"], body
     else:
         assert set(body) == {"status", "code", "message"} and body["status"] == status, body
+    if field is None:
+        return
+    assert status == 400, (path, field, body)
+    if path.startswith("/v1/"):
+        assert body["error"]["param"] is not None and field in body["error"]["param"], (path, field, body)
+    else:
+        assert field in body["message"], (path, field, body)
 
 
 @pytest.fixture
-async def admin(api: Api) -> Api:
+async def admin(api_factory: Any, chain: tuple[Path, Path]) -> Api:
+    """An admin of a server that serves all three surfaces (/api/v5 is off by default)."""
+    api: Api = await api_factory(enable(chain))
     await api.login("admin", "admin-password")
     return api
 
@@ -118,22 +155,15 @@ async def test_hostile_numbers_in_every_numeric_body_field(
         headers = {**admin.headers(), "Content-Type": "application/json"}
         async with admin.client.request(method, concrete(path), data=raw, headers=headers) as resp:
             body = await resp.json()
-        check_error(path, resp.status, body)
-        if (
-            resp.status == 400
-            and path.startswith("/v1/")
-            and body["error"]["code"] in ("validation_error", "invalid_json")
-        ):
-            assert body["error"]["param"] in (field, None), (path, number, body)
-            if body["error"]["code"] == "invalid_json":  # a number beyond any decimal: named all the same
-                assert body["error"]["param"] == field, (path, number, body)
+        check_error(path, resp.status, body, field)
 
 
-@pytest.mark.parametrize(("path", "param"), query_cases())
-async def test_integers_past_64_bits_in_every_integer_query_parameter(admin: Api, path: str, param: str) -> None:
-    status, body = await admin.get(concrete(path), params={param: TOO_BIG_INT})
-    check_error(path, status, body)
-    assert status == 400, body
+@pytest.mark.parametrize(("path", "param", "others"), query_cases())
+async def test_integers_past_64_bits_in_every_integer_query_parameter(
+    admin: Api, path: str, param: str, others: dict[str, str]
+) -> None:
+    status, body = await admin.get(concrete(path), params={**others, param: TOO_BIG_INT})
+    check_error(path, status, body, param)
 
 
 async def test_the_reported_shapes_get_400_naming_the_field(admin: Api) -> None:
@@ -156,7 +186,9 @@ async def test_the_reported_shapes_get_400_naming_the_field(admin: Api) -> None:
     status, body = await admin.post("/v1/usage/events", None, raw=event)
     assert (status, body["error"]["code"]) == (400, "invalid_quantity"), body
     for path in ("/v1/audit", "/v1/licenses/1001/credits/ledger"):
-        status, body = await admin.get(path, params={"before": TOO_BIG_INT})
-        assert (status, body["error"]["param"]) == (400, "before"), body
+        for big in (TOO_BIG_INT, "1" + "0" * 19, "-" + "9" * 40):  # 2^63; 20 digits and more: said to be too big
+            status, body = await admin.get(path, params={"before": big})
+            assert (status, body["error"]["param"]) == (400, "before"), body
+            assert "between -2^63 and 2^63-1" in body["error"]["message"], body
     status, body = await admin.post("/v1/users", {"username": "eve\x00il"})
     assert (status, body["error"]["param"]) == (400, "username"), body

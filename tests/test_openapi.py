@@ -70,3 +70,34 @@ async def test_served_at_api_v4_openapi_json(api: Api) -> None:
         document = await resp.json()
     assert document["openapi"] == "3.1.0" and "/api/v4/register" in document["paths"]
     assert document == openapi_document("v4")
+
+
+def _codes(document: dict[str, Any], response: dict[str, Any]) -> set[str]:
+    """The codes a response object of a document promises (following a `$ref` to components/responses)."""
+    if "$ref" in response:
+        response = document["components"]["responses"][response["$ref"].rsplit("/", 1)[-1]]
+    found: set[str] = set()
+    for part in response.get("content", {}).get("application/json", {}).get("schema", {}).get("allOf", []):
+        code = part.get("properties", {}).get("code", {})
+        found |= set(code.get("enum", [])) | ({code["const"]} if "const" in code else set())
+    return found
+
+
+# The routes that check a password (a login, a password change, a user added with one): each may answer 503
+# `login_busy` when password checks are saturated.
+PASSWORD_CHECKS = {
+    "v4": [("/auth", "get")],
+    "v5": [("/api/v5/auth/login", "post"), ("/api/v5/auth/change-password", "post"), ("/api/v5/auth/add-user", "post")],
+}
+
+
+@pytest.mark.parametrize("name", ["v4", "v5"])
+def test_refusals_the_server_sends_are_promised(name: str) -> None:
+    """Every 403 code (the Forbidden family, `seat_owned_by_another_login` included) is in the document's
+    Forbidden response, and every route that checks a password promises 503 `login_busy`."""
+    document = openapi_document(name)
+    forbidden = {cls.code for cls in _error_classes(errors.Forbidden)}
+    assert forbidden <= _codes(document, {"$ref": "#/components/responses/Forbidden"}), forbidden
+    for path, method in PASSWORD_CHECKS[name]:
+        busy = _codes(document, document["paths"][path][method]["responses"]["503"])
+        assert {errors.LoginBusy.code, errors.StorageUnavailable.code} <= busy, (path, busy)

@@ -4,12 +4,16 @@ with authentication off there is no ownership."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from floatsrv.auth.passwords import hash_password
 from tests.conftest import Api
+from tests.test_v5_api import V5, chain, v5_api
+
+__all__ = ["chain"]  # the fixture: a certificate chain for /api/v5's signed replies
 
 OWNED = {"status": 403, "code": "seat_owned_by_another_login"}
 
@@ -102,3 +106,74 @@ async def test_the_sdk_sees_a_client_error_with_the_code(two: tuple[Api, str, st
     with pytest.raises(ClientError) as err:
         await __import__("asyncio").to_thread(client.register_user, product="demo", user="ws-1")
     assert err.value.code == "seat_owned_by_another_login"
+
+
+async def test_another_login_cannot_touch_the_seats_on_api_v5(api_factory: Any, chain: tuple[Path, Path]) -> None:
+    """The same rule on /api/v5 (signed replies; `username` is the seat's user, the license id is in the path)."""
+    first = await v5_api(api_factory, chain, with_second_login)
+    api = first.api
+    second, admin = V5(api, first.key), V5(api, first.key)
+    await first.login("demo", "demo-password")
+    await second.login("other", "other-password")
+    await admin.login("admin", "admin-password")
+    seat = {"username": "ws-1"}
+    feature = {**seat, "feature": "export"}
+    assert (await first.call("POST", "/license/1001/user/register", seat))[0] == 200
+    assert (await first.call("POST", "/license/1001/feature/register", feature))[0] == 200
+
+    owned(await second.call("POST", "/license/1001/user/register", seat))  # renew (the heartbeat) or take over
+    owned(await second.call("POST", "/license/1001/user/borrow", seat))
+    owned(await second.call("POST", "/license/1001/user/unregister", seat))
+    owned(await second.call("POST", "/license/1001/feature/register", feature))
+    owned(await second.call("POST", "/license/1001/feature/release", feature))
+    # The bulk ends act on the caller's own seats only: nothing of the first login's ends.
+    assert await second.call("POST", "/license/1001/feature/release_all") == (200, "")
+    assert await second.call("GET", "/unregister/all") == (200, "")
+    assert (await second.call("POST", "/license/1001/user/unregister_all"))[1]["code"] == "forbidden"  # admin only
+    api.token = admin.token
+    assert {(s["user"], s["feature"], s["principal"]) for s in await api.seats()} == {
+        ("ws-1", None, "demo"),
+        ("ws-1", "export", "demo"),
+    }
+    # The owner goes on as before; an admin may act on any seat.
+    assert (await first.call("POST", "/license/1001/user/register", seat))[0] == 200
+    assert await first.call("POST", "/license/1001/feature/release", feature) == (200, "feature_released")
+    assert (await admin.call("POST", "/license/1001/user/borrow", seat))[0] == 200
+    assert await admin.call("POST", "/license/1001/user/unregister", seat) == (200, "user_unregistered")
+    assert await api.seats() == []
+
+
+async def test_an_api_key_is_a_login_of_its_own(two: tuple[Api, str, str, str]) -> None:
+    """A seat taken with an API key belongs to the key (`apikey:NAME`), not to the admin who made the key (a key
+    has no user account; `created_by` only says who made it): a user login cannot end or borrow it, nor can
+    another key from the same admin; an admin can."""
+    api, first, _, admin = two
+    keys = []
+    for name in ("site-app", "other-app"):
+        status, body = await api.post("/v1/api-keys", {"name": name, "role": "user"}, token=admin)
+        assert status == 200 and body["data"]["created_by"] == "admin", body
+        keys.append(body["data"]["key"])
+    key, other_key = keys
+    seat = {"product": "demo", "user": "ws-key"}
+    feature = {**seat, "feature": "export"}
+    assert (await api.post("/api/v4/register", seat, token=key))[0] == 200
+    assert (await api.post("/api/v4/featureRegister", feature, token=key))[0] == 200
+    api.token = admin
+    assert {s["principal"] for s in await api.seats(user="ws-key")} == {"apikey:site-app"}
+
+    for token in (first, other_key):  # a user login; another key of the same admin
+        owned(await api.post("/api/v4/register", seat, token=token))
+        owned(await api.post("/api/v4/borrow", seat, token=token))
+        owned(await api.post("/api/v4/unregister", seat, token=token))
+        owned(await api.post("/api/v4/featureRelease", feature, token=token))
+        assert (await api.get("/api/v4/unregister/all", token=token))[0] == 200  # its own seats only
+    assert {(s["user"], s["feature"]) for s in await api.seats(user="ws-key")} == {
+        ("ws-key", None),
+        ("ws-key", "export"),
+    }
+    assert (await api.post("/api/v4/register", seat, token=key))[0] == 200  # the key's own heartbeat
+
+    assert (await api.post("/api/v4/borrow", seat, token=admin))[0] == 200
+    assert (await api.post("/api/v4/featureRelease", feature, token=admin))[0] == 200
+    assert (await api.post("/api/v4/unregister", seat, token=admin))[0] == 200
+    assert await api.seats(user="ws-key") == []

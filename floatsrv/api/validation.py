@@ -79,6 +79,7 @@ def _normalised(data: dict[str, Any], fields: dict[str, Any]) -> dict[str, Any]:
 
 # ASCII only: int() would also read other scripts' digits ("١٠٠١" as 1001).
 _INT = re.compile(r"^\s*[+-]?\d{1,19}\s*$", re.ASCII)
+_DIGITS = re.compile(r"^\s*[+-]?\d{20,}\s*$", re.ASCII)
 
 
 def wire_int(value: Any) -> int:
@@ -105,6 +106,8 @@ def _wire_int(value: Any) -> Any:
             number = int(value)
     elif isinstance(value, str) and _INT.match(value):
         number = int(value)
+    elif isinstance(value, str) and _DIGITS.match(value):
+        number = 2**63  # more digits than any 64-bit integer has: out of range, said so below
     if number is None:
         raise ValueError("must be an integer")
     if number not in _INT_RANGE:
