@@ -79,7 +79,8 @@ def problems(value: Any, where: str) -> list[str]:
 
 def license_problems(licenses: Iterable[LicenseSpec]) -> list[str]:
     """With /api/v5 on, what in these licenses a signed reply could not carry: the free-form values (metadata,
-    customer) are checked when licenses are loaded, naming the field; everything else floatsrv builds itself."""
+    customer) are checked when licenses are loaded, naming the field. Their integers need no check here: the
+    license schema bounds each one (`models.MAX_COUNT`), and the counts served from them stop there too."""
     found = []
     for spec in licenses:
         where = f"license {spec.id}"
@@ -110,7 +111,7 @@ def _normalised(value: Any) -> Any:
 
 def encode(value: Any) -> bytes:
     """The signed-body bytes of `value`. Raises Unsignable for what `problems` names (licenses are checked
-    when loaded, so a reply built from them never raises)."""
+    when loaded and every count is bounded, so a reply built from them never raises; tests/test_v5_api.py)."""
     try:
         text = json.dumps(_normalised(value), ensure_ascii=False, separators=(",", ":"), allow_nan=False)
         return text.encode("utf-8")

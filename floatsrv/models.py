@@ -2,7 +2,8 @@
 
 `LicenseSpec`/`FeatureSpec` are validated pydantic models: the YAML config produces them today, signed
 license files will tomorrow, and the database stores them as JSON. Field names follow LicenseSpring's
-license object so admins and client developers see familiar names.
+license object so admins and client developers see familiar names. Every integer of a license is bounded
+(`MAX_COUNT`, and timeouts by what a clock can add), so a reply carrying it, signed for /api/v5, never fails.
 """
 
 from __future__ import annotations
@@ -24,10 +25,21 @@ from pydantic import (
     model_validator,
 )
 
+from floatsrv.jsjson import MAX_SAFE_INTEGER
 from floatsrv.periods import CALENDAR_ANCHOR, PeriodKind
+from floatsrv.quantity import MAX_UNITS
 from floatsrv.times import parse_instant
 
 ShortCode = Annotated[str, Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")]
+# The most any count of a license may reach: seats, maxima, overages and running totals alike. It is the largest
+# integer JavaScript holds exactly (2**53-1), so a signed /api/v5 reply can carry every one of them.
+MAX_COUNT = MAX_SAFE_INTEGER
+Count = Annotated[int, Field(ge=0, le=MAX_COUNT)]
+Seats = Annotated[int, Field(gt=0, le=MAX_COUNT)]
+# Minutes a registration lasts, hours a borrow may last: at most a year and ten years (as `policy` rules), so
+# the time a seat ends is always a date the server can store.
+TimeoutMinutes = Annotated[int, Field(gt=0, le=525_600)]
+BorrowHours = Annotated[int, Field(gt=0, le=87_600)]
 
 
 def _instant(value: Any) -> Any:
@@ -153,7 +165,7 @@ class ConsumptionLimits(_Spec):
     allow_unlimited_consumptions: bool = False
     allow_overages: bool = False
     # With allow_overages, 0 means unlimited overage (as LicenseSpring's SDK assumes).
-    max_overages: Annotated[int, Field(ge=0)] = 0
+    max_overages: Count = 0
     allow_negative_consumptions: bool = False
     reset_consumption: bool = False
     consumption_period: Period | None = None
@@ -171,10 +183,10 @@ class ConsumptionLimits(_Spec):
             raise ValueError(f"{stray[0]} only applies to {kind}")
 
     def capacity(self, maximum: int) -> int | None:
-        """Most that the period total may reach, or None when unlimited."""
+        """Most that the period total may reach (never past MAX_COUNT), or None when unlimited."""
         if self.allow_unlimited_consumptions or (self.allow_overages and self.max_overages == 0):
             return None
-        return maximum + (self.max_overages if self.allow_overages else 0)
+        return min(maximum + (self.max_overages if self.allow_overages else 0), MAX_COUNT)
 
 
 class FeatureSpec(ConsumptionLimits):
@@ -192,9 +204,9 @@ class FeatureSpec(ConsumptionLimits):
     # credits: what one unit costs, drawn from the license's credit pools.
     credits_per_unit: Credits | None = None
     # Setting floating_users makes the feature floating: each user holds one of these seats.
-    floating_users: Annotated[int, Field(gt=0)] | None = None
-    floating_timeout: Annotated[int, Field(gt=0)] | None = None
-    max_consumption: Annotated[int, Field(ge=0)] = 0
+    floating_users: Seats | None = None
+    floating_timeout: TimeoutMinutes | None = None
+    max_consumption: Count = 0
     expiry_date: Instant | None = None
     metadata: dict[str, Any] = Field(default_factory=dict)
 
@@ -292,6 +304,8 @@ class CreditGrant(_Spec):
     def check_positive(self) -> Self:
         if self.amount <= 0:
             raise ValueError("amount must be more than zero")
+        if self.amount > MAX_UNITS:  # as any quantity the API takes (the ledger keeps thousandths in 64 bits)
+            raise ValueError(f"amount must be at most {MAX_UNITS}")
         return self
 
 
@@ -319,12 +333,12 @@ class LicenseSpec(ConsumptionLimits):
     start_date: Instant | None = None
     # Expiry; None means the license never expires.
     validity_period: Instant | None = None
-    floating_users: Annotated[int, Field(gt=0)]
-    floating_timeout: Annotated[int, Field(gt=0)] = 30
+    floating_users: Seats
+    floating_timeout: TimeoutMinutes = 30
     can_borrow: bool = False
-    max_borrow_time: Annotated[int, Field(gt=0)] = 24
+    max_borrow_time: BorrowHours = 24
     prevent_vm: bool = False
-    max_consumptions: Annotated[int, Field(ge=0)] = 0
+    max_consumptions: Count = 0
     # Native metering: the currency of prices, and the license's plan credits, which reset every
     # credits_period and are spent before purchased credits (purchased ones never expire).
     currency: Annotated[str, Field(pattern=r"^[A-Z]{3}$")] = "USD"

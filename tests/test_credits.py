@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
-from tests.conftest import BOTH_BACKENDS, Api
+from floatsrv.config import ConfigError, parse_config
+from tests.conftest import BOTH_BACKENDS, Api, example_dict
 from tests.metering_config import metering_license
 
 pytestmark = BOTH_BACKENDS
@@ -92,3 +95,17 @@ async def test_grants_need_an_admin_and_are_audited(admin: Api) -> None:
     status, body = await admin.get("/v1/audit", token=admin_token, params={"action": "credits_granted"})
     [row] = body["data"]["data"]
     assert (row["actor"], row["target"], row["detail"]) == ("admin", "1001", {"amount": "3"})
+
+
+@pytest.mark.parametrize("amount", ["1000000000000.001", "10000000000000", "1e17"])
+def test_a_vendor_credit_grant_beyond_what_the_api_takes_is_refused_when_loaded(tmp_path: Path, amount: str) -> None:
+    """A license's purchased-credit grant is bounded as any quantity the API takes (10^12): a larger one would
+    overflow the ledger's thousandths when applied; it is refused at load, naming the field."""
+    data = example_dict()
+    data["licenses"] = [{"id": 2001, "product": "cad", "floating_users": 1}]
+    metering_license(data)  # a license with credits features
+    data["licenses"][0]["credit_grants"] = [{"id": "big-grant", "amount": amount}]
+    with pytest.raises(ConfigError, match=r"licenses\[0\]\.credit_grants\[0\].*at most 1000000000000"):
+        parse_config(yaml.safe_dump(data), tmp_path)
+    data["licenses"][0]["credit_grants"][0]["amount"] = "1000000000000"
+    parse_config(yaml.safe_dump(data), tmp_path)  # the bound itself is fine

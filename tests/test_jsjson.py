@@ -1,5 +1,6 @@
 """The signed-body encoder of /api/v5 (floatsrv.jsjson) against the byte rules a JavaScript client's
-`JSON.stringify(JSON.parse(body))` check imposes, and against node itself where it is installed."""
+`JSON.stringify(JSON.parse(body))` check imposes, and against node itself where it is installed; and the
+license schema, whose every integer must stay within what the encoder can write."""
 
 from __future__ import annotations
 
@@ -13,6 +14,8 @@ from typing import Any
 import pytest
 
 from floatsrv import jsjson
+from floatsrv.entitlements.payload import LicenseFilePayload
+from floatsrv.models import LicenseSpec
 
 SAMPLES: list[Any] = [
     {"message": "pong", "version": "v5"},
@@ -90,6 +93,35 @@ def test_keys_that_only_resemble_integers_are_fine() -> None:
     value = {"01": 1, "-1": 2, "1.5": 3, "1e3": 4, "x1": 5}
     assert jsjson.problems(value, "m") == []
     _check_rules(jsjson.encode(value))
+
+
+def _integers(node: Any, path: str, found: dict[str, dict[str, Any]]) -> None:
+    """Every integer-typed schema node under `node`, by its path."""
+    if isinstance(node, dict):
+        if node.get("type") == "integer":
+            found[path] = node
+        for key, child in node.items():
+            _integers(child, f"{path}.{key}", found)
+    elif isinstance(node, list):
+        for index, child in enumerate(node):
+            _integers(child, f"{path}[{index}]", found)
+
+
+@pytest.mark.parametrize("model", [LicenseSpec, LicenseFilePayload])
+def test_every_integer_of_a_license_stays_within_what_javascript_holds(model: Any) -> None:
+    """A reply built from a license is signed after the request acted: an integer the validator let through
+    and the encoder refuses would fail it then. So each one, today's and any added later, has bounds."""
+    found: dict[str, dict[str, Any]] = {}
+    _integers(model.model_json_schema(), model.__name__, found)
+    names = {path.split(".properties.")[-1].split(".")[0] for path in found}
+    assert {"floating_users", "max_consumptions", "max_consumption", "max_overages"} <= names, names  # it looks
+    unbounded = []
+    for path, schema in found.items():
+        top = schema.get("maximum", schema.get("exclusiveMaximum", float("inf")) - 1)
+        bottom = schema.get("minimum", schema.get("exclusiveMinimum", float("-inf")) + 1)
+        if not -jsjson.MAX_SAFE_INTEGER <= bottom <= top <= jsjson.MAX_SAFE_INTEGER:
+            unbounded.append(path)
+    assert unbounded == [], unbounded
 
 
 NODE = shutil.which("node")

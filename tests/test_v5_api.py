@@ -1,6 +1,7 @@
 """/api/v5 over real HTTP to an in-process server on a real SQLite file, with a real certificate chain: every
 success signed over its exact bytes, the v1 error shapes and codes, shared logins and seats, opt-in only,
-and licenses whose values a signed reply cannot carry refused when loaded."""
+licenses whose values a signed reply cannot carry refused when loaded, no accepted request able to make a reply
+unsignable (every integer a reply carries stays within 2**53-1), and tokens revoked by a password change."""
 
 from __future__ import annotations
 
@@ -16,10 +17,17 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from floatsrv import jsjson
+from floatsrv.appkeys import DOMAIN
 from floatsrv.config import ConfigError
+from floatsrv.domain.consumption import ConsumeRequest, add_consumption
+from floatsrv.domain.seats import Target
+from floatsrv.entitlements.fileformat import dearmour, parse_envelope, sign
+from floatsrv.entitlements.trust import load_trust_anchor
+from floatsrv.entitlements.verify import open_file
+from floatsrv.errors import LicenseFilePayloadInvalid
 from floatsrv.v5chain import make_chain
-from tests.conftest import Api, example_dict, floatsrv_cli
-from tests.licensing import signed_file
+from tests.conftest import Api, example_dict, floatsrv_cli, make_config
+from tests.licensing import demo_key, demo_licenses, signed_file
 
 Factory = Callable[..., Any]
 
@@ -284,3 +292,204 @@ async def test_the_usage_policy_judges_v5_seats_too(api_factory: Factory, chain:
         ("mallory", None, "excluded"),
         ("mallory", None, "excluded"),
     ]
+
+
+MAX_SAFE = 2**53 - 1  # the largest integer JavaScript holds exactly
+# The integers of a license a v5 reply carries, where they sit in the demo license (features: export, render).
+SPEC_INTEGERS = [
+    ((), "floating_users"),
+    ((), "floating_timeout"),
+    ((), "max_borrow_time"),
+    ((), "max_consumptions"),
+    ((), "max_overages"),
+    (("features", 0), "floating_users"),
+    (("features", 0), "floating_timeout"),
+    (("features", 1), "max_consumption"),
+    (("features", 1), "max_overages"),
+]
+
+
+def _set(license: dict[str, Any], where: tuple[Any, ...], field: str, value: int) -> str:
+    """Sets the field in a license as the vendor writes it; returns its path as errors name it."""
+    node, path = license, "licenses[0]"
+    for key, index in zip(where[::2], where[1::2], strict=True):
+        node, path = node[key][index], f"{path}.{key}[{index}]"
+    node[field] = value
+    return f"{path}.{field}"
+
+
+@pytest.mark.parametrize(
+    ("where", "field"), SPEC_INTEGERS, ids=[".".join(map(str, w + (f,))) for w, f in SPEC_INTEGERS]
+)
+def test_license_integers_beyond_javascript_are_refused_when_loaded(
+    tmp_path: Path, chain: tuple[Path, Path], where: tuple[Any, ...], field: str
+) -> None:
+    """2**60 loaded once, and then a v5 reply carrying it could not be signed, after the request had acted."""
+    named: list[str] = []
+
+    def beyond(data: dict[str, Any]) -> None:
+        enable(chain)(data)
+        named.append(_set(data["licenses"][0], where, field, 2**60))
+
+    # Inline in the YAML config: the server does not start, and says which field.
+    with pytest.raises(ConfigError) as err:
+        make_config(tmp_path, beyond, signed=False)
+    assert any(line.startswith(f"{named[0]}: must be at most ") for line in err.value.lines), err.value.lines
+    # In a vendor-signed license file (signed as is; `floatsrv vendor issue` refuses to make it): refused too.
+    licenses = demo_licenses()
+    _set(licenses[0], where, field, 2**60)
+    payload = json.loads(parse_envelope(dearmour(signed_file(demo_licenses()))).payload)
+    payload["licenses"] = licenses
+    with pytest.raises(LicenseFilePayloadInvalid) as refused:
+        open_file(sign(json.dumps(payload).encode(), demo_key()), load_trust_anchor())
+    assert field in str(refused.value) and "at most" in str(refused.value), refused.value
+
+
+async def test_a_license_file_with_an_unsignable_integer_is_not_served(
+    api_factory: Factory, chain: tuple[Path, Path], tmp_path: Path
+) -> None:
+    payload = json.loads(parse_envelope(dearmour(signed_file(demo_licenses()))).payload)
+    payload["licenses"][0]["max_consumptions"] = 2**60
+    text = sign(json.dumps(payload).encode(), demo_key())
+    files = tmp_path / "files"
+    files.mkdir()
+    (files / "huge.lic").write_text(text)
+
+    def from_the_file(data: dict[str, Any]) -> None:
+        data.pop("licenses")
+        data["license_files"] = [str(files)]
+
+    v5 = await v5_api(api_factory, chain, from_the_file)
+    await v5.login()
+    assert await v5.call("GET", "/license") == (200, [])  # refused at start-up, not served
+    status, body = await v5.call("GET", "/license/1001")
+    assert (status, body["code"]) == (400, "license_not_found"), body
+    admin = await v5.api.login("admin", "admin-password")
+    status, body = await v5.api.post("/v1/license-files", {"license_file": text}, token=admin)
+    assert (status, body["error"]["code"]) == (400, "license_file_payload_invalid"), body
+    assert "max_consumptions" in body["error"]["message"], body
+
+
+def at_the_bounds(data: dict[str, Any]) -> None:
+    """License 1001 with every integer at its largest, overages and add-ons on top; 2002 unlimited."""
+    demo = data["licenses"][0]
+    demo.update(
+        floating_users=MAX_SAFE, max_consumptions=MAX_SAFE, allow_overages=True, max_overages=MAX_SAFE,
+        floating_timeout=525_600, max_borrow_time=87_600, can_borrow=True, metadata={"big": MAX_SAFE},
+        plan_credits="999999999999999999",  # at 0.001 credit a unit: 10**21 units paid for
+    )  # fmt: skip
+    export, render = demo["features"]
+    export.update(floating_users=MAX_SAFE, floating_timeout=525_600)
+    render.update(max_consumption=MAX_SAFE, allow_overages=True, max_overages=MAX_SAFE)
+    demo["features"].append({"code": "tokens", "consumption_model": "credits", "credits_per_unit": "0.001"})
+    demo["addons"] = [
+        {"id": "export-seats", "name": "Seats", "feature": "export", "consumption_model": "seats",
+         "included_units": 10**9},
+        {"id": "render-units", "name": "Units", "feature": "render", "consumption_model": "metered",
+         "included_units": 10**9},
+    ]  # fmt: skip
+    unlimited = {"feature_type": "consumption", "allow_unlimited_consumptions": True}
+    data["licenses"].append(
+        {"id": 2002, "product": "other", "floating_users": 1, "license_type": "consumption",
+         "allow_unlimited_consumptions": True, "features": [{"code": "meter", **unlimited}]}
+    )  # fmt: skip
+
+
+async def test_no_accepted_request_makes_a_v5_reply_unsignable(api_factory: Factory, chain: tuple[Path, Path]) -> None:
+    v5 = await v5_api(api_factory, chain, at_the_bounds)
+    admin = await v5.api.login("admin", "admin-password")
+    for grant in ("export-seats", "render-units"):
+        status, body = await v5.api.post("/v1/licenses/1001/addons", {"addon_id": grant}, token=admin)
+        assert status == 200, body
+    await v5.api.login()
+    await v5.login()
+
+    # Maxima made of several terms (seats + a seat add-on, units + an add-on, credits / their price) are shown
+    # as at most 2**53-1: no total can pass that, so a larger maximum would mean nothing more.
+    status, lic = await v5.call("GET", "/license/1001")  # every 200 is checked: signed over its exact bytes
+    assert status == 200, lic
+    features = {feature["code"]: feature for feature in lic["product_features"]}
+    assert (lic["floating_users"], lic["max_consumptions"], lic["max_overages"]) == (MAX_SAFE,) * 3
+    assert features["export"]["floating_users"] == MAX_SAFE
+    assert features["render"]["max_consumption"] == features["tokens"]["max_consumption"] == MAX_SAFE
+    body = {"username": "hw-1"}
+    for path in ("/user/register", "/user/borrow"):
+        assert (await v5.call("POST", f"/license/1001{path}", body))[0] == 200, path
+    status, feature = await v5.call("POST", "/license/1001/feature/register", {**body, "feature": "export"})
+    assert status == 200 and feature["floating_users"] == MAX_SAFE, feature
+
+    # Totals: up to 2**53-1 is counted; one more is refused before it is recorded, on every surface.
+    domain = v5.api.app[DOMAIN]
+    for license_id, product, code in (
+        (1001, "demo", None), (1001, "demo", "render"), (1001, "demo", "tokens"), (2002, "other", None),
+        (2002, "other", "meter"),
+    ):  # fmt: skip
+        # What ~4 million requests of the most a client may send at once would add up to.
+        await add_consumption(domain, ConsumeRequest(Target(None, license_id), MAX_SAFE - 5, code, "seed"))
+        path = f"/license/{license_id}/consumption/" + ("feature/add" if code else "add")
+        feature_field = {"feature": code} if code else {}
+        status, used = await v5.call("POST", path, {"username": "hw-1", "consumptions": 5, **feature_field})
+        assert status == 200 and used["total_consumptions"] == MAX_SAFE, (code, used)
+        refused_code = "feature_not_enough_consumptions" if code else "license_not_enough_consumptions"
+        status, refused = await v5.call("POST", path, {"username": "hw-1", "consumptions": 1, **feature_field})
+        assert (status, refused["code"]) == (400, refused_code), (code, refused)
+        v4_path = "/api/v4/add_feature_consumption" if code else "/api/v4/add_consumption"
+        v4_body = {"product": product, "user": "hw-1", "consumptions": 1, **feature_field}
+        status, refused = await v5.api.post(v4_path, v4_body)
+        assert (status, refused["code"]) == (400, refused_code), (code, refused)
+        if code:
+            event = {"event_id": f"past-{code}", "license_id": license_id, "feature": code, "quantity": "0.001"}
+            status, refused = await v5.api.post("/v1/usage/events", event)
+            assert (status, refused["error"]["code"]) == (422, "limit_exceeded"), (code, refused)
+        status, lic = await v5.call("GET", f"/license/{license_id}")
+        assert status == 200, lic
+        counted = lic if code is None else next(f for f in lic["product_features"] if f["code"] == code)
+        assert counted["total_consumptions"] == MAX_SAFE, (code, counted)  # nothing of the refusals counted
+
+
+async def test_a_token_revoked_by_a_password_change_gets_invalid_token(
+    api_factory: Factory, chain: tuple[Path, Path]
+) -> None:
+    """An app's v5 session ends with its user's password: every call, the refresh the Python SDK makes every
+    600 s included, gets 401 `invalid_token` (unsigned, v1's error shape) and does nothing."""
+    v5 = await v5_api(api_factory, chain)
+    api = v5.api
+    admin = await api.login("admin", "admin-password")
+    status, body = await api.post("/v1/users", {"username": "ann", "password": "anns-password"}, token=admin)
+    assert status == 200, body
+    first = V5(api, v5.key)
+    await first.login("ann", "anns-password")  # a temporary password: changed first
+    change = {"old_password": "anns-password", "new_password": "anns-password-2"}
+    assert (await first.call("POST", "/auth/change-password", change))[0] == 200
+
+    async def refused_everywhere(app: V5) -> None:
+        calls = [
+            ("POST", "/auth/refresh", None),
+            ("GET", "/auth/me", None),
+            ("GET", "/license", None),
+            ("GET", "/license/1001", None),
+            ("POST", "/license/1001/user/register", {"username": "hw-ann"}),
+            ("POST", "/license/1001/consumption/add", {"username": "hw-ann", "consumptions": 1}),
+        ]
+        for method, path, body in calls:
+            status, refused = await app.call(method, path, body)  # checks: no LicenseSignature on a refusal
+            assert (status, set(refused), refused["code"]) == (401, {"status", "code", "message"}, "invalid_token"), (
+                path,
+                refused,
+            )
+
+    # The user's own change, over /v1 (another session of the same user).
+    app = V5(api, v5.key)
+    await app.login("ann", "anns-password-2")
+    assert (await app.call("GET", "/license/1001"))[0] == 200  # the session works until then
+    other = await api.login("ann", "anns-password-2")
+    change = {"current_password": "anns-password-2", "new_password": "anns-password-3"}
+    assert (await api.post("/v1/me/password", change, token=other))[0] == 200
+    await refused_everywhere(app)
+    # An admin's reset.
+    await app.login("ann", "anns-password-3")
+    assert (await api.post("/v1/users/ann/password", {"password": "anns-reset-pass"}, token=admin))[0] == 200
+    await refused_everywhere(app)
+    # Nothing was done by the refused calls: no seat, nothing counted.
+    status, lic = await v5.call("GET", "/license/1001", token=(await V5(api, v5.key).login("demo"))["token"])
+    assert status == 200 and (lic["floating_in_use_devices"], lic["total_consumptions"]) == (0, 0), lic

@@ -37,6 +37,7 @@ REASONS = {
     "insufficient_credits": "not enough plan or purchased credits",
     "seat_limit_reached": "every seat of this feature is held",
     "not_entitled": "the feature is not enabled on this license",
+    "count_limit_reached": "the running total would pass the largest count this server keeps (2^53-1 units)",
 }
 
 

@@ -1,9 +1,10 @@
 """LicenseSpring consumption (/api/v4): add (or with permission, subtract) units to a license or feature.
 
 License level follows LicenseSpring's rule: unlimited wins; overage allowed with max_overages 0 is
-unlimited overage; otherwise the period total may reach max + overages. Feature level goes through the
-native metering rules (`domain.usage`), so add-ons and credits apply to both APIs alike. A request over
-the limit is rejected whole and changes nothing. Counters live per period, so a periodic reset happens
+unlimited overage; otherwise the period total may reach max + overages. Unlimited or not, it never passes
+`models.MAX_COUNT` (a reply must be able to carry it). Feature level goes through the native metering rules
+(`domain.usage`), so add-ons and credits apply to both APIs alike. A request over the limit is rejected
+whole and changes nothing. Counters live per period, so a periodic reset happens
 exactly at the boundary: the first write of a new period simply lands in a fresh counter.
 """
 
@@ -31,7 +32,7 @@ from floatsrv.errors import (
     LicenseNotConsumption,
     NegativeConsumptionsNotAllowed,
 )
-from floatsrv.models import ConsumptionLimits, FeatureSpec
+from floatsrv.models import MAX_COUNT, ConsumptionLimits, FeatureSpec
 from floatsrv.quantity import MILLI
 from floatsrv.times import to_us
 
@@ -125,7 +126,9 @@ async def add_consumption(domain: Domain, request: ConsumeRequest) -> ConsumeRes
         current = db_consumption.total(conn, key)
         wanted = current + request.quantity * MILLI
         capacity = limits.capacity(spec.max_consumptions)
-        if request.quantity > 0 and capacity is not None and wanted > capacity * MILLI:
+        if capacity is None:  # unlimited: up to the most a count may hold
+            capacity = MAX_COUNT
+        if request.quantity > 0 and wanted > capacity * MILLI:
             raise LicenseConsumptionExhausted(
                 f"adding {request.quantity} would make {wanted // MILLI} of at most {capacity} this period",
                 total=current // MILLI,

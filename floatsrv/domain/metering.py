@@ -2,7 +2,8 @@
 whether a quantity fits (a decision). The pre-check and the write both call `decide`, so whatever a check
 allows, a write of the same quantity right after accepts; and a partial write accepts exactly `grantable`.
 
-All quantities are integer thousandths ("milli"), credits too. Credit costs round up to 0.001 credit.
+All quantities are integer thousandths ("milli"), credits too. Credit costs round up to 0.001 credit. No period
+total passes `models.MAX_COUNT` units (`count_limit_reached`), and no allowance is shown past it.
 """
 
 from __future__ import annotations
@@ -12,11 +13,13 @@ from decimal import Decimal
 from typing import NamedTuple
 
 from floatsrv.db.addons import AddonRow
-from floatsrv.models import ConsumptionLimits, ConsumptionModel, FeatureSpec, LicenseSpec
+from floatsrv.models import MAX_COUNT, ConsumptionLimits, ConsumptionModel, FeatureSpec, LicenseSpec
 from floatsrv.money import round_money
 from floatsrv.quantity import MILLI, to_decimal
 
 Reason = str  # included_limit_reached | overage_limit_reached | insufficient_credits | seat_limit_reached | ...
+# The most a period total may hold: MAX_COUNT whole units, so a reply can carry it (and it fits 64 bits).
+MAX_TOTAL_MILLI = MAX_COUNT * MILLI
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,7 +120,8 @@ def allowance_of(
     included = feature.max_consumption + (extra if model == "metered" else 0)
     unlimited = feature.allow_unlimited_consumptions or (feature.allow_overages and feature.max_overages == 0)
     if model == "metered" and not unlimited and not feature.soft_limit:
-        cap: int | None = (included + (feature.max_overages if feature.allow_overages else 0)) * MILLI
+        cap: int | None = min((included + (feature.max_overages if feature.allow_overages else 0)) * MILLI,
+                              MAX_TOTAL_MILLI)  # fmt: skip
     else:
         cap = None
     price = feature.overage_unit_price
@@ -131,7 +135,7 @@ def allowance_of(
         enabled=feature.enabled or addon is not None,
         unlimited=(model == "metered" and unlimited) or (model == "credits" and per_unit == 0),
         soft=model == "metered" and feature.soft_limit,
-        included_milli=(seat_limit or 0) * MILLI if model == "seats" else included * MILLI,
+        included_milli=min((seat_limit or 0) if model == "seats" else included, MAX_COUNT) * MILLI,
         cap_milli=cap,
         overage_enabled=model == "metered" and (feature.allow_overages or feature.soft_limit),
         overage_unit_price=price if model == "metered" else None,
@@ -147,7 +151,20 @@ def _overage(total_milli: int, included_milli: int) -> int:
 
 
 def decide(allowance: Allowance, balances: Balances, quantity_milli: int) -> Decision:
-    """Would `quantity_milli` more fit now? The same answer for the check and for the write."""
+    """Would `quantity_milli` more fit now? The same answer for the check and for the write. Whatever the
+    allowance, a period total never passes MAX_TOTAL_MILLI (seats are held, not counted)."""
+    decision = _decide(allowance, balances, quantity_milli)
+    if allowance.model == "seats":
+        return decision
+    room = max(0, MAX_TOTAL_MILLI - balances.current_milli)
+    remaining = None if decision.remaining_milli is None else min(decision.remaining_milli, room)
+    grantable = min(decision.grantable_milli, room)
+    if decision.allowed and quantity_milli > room:
+        return Decision(False, "count_limit_reached", grantable, remaining, decision.credits_milli, None)
+    return decision._replace(grantable_milli=grantable, remaining_milli=remaining)
+
+
+def _decide(allowance: Allowance, balances: Balances, quantity_milli: int) -> Decision:
     if not allowance.enabled:
         return Decision(False, "not_entitled", 0, 0, 0, None)
     current = balances.current_milli
