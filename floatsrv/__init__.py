@@ -1,3 +1,3 @@
 """floatsrv: a self-hosted floating license server."""
 
-__version__ = "0.7.0"
+__version__ = "0.8.0"
