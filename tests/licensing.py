@@ -66,6 +66,7 @@ def signed_file(
     issued_at: datetime = LONG_AGO,
     not_before: datetime = LONG_AGO,
     expires_at: datetime | None = None,
+    refresh_by: datetime | None = None,
 ) -> str:
     sequence = sequence if sequence is not None else next_sequence()
     payload = vendor.payload_bytes(
@@ -74,6 +75,7 @@ def signed_file(
         issued_at=issued_at,
         not_before=not_before,
         expires_at=expires_at,
+        refresh_by=refresh_by,
         series=series,
         sequence=sequence,
         file_id=file_id or f"{series}-{sequence}",

@@ -24,14 +24,13 @@ from aiohttp import FormData
 from floatsrv.api.console import CONSOLE_ROUTES, NAVIGATION, static_dir
 from floatsrv.clock import ManualClock
 from floatsrv.domain import queries
-from floatsrv.entitlements import issue as vendor
 from tests.conftest import Api, example_dict
 from tests.console import console_login, csrf_token, page, post_form
-from tests.licensing import LONG_AGO, demo_key, next_sequence, signed_file
+from tests.licensing import signed_file
 from tests.procs import ServerProcess
 from tests.test_cli_contract import self_signed
 from tests.test_disk_full import events, fill, tmpfs
-from tests.upstreams import UPSTREAM_TOKEN, FloatsrvUpstream
+from tests.upstreams import FloatsrvUpstream, synced
 
 PAGES = [path for path, _, _ in NAVIGATION]
 
@@ -676,18 +675,10 @@ async def test_the_overview_shows_reservations_and_the_deadlines_of_a_license_fi
     assert (await api.register("carol"))[0] == 200  # not design: the two reserved seats stay free
     await api.login("admin", "admin-password")
     expires, refresh = START + timedelta(days=90), START + timedelta(days=5)
-    payload = vendor.payload_bytes(
-        vendor.validated(CAD),
-        binding={"unbound": True},
-        issued_at=START - timedelta(hours=1),
-        not_before=LONG_AGO,
-        expires_at=expires,
-        refresh_by=refresh,
-        series="cad",
-        sequence=next_sequence(),
-        file_id="cad-1",
+    text = signed_file(
+        CAD, issued_at=START - timedelta(hours=1), expires_at=expires, refresh_by=refresh, series="cad", file_id="cad-1"
     )
-    status, body = await api.post("/v1/license-files", {"license_file": vendor.issue(payload, demo_key())})
+    status, body = await api.post("/v1/license-files", {"license_file": text})
     assert status == 201, body
     await console_login(api)
     status, overview = await page(api, "/ui/")
@@ -724,17 +715,6 @@ async def test_the_overview_shows_reservations_and_the_deadlines_of_a_license_fi
     assert [(a["x"], a["width"]) for a in seats["Use"].attrs("rect", **{"class": "reserved"})] == [("67", "33")]
 
 
-def _synced(url: str) -> Any:
-    def mutate(data: dict[str, Any]) -> None:
-        data["sync"] = {
-            "interval_seconds": 3600,  # only the passes the test asks for
-            "shutdown_timeout_seconds": 0,
-            "upstreams": [{"name": "vendor", "url": url, "token": UPSTREAM_TOKEN, "timeout_seconds": 2}],
-        }
-
-    return mutate
-
-
 async def _consume(api: Api, user: str, units: int) -> None:
     body = {"product": "demo", "user": user, "feature": "render", "consumptions": units}
     status, answer = await api.post("/api/v4/add_feature_consumption", body)
@@ -754,7 +734,7 @@ async def test_the_overview_shows_what_each_sync_channel_owes_and_its_last_error
     api_factory: Any, floatsrv_upstream: tuple[FloatsrvUpstream, str]
 ) -> None:
     upstream, url = floatsrv_upstream
-    api: Api = await api_factory(_synced(url))
+    api: Api = await api_factory(synced(url))
     await console_login(api)
     await _consume(api, "ann", 3)
     _, overview = await page(api, "/ui/")
@@ -816,7 +796,7 @@ async def test_a_rolled_back_database_on_the_overview_links_to_sync(
     api_factory: Any, floatsrv_upstream: tuple[FloatsrvUpstream, str], tmp_path: Path
 ) -> None:
     _, url = floatsrv_upstream
-    api: Api = await api_factory(_synced(url), subdir="site")
+    api: Api = await api_factory(synced(url), subdir="site")
     await console_login(api)
     await _consume(api, "ann", 3)
     assert (await _sync_now(api)).startswith("Sync finished")
@@ -831,7 +811,7 @@ async def test_a_rolled_back_database_on_the_overview_links_to_sync(
     await api.client.close()
     restored = await api.cli("db", "restore", str(archive))
     assert restored.returncode == 0, restored.stderr
-    api = await api_factory(_synced(url), clock=api.clock, subdir="site")
+    api = await api_factory(synced(url), clock=api.clock, subdir="site")
     await console_login(api)
     assert (await _sync_now(api)).startswith("Sync finished")  # the vendor's holdings show what was lost
     _, overview = await page(api, "/ui/")

@@ -18,11 +18,10 @@ import yaml
 from structlog.testing import capture_logs
 
 from floatsrv.clock import ManualClock
-from floatsrv.entitlements import issue as vendor
 from floatsrv.workers import licensewatch
 from floatsrv.workers.licensewatch import WATCH, LicenseWatch
 from tests.conftest import Api, example_dict
-from tests.licensing import LONG_AGO, demo_key, demo_licenses, next_sequence, sign_licenses
+from tests.licensing import demo_licenses, sign_licenses, signed_file
 from tests.polling import wait_for, wait_until
 from tests.procs import ServerProcess
 
@@ -100,18 +99,10 @@ def fast_watch(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def trial_file() -> str:
-    payload = vendor.payload_bytes(
-        vendor.validated(CAD),
-        binding={"unbound": True},
-        issued_at=T0 - timedelta(hours=1),
-        not_before=LONG_AGO,
-        refresh_by=REFRESH_BY,
-        expires_at=EXPIRES_AT,
-        series="trial",
-        sequence=next_sequence(),
+    return signed_file(
+        CAD, issued_at=T0 - timedelta(hours=1), refresh_by=REFRESH_BY, expires_at=EXPIRES_AT, series="trial",
         file_id="trial-1",
-    )
-    return vendor.issue(payload, demo_key())
+    )  # fmt: skip
 
 
 def attention(logs: list[Any], file_id: str = "trial-1") -> list[Any]:

@@ -14,18 +14,7 @@ from structlog.testing import capture_logs
 
 from tests.conftest import Api, _serving
 from tests.scrape import scrape, value
-from tests.upstreams import SCHEMA, UPSTREAM_TOKEN, FloatsrvUpstream
-
-
-def synced(url: str) -> Any:
-    def mutate(data: dict[str, Any]) -> None:
-        data["sync"] = {
-            "interval_seconds": 3600,  # only the passes a test asks for
-            "shutdown_timeout_seconds": 0,
-            "upstreams": [{"name": "vendor", "url": url, "token": UPSTREAM_TOKEN, "timeout_seconds": 2}],
-        }
-
-    return mutate
+from tests.upstreams import SCHEMA, FloatsrvUpstream, synced
 
 
 @pytest.fixture

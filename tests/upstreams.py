@@ -322,3 +322,16 @@ def serve_in_thread(upstream: _Upstream) -> Iterator[str]:
     finally:
         loop.call_soon_threadsafe(loop.stop)
         thread.join(10)
+
+
+def synced(url: str) -> Any:
+    """A config change: sync to a `floatsrv` upstream at `url`, only when a test asks (no periodic pass)."""
+
+    def mutate(data: dict[str, Any]) -> None:
+        data["sync"] = {
+            "interval_seconds": 3600,  # only the passes a test asks for
+            "shutdown_timeout_seconds": 0,
+            "upstreams": [{"name": "vendor", "url": url, "token": UPSTREAM_TOKEN, "timeout_seconds": 2}],
+        }
+
+    return mutate
