@@ -157,6 +157,8 @@ def decide(allowance: Allowance, balances: Balances, quantity_milli: int) -> Dec
     if allowance.model == "seats":
         return decision
     room = max(0, MAX_TOTAL_MILLI - balances.current_milli)
+    if decision.grantable_milli <= room and quantity_milli <= room and (decision.remaining_milli or 0) <= room:
+        return decision  # far from the bound (every real total): nothing to cap, no new tuple on the hot path
     remaining = None if decision.remaining_milli is None else min(decision.remaining_milli, room)
     grantable = min(decision.grantable_milli, room)
     if decision.allowed and quantity_milli > room:
