@@ -139,7 +139,7 @@ def create_app(
                 clock.floor(floor)  # never hand out a time before one this database has already seen
             if store.applied_migrations:
                 log.info("database_migrated", database=store.where, versions=store.applied_migrations)
-            if store.backend == "postgresql":
+            if store.shared:
                 # Before anything is written from this node's config: it must be the running site's.
                 differing = await site.join(store, config)
                 if differing:
@@ -216,9 +216,7 @@ def create_app(
         per_user = ThrottleRule(limits.max_failures_per_user, timedelta(seconds=limits.user_window_seconds))
         throttle = LoginThrottle(clock, per_address, per_user)
         # Several nodes of one site count attempts together (domain.login_attempts).
-        shared = (
-            SharedThrottle(domain.store, clock, per_address, per_user) if domain.store.backend == "postgresql" else None
-        )
+        shared = SharedThrottle(domain.store, clock, per_address, per_user) if domain.store.shared else None
         gate = HashGate(limits.max_concurrent_checks, limits.max_checks_per_second, max_wait=limits.queue_seconds)
         app[LOGIN] = LoginDefense(throttle, gate, label_key(identity[0].private_bytes_raw()), shared)
         if not config.auth.enabled:

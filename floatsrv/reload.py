@@ -133,7 +133,7 @@ async def reload(app: web.Application, load: Callable[[], Config], declared: Cal
         configure_logging(new.log.level, old.log.format)
     # Code reads only the LIVE_KEYS settings from here; everything else keeps the start-up values.
     live.config = new
-    if domain.store.backend == "postgresql":  # the other nodes serve this policy too (domain.site)
+    if domain.store.shared:  # the other nodes serve this policy too (domain.site)
         await site.publish(domain.store, new)
     log.info(
         "config_reloaded",

@@ -127,7 +127,7 @@ class Guard:
         if version != self._snapshot.version:
             snapshot = self._store.peek(lambda conn: load_snapshot(conn, to_us(self._clock.now())))
             if generation != self._snapshot.key_generation:
-                if self._store.backend == "postgresql":  # another node may have rotated it (db.shared_keys)
+                if self._store.shared:  # another node may have rotated it (db.shared_keys)
                     self._store.peek(lambda conn: shared_keys.refresh(conn, shared_keys.TOKEN, self._key_path))
                 self._install_key()
             self._install(snapshot)

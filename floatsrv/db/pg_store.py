@@ -29,7 +29,7 @@ from floatsrv.clock import Clock
 from floatsrv.db import pg_migrate
 from floatsrv.db.memo import Memo
 from floatsrv.db.pgconn import PgConnection, PgFault, redact
-from floatsrv.db.store import Batch, Outcomes, Store, StoreOptions, T, Unit, _unavailable, is_storage_fault
+from floatsrv.db.store import Batch, Outcomes, Store, StoreOptions, T, Unit, storage_faults
 from floatsrv.errors import StorageUnavailable
 from floatsrv.procid import current
 from floatsrv.times import to_us
@@ -120,6 +120,7 @@ class PgStore(Store):
     """The store on a PostgreSQL database shared by every node (see the module docstring)."""
 
     backend = "postgresql"
+    shared = True
 
     def __init__(
         self,
@@ -173,12 +174,8 @@ class PgStore(Store):
     def peek(self, unit: Unit[T]) -> T:
         if self._pool is None or self._closed:
             raise StorageUnavailable("the store is closed")
-        try:
+        with storage_faults():
             return self._pool.peek(unit)
-        except sqlite3.Error as exc:
-            if is_storage_fault(exc):
-                raise _unavailable(exc) from exc
-            raise
 
     def schema_version(self) -> int:
         return self.peek(lambda conn: pg_migrate.schema_version(cast(PgConnection, conn)))
@@ -186,12 +183,8 @@ class PgStore(Store):
     async def read(self, unit: Unit[T]) -> T:
         if self._pool is None or self._closed:
             raise StorageUnavailable("the store is closed")
-        try:
+        with storage_faults():
             return await self._pool.read(unit)
-        except sqlite3.Error as exc:
-            if is_storage_fault(exc):
-                raise _unavailable(exc) from exc
-            raise
 
     def _run_batch(self, batch: Batch) -> tuple[Outcomes, BaseException | None]:
         """One transaction for the batch, under the nodes' write lock (runs on the writer's thread)."""

@@ -33,6 +33,7 @@ from floatsrv.db.store import (
     Unit,
     _unavailable,
     is_storage_fault,
+    storage_faults,
 )
 from floatsrv.errors import StorageUnavailable
 from floatsrv.times import to_us
@@ -182,12 +183,8 @@ class SqliteStore(Store):
             raise StorageUnavailable("the store is closed")
         if self._peek is None:
             self._peek = connect(self.path, self.options, read_only=True)
-        try:
+        with storage_faults():
             return unit(self._peek)
-        except sqlite3.Error as exc:
-            if is_storage_fault(exc):
-                raise _unavailable(exc) from exc
-            raise
 
     def schema_version(self) -> int:
         return int(self.peek(lambda conn: conn.execute("PRAGMA user_version").fetchone()[0]))

@@ -23,7 +23,7 @@ import contextlib
 import sqlite3
 import time
 from collections import deque
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Generic, Literal, NamedTuple, TypeVar
@@ -119,6 +119,18 @@ def _unavailable(exc: BaseException) -> StorageUnavailable:
     return error
 
 
+@contextlib.contextmanager
+def storage_faults() -> Iterator[None]:
+    """Around a read: a storage fault raised inside (`is_storage_fault`) becomes StorageUnavailable (or
+    StorageFull); any other error passes unchanged."""
+    try:
+        yield
+    except sqlite3.Error as exc:
+        if is_storage_fault(exc):
+            raise _unavailable(exc) from exc
+        raise
+
+
 Batch = list[tuple[Callable[[sqlite3.Connection], Any], asyncio.Future[Any]]]
 Outcomes = list[tuple[asyncio.Future[Any], Any, BaseException | None]]
 
@@ -131,6 +143,9 @@ class Store:
     """
 
     backend = "none"
+    # Whether several floatsrv nodes may serve this database at once (PostgreSQL): then keys, throttling,
+    # credentials and policy are shared through it, and background duties are taken in turn.
+    shared = False
 
     def __init__(self, clock: Clock, options: StoreOptions | None = None) -> None:
         self.clock = clock

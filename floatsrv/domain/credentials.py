@@ -109,7 +109,7 @@ async def rotate_signing_key(store: Store, clock: Clock, actor: Actor, key_path:
     write_new_key(key_path)  # first the file, atomically; the version bump below makes servers reload it
 
     def unit(conn: sqlite3.Connection) -> int:
-        if store.backend == "postgresql":  # every node signs with the new key (db.shared_keys)
+        if store.shared:  # every node signs with the new key (db.shared_keys)
             shared_keys.publish(conn, shared_keys.TOKEN, key_path, to_us(clock.now()))
         generation = db.bump_key_generation(conn)
         actor.audit(conn, to_us(clock.now()), "signing_key_rotated", detail={"key_generation": generation})

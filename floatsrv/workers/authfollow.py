@@ -18,7 +18,7 @@ _follow = periodic_context("auth_follow", lambda app: app[GUARD].follow(), lambd
 
 async def auth_follow_context(app: web.Application) -> AsyncIterator[None]:
     """cleanup_ctx entry: the follow loop between start-up and shutdown, on PostgreSQL."""
-    if app[DOMAIN].store.backend != "postgresql":
+    if not app[DOMAIN].store.shared:
         yield
         return
     async for _ in _follow(app):

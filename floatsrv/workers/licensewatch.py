@@ -60,7 +60,7 @@ class LicenseWatch:
 
     async def step(self) -> None:
         domain = self.app[DOMAIN]
-        if domain.store.backend == "postgresql":
+        if domain.store.shared:
             await self._follow_site(domain)
         report = await licensing.refresh_if_changed(domain)
         if report is not None:
