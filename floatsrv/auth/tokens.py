@@ -60,11 +60,17 @@ def read_key(path: Path) -> bytes:
 
 
 def write_new_key(path: Path) -> None:
-    """Replace the signing key atomically (temp file, fsync, rename), keeping mode 0600."""
+    """Replace the signing key with a new random one, atomically, keeping mode 0600."""
+    write_secret(path, secrets.token_bytes(32))
+
+
+def write_secret(path: Path, value: bytes) -> None:
+    """Replace a key file atomically (temp file, fsync, rename, directory fsync), mode 0600."""
+    path.parent.mkdir(parents=True, exist_ok=True)
     temp = path.with_name(path.name + ".new")
     fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, stat.S_IRUSR | stat.S_IWUSR)
     with os.fdopen(fd, "wb") as handle:
-        handle.write(secrets.token_bytes(32))
+        handle.write(value)
         handle.flush()
         os.fsync(handle.fileno())
     os.replace(temp, path)

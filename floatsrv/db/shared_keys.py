@@ -18,26 +18,14 @@ directory's are (docs/high-availability.md).
 
 from __future__ import annotations
 
-import os
 import sqlite3
-import stat
 from collections.abc import Callable
 from pathlib import Path
 
+from floatsrv.auth.tokens import write_secret
+
 TOKEN = "token"  # noqa: S105 -- a name, not a secret: the bearer tokens' HMAC key (config.token_key_path)
 IDENTITY = "identity"  # the server's Ed25519 identity key (config.signing_key_path)
-
-
-def _write(path: Path, value: bytes) -> None:
-    """Replace the file atomically (temp file, fsync, rename), mode 0600."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temp = path.with_name(path.name + ".shared")
-    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, stat.S_IRUSR | stat.S_IWUSR)
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(value)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temp, path)
 
 
 def _stored(conn: sqlite3.Connection, name: str) -> bytes | None:
@@ -51,7 +39,7 @@ def refresh(conn: sqlite3.Connection, name: str, path: Path) -> bool:
     if value is None:
         return False
     if not path.exists() or path.read_bytes() != value:
-        _write(path, value)
+        write_secret(path, value)
     return True
 
 
